@@ -1,0 +1,211 @@
+"""The OES API's wire rules in one place, shared by the sync hook and the async trigger client.
+
+Endpoint paths, local validation of ids, URL building, and turning a response body into an
+:class:`~airflow_provider_oes.models.Allocation` all live here, so the sensor, the operator and the
+trigger never re-implement them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import re
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from pydantic import ValidationError
+
+from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
+from airflow_provider_oes.models import Allocation
+
+PRODUCTION_BASE_URL = "https://app.bitgo.com"
+"""BitGo's production API."""
+TEST_BASE_URL = "https://app.bitgo-test.com"
+"""BitGo's test environment."""
+DEFAULT_BASE_URL = PRODUCTION_BASE_URL
+
+MAX_RESPONSE_BYTES = 1 << 20
+"""Bodies larger than this are refused (an allocation is about 1 kB; a list page of 1,000 about 1 MB)."""
+MAX_LIST_RESPONSE_BYTES = 16 << 20
+
+_ENTERPRISES_PREFIX = "/api/network/v1/enterprises"
+_UUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
+_MAX_ENTERPRISE_ID_LENGTH = 128
+_MAX_SHOWN = 80
+
+
+def _shown(value: object) -> str:
+    """repr() of a bad value, cut short so a 10 kB id does not flood the log."""
+    text = repr(value)
+    return text if len(text) <= _MAX_SHOWN else f"{text[:_MAX_SHOWN]}... ({len(str(value))} characters)"
+
+
+def validate_allocation_id(allocation_id: object) -> str:
+    """Return the allocation id if it is a UUID in its canonical 8-4-4-4-12 hex form.
+
+    :raises OESInvalidRequestError: naming the value, before any request is sent.
+    """
+    if not isinstance(allocation_id, str) or not _UUID.fullmatch(allocation_id):
+        raise OESInvalidRequestError(
+            f"allocation_id must be a UUID like 'a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab', got {_shown(allocation_id)}",
+            allocation_id=None,
+        )
+    return allocation_id
+
+
+def validate_enterprise_id(enterprise_id: object) -> str:
+    """Return the enterprise id if it can be sent as one path segment.
+
+    Rejected: non-strings, empty, ``.`` and ``..`` (HTTP clients collapse them out of the path),
+    whitespace and control characters, and anything over 128 characters. Everything else is
+    percent-encoded by :func:`allocation_path`.
+
+    :raises OESInvalidRequestError: naming the value, before any request is sent.
+    """
+    problem = None
+    if not isinstance(enterprise_id, str):
+        problem = "must be a string"
+    elif not enterprise_id:
+        problem = "must not be empty"
+    elif enterprise_id in {".", ".."}:
+        problem = "must not be '.' or '..'"
+    elif len(enterprise_id) > _MAX_ENTERPRISE_ID_LENGTH:
+        problem = f"must be at most {_MAX_ENTERPRISE_ID_LENGTH} characters"
+    elif any(ch.isspace() or not ch.isprintable() for ch in enterprise_id):
+        problem = "must not contain whitespace or control characters"
+    if problem:
+        raise OESInvalidRequestError(f"enterprise_id {problem}, got {_shown(enterprise_id)}")
+    assert isinstance(enterprise_id, str)
+    return enterprise_id
+
+
+def _segment(value: str) -> str:
+    return quote(value, safe="")
+
+
+def allocations_path(enterprise_id: str) -> str:
+    """Path of the list endpoint for an (already validated) enterprise id."""
+    return f"{_ENTERPRISES_PREFIX}/{_segment(enterprise_id)}/clients/allocations"
+
+
+def allocation_path(enterprise_id: str, allocation_id: str) -> str:
+    """Path of the single-allocation endpoint, each id one percent-encoded segment."""
+    return f"{allocations_path(enterprise_id)}/{_segment(allocation_id)}"
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def normalize_base_url(host: str | None, port: int | None = None) -> str:
+    """Turn the connection's Host (and Port) fields into a base URL.
+
+    Empty means BitGo production. A bare host name gets ``https://``. ``http://`` is accepted only for
+    loopback hosts (the local simulator), so that a token is never sent in clear text over a network.
+
+    :raises OESInvalidRequestError: for a URL that is not https (or loopback http), or has no host.
+    """
+    if host is None or not host.strip():
+        return DEFAULT_BASE_URL
+    raw = host.strip()
+    if "://" not in raw:
+        raw = f"https://{raw}"
+    parts = urlsplit(raw)
+    if parts.scheme not in {"https", "http"} or not parts.hostname:
+        raise OESInvalidRequestError(
+            f"the connection's host must be a URL like {PRODUCTION_BASE_URL!r} or {TEST_BASE_URL!r}, got {_shown(host)}"
+        )
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise OESInvalidRequestError(
+            "the connection's host must not carry credentials, a query or a fragment; "
+            f"put only the scheme, host and port there, got a URL for host {parts.hostname!r}"
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+        raise OESInvalidRequestError(
+            f"the connection's host {_shown(host)} uses plain http: the access token would travel "
+            "unencrypted. Use https:// (http:// is allowed only for 127.0.0.1/localhost)."
+        )
+    netloc = parts.netloc
+    try:
+        has_port = parts.port is not None
+    except ValueError:
+        raise OESInvalidRequestError(f"the connection's host has a bad port: {_shown(host)}") from None
+    if port and not has_port:
+        netloc = f"{netloc}:{int(port)}"
+    return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def _load_json(body: bytes, limit: int, what: str) -> Any:
+    if len(body) > limit:
+        raise OESResponseError(f"the OES API's answer for {what} is {len(body)} bytes, over the {limit}-byte limit")
+    try:
+        return json.loads(body)
+    except RecursionError:
+        raise OESResponseError(f"the OES API's answer for {what} is nested too deeply to be an allocation") from None
+    except ValueError:
+        snippet = body[:60].decode("utf-8", "replace")
+        raise OESResponseError(f"the OES API's answer for {what} is not JSON (starts with {snippet!r})") from None
+
+
+def parse_allocation_record(record: Any, *, allocation_id: str, enterprise_id: str) -> Allocation:
+    """Validate one allocation record and check it is the allocation that was asked for.
+
+    :raises OESResponseError: if the record is not a valid allocation or has another id.
+    """
+    what = f"allocation {allocation_id!r} of enterprise {enterprise_id!r}"
+    try:
+        allocation = Allocation.model_validate(record)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        raise OESResponseError(
+            f"the OES API's answer for {what} is not a valid allocation ({problems})",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        ) from None
+    if allocation.id.lower() != allocation_id.lower():
+        raise OESResponseError(
+            f"the OES API answered with allocation {allocation.id!r} when asked for {what}; refusing to use it",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        )
+    return allocation
+
+
+def parse_allocation_body(body: bytes, *, allocation_id: str, enterprise_id: str) -> Allocation:
+    """Parse a 2xx body of the single-allocation endpoint (``{"allocation": {...}}``).
+
+    :raises OESResponseError: for a body that is too large, not JSON, not an allocation, or another one.
+    """
+    what = f"allocation {allocation_id!r} of enterprise {enterprise_id!r}"
+    data = _load_json(body, MAX_RESPONSE_BYTES, what)
+    if not isinstance(data, dict) or not isinstance(data.get("allocation"), dict):
+        raise OESResponseError(
+            f"the OES API's answer for {what} has no 'allocation' object",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        )
+    return parse_allocation_record(data["allocation"], allocation_id=allocation_id, enterprise_id=enterprise_id)
+
+
+def parse_allocations_list_body(body: bytes, *, enterprise_id: str) -> list[Any]:
+    """Return the raw records of a 2xx list-endpoint body (``{"allocations": [...]}``).
+
+    Each record is validated separately with :func:`parse_allocation_record`, so one bad record does not
+    hide the others.
+
+    :raises OESResponseError: for a body that is too large, not JSON, or has no ``allocations`` list.
+    """
+    what = f"the allocations list of enterprise {enterprise_id!r}"
+    data = _load_json(body, MAX_LIST_RESPONSE_BYTES, what)
+    if not isinstance(data, dict) or not isinstance(data.get("allocations"), list):
+        raise OESResponseError(
+            f"the OES API's answer for {what} has no 'allocations' list", enterprise_id=enterprise_id
+        )
+    return list(data["allocations"])

@@ -1,0 +1,93 @@
+"""Reading an ``oes`` Airflow connection into typed settings, shared by the sync hook and the trigger.
+
+The extras read here are exactly the ``conn-fields`` declared in ``get_provider_info`` (one list,
+:data:`~airflow_provider_oes.get_provider_info.EXTRA_FIELDS`), so the UI form and the hook cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_oes._api import normalize_base_url
+from airflow_provider_oes.exceptions import OESInvalidRequestError
+from airflow_provider_oes.get_provider_info import EXTRA_FIELDS
+
+if TYPE_CHECKING:
+    from airflow.sdk import Connection
+
+
+def _coerce(name: str, raw: Any) -> Any:
+    spec = EXTRA_FIELDS[name]
+    if raw is None or (isinstance(raw, str) and not raw.strip()):
+        return spec.default
+    try:
+        if spec.type == "boolean":
+            if isinstance(raw, bool):
+                return raw
+            text = str(raw).strip().lower()
+            if text in {"true", "1", "yes", "on"}:
+                return True
+            if text in {"false", "0", "no", "off"}:
+                return False
+            raise ValueError
+        if spec.type == "integer":
+            if isinstance(raw, bool) or (isinstance(raw, float) and not raw.is_integer()):
+                raise ValueError
+            value: Any = int(str(raw).strip()) if isinstance(raw, str) else int(raw)
+        elif spec.type == "number":
+            if isinstance(raw, bool):
+                raise ValueError
+            value = float(raw)
+        else:
+            return str(raw).strip()
+    except (TypeError, ValueError):
+        raise OESInvalidRequestError(f"connection extra {name!r} must be a {spec.type}, got {raw!r}") from None
+    if spec.minimum is not None and not value >= spec.minimum:
+        raise OESInvalidRequestError(f"connection extra {name!r} must be at least {spec.minimum}, got {raw!r}")
+    return value
+
+
+@dataclass(frozen=True)
+class OESConnectionSettings:
+    """Everything the hook and the trigger need from an ``oes`` connection.
+
+    The access token is excluded from ``repr`` so a settings object can be logged safely.
+    """
+
+    conn_id: str
+    base_url: str
+    token: str = field(repr=False)
+    enterprise_id: str | None = None
+    connect_timeout: float = 10.0
+    read_timeout: float = 30.0
+    ca_bundle: str | None = None
+    max_retries: int = 3
+    retry_max_wait: float = 30.0
+    rate_limit_requests: int = 360
+    rate_limit_period: float = 60.0
+    batching: bool = True
+    batch_size: int = 100
+
+    @property
+    def verify(self) -> bool | str:
+        """What to pass as TLS verification: always on; a CA bundle path when one is set."""
+        return self.ca_bundle or True
+
+    @classmethod
+    def from_connection(cls, conn: Connection) -> OESConnectionSettings:
+        """Read and check an Airflow connection of type ``oes``.
+
+        :raises OESInvalidRequestError: naming the bad field, for a bad host or extra.
+        """
+        extra = conn.extra_dejson if conn.extra else {}
+        if not isinstance(extra, dict):
+            raise OESInvalidRequestError(f"connection {conn.conn_id!r}: extra must be a JSON object")
+        values = {name: _coerce(name, extra.get(name)) for name in EXTRA_FIELDS}
+        values["enterprise_id"] = values["enterprise_id"] or None
+        return cls(
+            conn_id=conn.conn_id,
+            base_url=normalize_base_url(conn.host, conn.port),
+            token=conn.password or "",
+            **values,
+        )

@@ -1,0 +1,286 @@
+"""Errors raised by the OES provider, and the one table that maps an HTTP answer to an error.
+
+Every :class:`OESError` carries ``status_code`` (``None`` when raised locally), the API's ``error`` text,
+and its ``name`` and ``request_id`` when the body has them. Messages name the allocation and enterprise
+and say what to fix; they never contain the access token.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+if TYPE_CHECKING:
+    from airflow_provider_oes.models import Allocation
+
+__all__ = [
+    "AllocationReleasedError",
+    "OESAuthenticationError",
+    "OESConnectionError",
+    "OESError",
+    "OESInvalidRequestError",
+    "OESNotFoundError",
+    "OESPermissionDeniedError",
+    "OESRateLimitError",
+    "OESResponseError",
+    "OESServerError",
+    "error_from_payload",
+    "error_from_response",
+    "error_to_payload",
+]
+
+
+class OESError(AirflowException):
+    """Base class of every error this provider raises about an OES API call.
+
+    :param message: Human-readable explanation, including what to fix.
+    :param status_code: HTTP status of the API's answer; ``None`` when the error was raised locally.
+    :param error: The API's ``error`` text, when the body had one.
+    :param name: The API's stable error ``name``, when the body had one.
+    :param request_id: The API's ``requestId``, to quote to BitGo support.
+    :param allocation_id: The allocation the call was about, if any.
+    :param enterprise_id: The enterprise the call was made under, if known.
+    """
+
+    transient: ClassVar[bool] = False
+    """True for errors that may go away on their own (5xx, 429, timeouts): those are retried."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        error: str | None = None,
+        name: str | None = None,
+        request_id: str | None = None,
+        allocation_id: str | None = None,
+        enterprise_id: str | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status_code = status_code  # type: ignore[assignment]  # AirflowException types it HTTPStatus
+        self.error = error
+        self.name = name
+        self.request_id = request_id
+        self.allocation_id = allocation_id
+        self.enterprise_id = enterprise_id
+
+    def __str__(self) -> str:
+        return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only arguments need explicit pickling support (Airflow pickles exceptions between processes).
+        return (_rebuild_error, (type(self), self.message, self.__dict__.copy()))
+
+
+def _rebuild_error(cls: type[OESError], message: str, state: dict[str, Any]) -> OESError:
+    err = cls.__new__(cls)
+    Exception.__init__(err, message)
+    err.__dict__.update(state)
+    return err
+
+
+class OESInvalidRequestError(OESError):
+    """HTTP 400, or a bad allocation id / enterprise id / setting caught locally before any request."""
+
+
+class OESAuthenticationError(OESError):
+    """HTTP 401: the access token is wrong, expired, or its user is not a member of the enterprise."""
+
+
+class OESPermissionDeniedError(OESError):
+    """HTTP 403: the enterprise has no OES license, or the token may not read this allocation."""
+
+
+class OESNotFoundError(OESError):
+    """HTTP 404: no such allocation for this client (or it belongs to another client)."""
+
+
+class OESRateLimitError(OESError):
+    """HTTP 429: BitGo's rate limit (360 requests per 60 s per user) was hit.
+
+    :param retry_after: Seconds BitGo asked to wait (``Retry-After``), when it said.
+    """
+
+    transient = True
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.retry_after = retry_after
+
+
+class OESServerError(OESError):
+    """HTTP 5xx: BitGo had a problem answering. Transient."""
+
+    transient = True
+
+
+class OESConnectionError(OESError):
+    """The request did not get a complete answer: connect/read timeout or a dropped connection. Transient."""
+
+    transient = True
+
+
+class OESResponseError(OESError):
+    """A 2xx answer whose body is not JSON, not a valid allocation, too large, or not the one asked for.
+
+    Never retried and never read as a status: the response cannot be trusted.
+    """
+
+
+class AllocationReleasedError(AirflowFailException):
+    """The allocation reached ``released``: it will never clear, so the task fails without retries.
+
+    With ``soft_fail=True`` on the sensor the task is skipped instead.
+
+    :param allocation: The parsed allocation, with its ``reason``.
+    """
+
+    def __init__(self, allocation: Allocation) -> None:
+        self.allocation = allocation
+        super().__init__(
+            f"{allocation.type} {allocation.id} of {allocation.amount} was released "
+            f"(terminal: it will not clear). Reason given by BitGo: {allocation.reason or 'none given'}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.allocation,))
+
+
+_STATUS_TO_CLASS: dict[int, type[OESError]] = {
+    400: OESInvalidRequestError,
+    401: OESAuthenticationError,
+    403: OESPermissionDeniedError,
+    404: OESNotFoundError,
+    429: OESRateLimitError,
+}
+
+_WHAT_TO_FIX: dict[type[OESError], str] = {
+    OESInvalidRequestError: "check that the allocation id is a UUID and the enterprise id is right",
+    OESAuthenticationError: (
+        "check the access token in the connection (valid, not expired, scope settlement_network_read) "
+        "and that its user is a member of the enterprise"
+    ),
+    OESPermissionDeniedError: (
+        "the enterprise may have no OES license, or the token may not read this allocation; "
+        "check the enterprise id and the token's permissions"
+    ),
+    OESNotFoundError: "check the allocation id, and that it belongs to this enterprise's client",
+    OESRateLimitError: "BitGo's rate limit was hit; poll less often or batch allocations",
+    OESServerError: "BitGo could not answer; this is usually temporary",
+}
+
+_MAX_ERROR_TEXT = 500
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        data = json.loads(body[:65536])
+    except (ValueError, RecursionError):
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return str(value)[:_MAX_ERROR_TEXT] if value is not None else None
+
+    return text("error"), text("name"), text("requestId")
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # An HTTP-date Retry-After is rare for APIs; fall back to backoff.
+    return seconds if seconds >= 0 else None
+
+
+def error_from_response(
+    status_code: int,
+    body: bytes,
+    *,
+    retry_after: str | None = None,
+    allocation_id: str | None = None,
+    enterprise_id: str | None = None,
+) -> OESError:
+    """Build the error for a non-2xx answer of the OES API.
+
+    :param status_code: The HTTP status.
+    :param body: The raw response body (a JSON error body is read for ``error``, ``name`` and ``requestId``).
+    :param retry_after: The raw ``Retry-After`` header, if any.
+    :param allocation_id: The allocation asked for, named in the message.
+    :param enterprise_id: The enterprise asked under, named in the message.
+    """
+    cls = _STATUS_TO_CLASS.get(status_code) or (OESServerError if status_code >= 500 else OESError)
+    error, name, request_id = _error_fields(body)
+    subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    parts = [f"OES API answered HTTP {status_code} for {subject} of enterprise {enterprise_id!r}"]
+    if error:
+        parts.append(f": {error}")
+    if name:
+        parts.append(f" [{name}]")
+    if request_id:
+        parts.append(f" (requestId {request_id})")
+    hint = _WHAT_TO_FIX.get(cls)
+    if hint:
+        parts.append(f". {hint[0].upper()}{hint[1:]}.")
+    kwargs: dict[str, Any] = {
+        "status_code": status_code,
+        "error": error,
+        "name": name,
+        "request_id": request_id,
+        "allocation_id": allocation_id,
+        "enterprise_id": enterprise_id,
+    }
+    if cls is OESRateLimitError:
+        return OESRateLimitError("".join(parts), retry_after=_parse_retry_after(retry_after), **kwargs)
+    return cls("".join(parts), **kwargs)
+
+
+_EVENT_ERROR_CLASSES: dict[str, type[OESError]] = {
+    cls.__name__: cls
+    for cls in (
+        OESError,
+        OESInvalidRequestError,
+        OESAuthenticationError,
+        OESPermissionDeniedError,
+        OESNotFoundError,
+        OESRateLimitError,
+        OESServerError,
+        OESConnectionError,
+        OESResponseError,
+    )
+}
+
+
+def error_to_payload(exc: OESError) -> dict[str, Any]:
+    """Describe an :class:`OESError` as plain JSON, for a trigger event."""
+    return {
+        "error_type": type(exc).__name__,
+        "message": exc.message,
+        "status_code": exc.status_code,
+        "error": exc.error,
+        "name": exc.name,
+        "request_id": exc.request_id,
+        "allocation_id": exc.allocation_id,
+        "enterprise_id": exc.enterprise_id,
+    }
+
+
+def error_from_payload(payload: dict[str, Any]) -> OESError:
+    """Rebuild the error described by :func:`error_to_payload` (unknown types become :class:`OESError`)."""
+    cls = _EVENT_ERROR_CLASSES.get(str(payload.get("error_type")), OESError)
+    return cls(
+        str(payload.get("message") or "the OES trigger reported an error"),
+        status_code=payload.get("status_code"),
+        error=payload.get("error"),
+        name=payload.get("name"),
+        request_id=payload.get("request_id"),
+        allocation_id=payload.get("allocation_id"),
+        enterprise_id=payload.get("enterprise_id"),
+    )

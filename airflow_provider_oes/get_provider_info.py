@@ -1,0 +1,129 @@
+"""Provider metadata read by Airflow's providers manager (and the connections UI) without importing hooks.
+
+This module is pure data on purpose: it is imported at Airflow start-up and by the UI.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from airflow_provider_oes import __version__
+
+PRODUCTION_URL = "https://app.bitgo.com"
+TEST_URL = "https://app.bitgo-test.com"
+
+
+@dataclass(frozen=True)
+class _Extra:
+    label: str
+    description: str
+    type: str  # JSON-schema type: "string", "number", "integer" or "boolean"
+    default: Any = None
+    minimum: float | None = None
+
+
+EXTRA_FIELDS: dict[str, _Extra] = {
+    "enterprise_id": _Extra(
+        "Enterprise ID",
+        "Default BitGo enterprise id of the OES client; a task's enterprise_id overrides it.",
+        "string",
+    ),
+    "connect_timeout": _Extra(
+        "Connect timeout (s)", "Seconds to wait for a TCP/TLS connection to the API.", "number", 10.0, 0.001
+    ),
+    "read_timeout": _Extra("Read timeout (s)", "Seconds to wait for the API's answer.", "number", 30.0, 0.001),
+    "ca_bundle": _Extra(
+        "CA bundle path",
+        "Path to a PEM file of CA certificates used to verify the API's TLS certificate "
+        "(empty: the default trust store). TLS verification is always on.",
+        "string",
+    ),
+    "max_retries": _Extra(
+        "Max retries",
+        "Retries of a transient failure (HTTP 5xx, 429, timeout, dropped connection) within one check.",
+        "integer",
+        3,
+        0,
+    ),
+    "retry_max_wait": _Extra(
+        "Max retry wait (s)",
+        "Upper bound of the exponential backoff between retries, and of an honoured Retry-After.",
+        "number",
+        30.0,
+        0,
+    ),
+    "rate_limit_requests": _Extra(
+        "Rate limit: requests",
+        "Requests per rate-limit period that deferred sensors on this connection may send "
+        "(BitGo allows 360 per 60 s per user).",
+        "integer",
+        360,
+        1,
+    ),
+    "rate_limit_period": _Extra(
+        "Rate limit: period (s)", "Length of the rate-limit window in seconds.", "number", 60.0, 0.001
+    ),
+    "batching": _Extra(
+        "Batch polling",
+        "Deferred sensors poll many allocations with one list request. Off: one GET per allocation.",
+        "boolean",
+        True,
+    ),
+    "batch_size": _Extra(
+        "Batch size", "Allocation ids asked for in one list request when batching.", "integer", 100, 1
+    ),
+}
+"""Every extra an ``oes`` connection understands: the UI form and the hook both read this one table."""
+
+
+def _conn_field(extra: _Extra) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": [extra.type, "null"]}
+    if extra.default is not None:
+        schema["default"] = extra.default
+    if extra.minimum is not None:
+        schema["minimum"] = extra.minimum
+    return {"label": extra.label, "description": extra.description, "schema": schema}
+
+
+UI_FIELD_BEHAVIOUR: dict[str, Any] = {
+    "hidden-fields": ["schema", "login", "port"],
+    "relabeling": {"host": "API base URL", "password": "Access token"},
+    "placeholders": {
+        "host": f"{PRODUCTION_URL} (production) or {TEST_URL} (test environment)",
+        "password": "BitGo access token with scope settlement_network_read",
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    """Return the provider's metadata in the shape of Airflow's ``provider.yaml`` schema."""
+    integration = "BitGo Off-Exchange Settlement"
+    return {
+        "package-name": "airflow-provider-oes",
+        "name": "BitGo OES",
+        "description": "Gate Airflow pipelines on BitGo Off-Exchange Settlement (OES) client allocations.",
+        "versions": [__version__],
+        "integrations": [
+            {
+                "integration-name": integration,
+                "external-doc-url": "https://developers.bitgo.com/",
+                "tags": ["service"],
+            }
+        ],
+        "hooks": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.hooks.oes"]}],
+        "sensors": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.sensors.allocation"]}],
+        "operators": [
+            {"integration-name": integration, "python-modules": ["airflow_provider_oes.operators.allocation"]}
+        ],
+        "triggers": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.triggers.allocation"]}],
+        "connection-types": [
+            {
+                "hook-class-name": "airflow_provider_oes.hooks.oes.OESHook",
+                "hook-name": "BitGo OES",
+                "connection-type": "oes",
+                "ui-field-behaviour": UI_FIELD_BEHAVIOUR,
+                "conn-fields": {name: _conn_field(extra) for name, extra in EXTRA_FIELDS.items()},
+            }
+        ],
+    }

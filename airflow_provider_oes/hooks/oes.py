@@ -1,0 +1,216 @@
+"""Hook for BitGo's Off-Exchange Settlement (OES) client-allocation API."""
+
+from __future__ import annotations
+
+import uuid
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseHook
+
+from airflow_provider_oes import __version__
+from airflow_provider_oes._api import (
+    MAX_RESPONSE_BYTES,
+    allocation_path,
+    parse_allocation_body,
+    validate_allocation_id,
+    validate_enterprise_id,
+)
+from airflow_provider_oes._retry import RetryPolicy
+from airflow_provider_oes._settings import OESConnectionSettings
+from airflow_provider_oes.exceptions import (
+    OESAuthenticationError,
+    OESConnectionError,
+    OESError,
+    OESInvalidRequestError,
+    OESNotFoundError,
+    OESPermissionDeniedError,
+    OESResponseError,
+    error_from_response,
+)
+
+if TYPE_CHECKING:
+    import requests
+
+    from airflow_provider_oes.models import Allocation
+
+USER_AGENT = f"airflow-provider-oes/{__version__}"
+
+
+class OESHook(BaseHook):
+    """Talks to BitGo's OES API with the access token of an Airflow connection of type ``oes``.
+
+    The connection's Host is the API base URL (default ``https://app.bitgo.com``; BitGo's test
+    environment is ``https://app.bitgo-test.com``), its Password the access token, and the extra
+    ``enterprise_id`` the default enterprise. One HTTP session is kept per hook and reused by every call.
+
+    :param oes_conn_id: Airflow connection id of type ``oes``.
+    """
+
+    conn_name_attr = "oes_conn_id"
+    default_conn_name = "oes_default"
+    conn_type = "oes"
+    hook_name = "BitGo OES"
+
+    def __init__(self, oes_conn_id: str = default_conn_name) -> None:
+        super().__init__()
+        self.oes_conn_id = oes_conn_id
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(oes_conn_id={self.oes_conn_id!r})"
+
+    @cached_property
+    def settings(self) -> OESConnectionSettings:
+        """The connection's settings, read once; the token is registered with Airflow's secrets masker."""
+        settings = OESConnectionSettings.from_connection(self.get_connection(self.oes_conn_id))
+        if settings.token:
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(settings.token)
+        return settings
+
+    @cached_property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy built from the connection's ``max_retries`` and ``retry_max_wait`` extras."""
+        return RetryPolicy(max_retries=self.settings.max_retries, max_wait=self.settings.retry_max_wait)
+
+    @cached_property
+    def session(self) -> requests.Session:
+        """The one ``requests.Session`` this hook reuses (connection pooling, auth header)."""
+        import requests
+
+        session = requests.Session()
+        session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        session.verify = self.settings.verify
+        return session
+
+    def get_conn(self) -> requests.Session:
+        """Return the hook's HTTP session (Airflow's conventional accessor)."""
+        return self.session
+
+    def close(self) -> None:
+        """Close the HTTP session, if one was opened."""
+        session = self.__dict__.pop("session", None)
+        if session is not None:
+            session.close()
+
+    def resolve_enterprise_id(self, enterprise_id: str | None) -> str:
+        """Return ``enterprise_id``, or the connection's default when it is ``None``; validated.
+
+        :raises OESInvalidRequestError: when neither is set, or the id cannot be sent.
+        """
+        if enterprise_id is None:
+            enterprise_id = self.settings.enterprise_id
+            if enterprise_id is None:
+                raise OESInvalidRequestError(
+                    f"no enterprise id: pass enterprise_id to the task or set the 'enterprise_id' extra "
+                    f"of connection {self.oes_conn_id!r}"
+                )
+        return validate_enterprise_id(enterprise_id)
+
+    def get_allocation(self, allocation_id: str, enterprise_id: str | None = None) -> Allocation:
+        """Fetch one client allocation or deallocation.
+
+        Ids are checked locally first (no request is sent for a bad one). Transient failures are retried
+        per the connection's retry settings; permanent ones raise at once.
+
+        :param allocation_id: The allocation's UUID.
+        :param enterprise_id: The client's enterprise id; ``None`` uses the connection's ``enterprise_id``.
+        :raises OESError: a subclass saying what went wrong (see :mod:`airflow_provider_oes.exceptions`).
+        """
+        allocation_id = validate_allocation_id(allocation_id)
+        enterprise_id = self.resolve_enterprise_id(enterprise_id)
+        return self._get_allocation(allocation_id, enterprise_id, self.retry_policy)
+
+    def _get_allocation(self, allocation_id: str, enterprise_id: str, policy: RetryPolicy) -> Allocation:
+        url = self.settings.base_url + allocation_path(enterprise_id, allocation_id)
+        return policy.call(lambda: self._get_once(url, allocation_id, enterprise_id))
+
+    def _get_once(self, url: str, allocation_id: str, enterprise_id: str) -> Allocation:
+        import requests
+        import urllib3
+
+        settings = self.settings
+        if not settings.token:
+            raise OESAuthenticationError(
+                f"connection {self.oes_conn_id!r} has no access token: put the BitGo access token in its "
+                "Password field",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            )
+        try:
+            response = self.session.get(
+                url,
+                headers={"Authorization": f"Bearer {settings.token}"},
+                timeout=(settings.connect_timeout, settings.read_timeout),
+                stream=True,
+                allow_redirects=False,
+            )
+            try:
+                body = _read_limited(response, f"allocation {allocation_id!r} of enterprise {enterprise_id!r}")
+            finally:
+                response.close()
+        except requests.Timeout as exc:
+            raise OESConnectionError(
+                f"timed out talking to the OES API for allocation {allocation_id!r} of enterprise "
+                f"{enterprise_id!r} ({type(exc).__name__}); connect/read timeouts are "
+                f"{settings.connect_timeout}/{settings.read_timeout} s",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            ) from None
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            raise OESConnectionError(
+                f"no complete answer from the OES API at {settings.base_url} for allocation {allocation_id!r} "
+                f"of enterprise {enterprise_id!r}: {type(exc).__name__}",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            ) from None
+        if response.status_code != 200:
+            raise error_from_response(
+                response.status_code,
+                body,
+                retry_after=response.headers.get("Retry-After"),
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            )
+        return parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """Check the connection against the real API (the connections UI "Test" button).
+
+        Asks for a random allocation id under the connection's enterprise: a 404 proves the token and
+        the enterprise are accepted; 401 and 403 say what is wrong.
+        """
+        try:
+            enterprise_id = self.resolve_enterprise_id(None)
+            self._get_allocation(str(uuid.uuid4()), enterprise_id, RetryPolicy(max_retries=0))
+        except OESNotFoundError:
+            return True, (
+                f"Connection works: the access token is accepted for enterprise {enterprise_id!r} "
+                f"at {self.settings.base_url}."
+            )
+        except (OESAuthenticationError, OESPermissionDeniedError, OESError) as exc:
+            return False, str(exc)
+        return True, f"Connection works: enterprise {enterprise_id!r} at {self.settings.base_url}."
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        """The connection form's field behaviour (also declared in ``get_provider_info``)."""
+        from airflow_provider_oes.get_provider_info import UI_FIELD_BEHAVIOUR
+
+        return UI_FIELD_BEHAVIOUR
+
+
+def _read_limited(response: requests.Response, what: str) -> bytes:
+    """Read at most MAX_RESPONSE_BYTES + 1 bytes, so an endless body cannot exhaust memory."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
+        raise OESResponseError(
+            f"the OES API's answer for {what} declares {declared} bytes, over the {MAX_RESPONSE_BYTES}-byte limit"
+        )
+    data: bytes = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+    if declared and declared.isdigit() and len(data) < int(declared):
+        import requests
+
+        raise requests.exceptions.ChunkedEncodingError("connection closed before the whole body arrived")
+    return data

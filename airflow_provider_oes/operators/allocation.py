@@ -1,0 +1,60 @@
+"""Operator that fetches one OES allocation and returns it to XCom."""
+
+from __future__ import annotations
+
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_oes.hooks.oes import OESHook
+
+
+class GetAllocationOperator(BaseOperator):
+    """Fetch a BitGo OES client allocation (or deallocation) once, without waiting for it to be final.
+
+    The allocation is returned in the API's JSON shape (camelCase keys, amounts as base-unit strings),
+    so Airflow pushes it to XCom as ``return_value``: use ``.output`` downstream, or map the operator
+    over many ids with ``.expand(allocation_id=[...])``. The status is not judged here: a ``released``
+    allocation is returned like any other. Use
+    :class:`~airflow_provider_oes.sensors.allocation.AllocationStatusSensor` to gate on ``cleared``.
+
+    :param allocation_id: UUID of the allocation to fetch. Templated.
+    :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's
+        ``enterprise_id`` extra. Templated.
+    :param oes_conn_id: Airflow connection id of type ``oes``.
+    """
+
+    template_fields: Sequence[str] = ("allocation_id", "enterprise_id")
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        allocation_id: str,
+        enterprise_id: str | None = None,
+        oes_conn_id: str = "oes_default",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.allocation_id = allocation_id
+        self.enterprise_id = enterprise_id
+        self.oes_conn_id = oes_conn_id
+
+    @cached_property
+    def hook(self) -> OESHook:
+        """The hook for ``oes_conn_id``, created once per task run."""
+        from airflow_provider_oes.hooks.oes import OESHook
+
+        return OESHook(oes_conn_id=self.oes_conn_id)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        """Fetch the allocation and return its JSON shape (pushed to XCom by Airflow)."""
+        allocation = self.hook.get_allocation(self.allocation_id, self.enterprise_id)
+        self.log.info("Fetched %s", allocation.describe())
+        return allocation.to_json_dict()

@@ -1,0 +1,152 @@
+"""Sensor that holds back downstream settlement tasks until an OES allocation is final."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from functools import cached_property
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.sdk import Context
+
+    from airflow_provider_oes.hooks.oes import OESHook
+    from airflow_provider_oes.models import Allocation
+
+
+class AllocationStatusSensor(BaseSensorOperator):
+    """Wait until a BitGo OES client allocation (or deallocation) is final.
+
+    * ``reserved``: keep waiting (the API's reason is logged).
+    * ``cleared``: succeed; the allocation, in the API's JSON shape, is the task's XCom return value.
+    * ``released``: fail at once with :class:`~airflow_provider_oes.exceptions.AllocationReleasedError`
+      (no retries: the state is final; ``soft_fail=True`` skips instead), naming the API's reason.
+    * a status this package does not know: never success; a warning, and keep waiting until ``timeout``.
+    * permanent API errors (400/401/403/404, an invalid answer): fail at once with what to fix.
+    * transient API errors left after the connection's retries (5xx, 429, timeouts): a warning, and keep
+      waiting until ``timeout``.
+
+    Works in ``mode="poke"``, ``mode="reschedule"`` and with ``deferrable=True`` (the wait moves to the
+    triggerer, where many sensors share one batched poller per connection and enterprise).
+
+    :param allocation_id: UUID of the allocation to wait for. Templated.
+    :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's
+        ``enterprise_id`` extra. Templated.
+    :param oes_conn_id: Airflow connection id of type ``oes``.
+    :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
+        ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("allocation_id", "enterprise_id")
+    ui_color = "#e8f1fb"
+
+    def __init__(
+        self,
+        *,
+        allocation_id: str,
+        enterprise_id: str | None = None,
+        oes_conn_id: str = "oes_default",
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.allocation_id = allocation_id
+        self.enterprise_id = enterprise_id
+        self.oes_conn_id = oes_conn_id
+        self.deferrable = deferrable
+
+    @cached_property
+    def hook(self) -> OESHook:
+        """The hook for ``oes_conn_id``, created once per task run."""
+        from airflow_provider_oes.hooks.oes import OESHook
+
+        return OESHook(oes_conn_id=self.oes_conn_id)
+
+    def poke(self, context: Context) -> PokeReturnValue:
+        """Check the allocation once and apply the status rules."""
+        from airflow_provider_oes._retry import is_transient
+        from airflow_provider_oes.exceptions import OESError
+
+        try:
+            allocation = self.hook.get_allocation(self.allocation_id, self.enterprise_id)
+        except OESError as exc:
+            if not is_transient(exc):
+                raise
+            self.log.warning("Could not check allocation %s this time, will try again: %s", self.allocation_id, exc)
+            return PokeReturnValue(is_done=False)
+        return self.evaluate(allocation)
+
+    def evaluate(self, allocation: Allocation) -> PokeReturnValue:
+        """The status rules, in one place for poke, reschedule and deferrable modes.
+
+        :raises AllocationReleasedError: when the allocation is ``released``.
+        """
+        from airflow_provider_oes.exceptions import AllocationReleasedError
+
+        if allocation.is_cleared:
+            self.log.info("Allocation cleared: %s", allocation.describe())
+            return PokeReturnValue(is_done=True, xcom_value=allocation.to_json_dict())
+        if allocation.is_released:
+            raise AllocationReleasedError(allocation)
+        if not allocation.has_known_status:
+            self.log.warning(
+                "Allocation %s has status %r, which this provider does not know; it is not treated as "
+                "cleared. Waiting until it is cleared or released (or the sensor times out).",
+                allocation.id,
+                allocation.status,
+            )
+        else:
+            self.log.info("Still waiting: %s", allocation.describe())
+        return PokeReturnValue(is_done=False)
+
+    def execute(self, context: Context) -> Any:
+        """Check once; in deferrable mode hand the wait to the triggerer if the allocation is not final."""
+        if not self.deferrable:
+            return super().execute(context)
+        first = self.poke(context)
+        if first.is_done:
+            return first.xcom_value
+        self._defer_to_trigger()
+        return None
+
+    def _defer_to_trigger(self) -> None:
+        from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+        self.defer(
+            trigger=AllocationStatusTrigger(
+                allocation_id=self.allocation_id,
+                enterprise_id=self.hook.resolve_enterprise_id(self.enterprise_id),
+                oes_conn_id=self.oes_conn_id,
+                poll_interval=float(self.poke_interval),
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: apply exactly the same status rules as :meth:`poke`.
+
+        :raises AllocationReleasedError: when the allocation is ``released``.
+        :raises OESError: when the trigger reported a permanent API error.
+        """
+        from airflow_provider_oes._api import parse_allocation_record
+        from airflow_provider_oes.exceptions import OESResponseError, error_from_payload
+
+        if not event:
+            raise OESResponseError(f"the trigger for allocation {self.allocation_id!r} returned no event")
+        if event.get("status") == "error":
+            raise error_from_payload(event)
+        enterprise_id = str(event.get("enterprise_id") or self.enterprise_id or "")
+        allocation = parse_allocation_record(
+            event.get("allocation"), allocation_id=str(self.allocation_id), enterprise_id=enterprise_id
+        )
+        result = self.evaluate(allocation)
+        if not result.is_done:
+            # A trigger only fires on a final status; anything else is not trusted as success.
+            raise OESResponseError(
+                f"the trigger for allocation {self.allocation_id!r} fired while it is {allocation.status!r}"
+            )
+        return result.xcom_value
