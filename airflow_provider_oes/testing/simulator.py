@@ -59,8 +59,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
-from types import FrameType, TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import httpx
@@ -69,8 +68,12 @@ from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.types import ASGIApp, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from types import FrameType, TracebackType
+
+    from starlette.requests import Request
+    from starlette.types import ASGIApp, Receive, Scope, Send
 
 __all__ = [
     "DEFAULT_CONNECTION_ID",
@@ -439,8 +442,9 @@ def _build_app(sim: OESSimulator) -> FastAPI:
     def fault_allowed(request: Request) -> bool:
         return _FAULT_SCOPE_KEY not in request.scope
 
-    @app.get(API_PREFIX + "/{enterprise_id}/clients/allocations/{allocation_id}")
-    async def get_allocation(request: Request, enterprise_id: str, allocation_id: str) -> Response:
+    async def get_allocation(request: Request) -> Response:
+        enterprise_id: str = request.path_params["enterprise_id"]
+        allocation_id: str = request.path_params["allocation_id"]
         denied = check_access(request, enterprise_id, "auth")
         if denied is not None:
             return denied
@@ -463,8 +467,8 @@ def _build_app(sim: OESSimulator) -> FastAPI:
                 record = _apply_record_fault(fault.kind, alloc.render(snapshot))
         return JSONResponse({"allocation": record})
 
-    @app.get(API_PREFIX + "/{enterprise_id}/clients/allocations")
-    async def list_allocations(request: Request, enterprise_id: str) -> Response:
+    async def list_allocations(request: Request) -> Response:
+        enterprise_id: str = request.path_params["enterprise_id"]
         denied = check_access(request, enterprise_id, "auth")
         if denied is not None:
             return denied
@@ -551,26 +555,24 @@ def _build_app(sim: OESSimulator) -> FastAPI:
             raise ValueError("the request body must be a JSON object")
         return data
 
-    @app.get("/_sim/health")
-    async def health() -> dict[str, Any]:
-        return {"status": "ok", "url": sim.url, "token": sim.token, "enterpriseId": sim.enterprise_id}
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok", "url": sim.url, "token": sim.token, "enterpriseId": sim.enterprise_id})
 
-    @app.post("/_sim/allocations")
     async def control_add(request: Request) -> Response:
         try:
             return JSONResponse({"id": sim.add_allocation(**(await json_body(request)))})
         except (ValueError, TypeError, KeyError) as exc:
             return control_error(exc)
 
-    @app.get("/_sim/allocations/{allocation_id}")
-    async def control_get(allocation_id: str) -> Response:
+    async def control_get(request: Request) -> Response:
+        allocation_id: str = request.path_params["allocation_id"]
         try:
             return JSONResponse(sim.get_record(allocation_id))
         except KeyError as exc:
             return control_error(exc)
 
-    @app.post("/_sim/allocations/{allocation_id}/status")
-    async def control_status(request: Request, allocation_id: str) -> Response:
+    async def control_status(request: Request) -> Response:
+        allocation_id: str = request.path_params["allocation_id"]
         try:
             body = await json_body(request)
             sim.set_status(allocation_id, body["status"], reason=body.get("reason"))
@@ -582,7 +584,6 @@ def _build_app(sim: OESSimulator) -> FastAPI:
         except (ValueError, TypeError) as exc:
             return control_error(exc)
 
-    @app.post("/_sim/faults")
     async def control_fault(request: Request) -> Response:
         try:
             sim.inject_fault(**(await json_body(request)))
@@ -590,25 +591,37 @@ def _build_app(sim: OESSimulator) -> FastAPI:
             return control_error(exc)
         return JSONResponse({"faults": sim.faults})
 
-    @app.delete("/_sim/faults")
-    async def control_clear_faults() -> dict[str, Any]:
+    async def control_clear_faults(request: Request) -> Response:
         sim.clear_faults()
-        return {"faults": []}
+        return JSONResponse({"faults": []})
 
-    @app.get("/_sim/stats")
-    async def control_stats() -> dict[str, Any]:
-        return {"request_count": sim.request_count, "requests": [list(r) for r in sim.requests]}
+    async def control_stats(request: Request) -> Response:
+        return JSONResponse({"request_count": sim.request_count, "requests": [list(r) for r in sim.requests]})
 
-    @app.post("/_sim/reset_counts")
-    async def control_reset_counts() -> dict[str, Any]:
+    async def control_reset_counts(request: Request) -> Response:
         sim.reset_counts()
-        return {"request_count": 0}
+        return JSONResponse({"request_count": 0})
 
-    @app.post("/_sim/reset")
-    async def control_reset() -> dict[str, Any]:
+    async def control_reset(request: Request) -> Response:
         sim.reset()
-        return {"ok": True}
+        return JSONResponse({"ok": True})
 
+    # Registered as plain Starlette routes: no signature introspection, so annotations stay static-only.
+    single = API_PREFIX + "/{enterprise_id}/clients/allocations/{allocation_id}"
+    for path, endpoint, method in (
+        (single, get_allocation, "GET"),
+        (API_PREFIX + "/{enterprise_id}/clients/allocations", list_allocations, "GET"),
+        ("/_sim/health", health, "GET"),
+        ("/_sim/allocations", control_add, "POST"),
+        ("/_sim/allocations/{allocation_id}", control_get, "GET"),
+        ("/_sim/allocations/{allocation_id}/status", control_status, "POST"),
+        ("/_sim/faults", control_fault, "POST"),
+        ("/_sim/faults", control_clear_faults, "DELETE"),
+        ("/_sim/stats", control_stats, "GET"),
+        ("/_sim/reset_counts", control_reset_counts, "POST"),
+        ("/_sim/reset", control_reset, "POST"),
+    ):
+        app.add_route(path, endpoint, methods=[method])
     return app
 
 
@@ -635,9 +648,7 @@ class OESSimulator:
     :param enterprise_id: default enterprise (the caller is a member, and it is OES-licensed).
     """
 
-    def __init__(
-        self, port: int = 0, token: str = DEFAULT_TOKEN, enterprise_id: str = DEFAULT_ENTERPRISE_ID
-    ) -> None:
+    def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, enterprise_id: str = DEFAULT_ENTERPRISE_ID) -> None:
         if not token:
             raise ValueError("token must not be empty")
         if not enterprise_id:

@@ -1,0 +1,69 @@
+"""
+pytest plugin of the OES provider (entry point ``pytest11``: ``oes``).
+
+Fixtures:
+
+* ``oes_simulator_session`` (session): one :class:`~airflow_provider_oes.testing.simulator.OESSimulator`
+  started for the whole run.
+* ``oes_simulator`` (function): that simulator, reset (no allocations, faults or counts) for each test.
+* ``oes_connection`` (function): sets ``AIRFLOW_CONN_OES_DEFAULT`` to point at the simulator and
+  returns ``"oes_default"``.
+
+This module is loaded into every pytest run of anyone who installs the provider, so it imports
+nothing heavy at module level: FastAPI and uvicorn are imported inside the fixtures.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+    from airflow_provider_oes.testing.simulator import OESSimulator
+
+OES_CONN_ID = "oes_default"
+OES_CONN_ENV_VAR = "AIRFLOW_CONN_OES_DEFAULT"
+
+
+@pytest.fixture(scope="session")
+def oes_simulator_session() -> Iterator[OESSimulator]:
+    """Start one OES simulator on a free 127.0.0.1 port for the whole test session."""
+    from airflow_provider_oes.testing.simulator import OESSimulator
+
+    with OESSimulator(port=0) as sim:
+        yield sim
+
+
+@pytest.fixture
+def oes_simulator(oes_simulator_session: OESSimulator) -> Iterator[OESSimulator]:
+    """
+    Give a test the session's OES simulator with fresh state (reset before and after the test).
+
+    :param oes_simulator_session: the running session simulator.
+    """
+    oes_simulator_session.reset()
+    yield oes_simulator_session
+    oes_simulator_session.reset()
+
+
+@pytest.fixture
+def oes_connection(oes_simulator: OESSimulator, monkeypatch: pytest.MonkeyPatch) -> str:
+    """
+    Point the Airflow connection ``oes_default`` at the simulator (through an environment variable).
+
+    :param oes_simulator: the simulator to point at.
+    :param monkeypatch: pytest's monkeypatch, which restores the environment after the test.
+    :return: the connection id, ``"oes_default"``.
+    """
+    conn = {
+        "conn_type": "oes",
+        "host": oes_simulator.url,
+        "password": oes_simulator.token,
+        "extra": {"enterprise_id": oes_simulator.enterprise_id},
+    }
+    monkeypatch.setenv(OES_CONN_ENV_VAR, json.dumps(conn))
+    return OES_CONN_ID

@@ -1,0 +1,23 @@
+"""Load the OES pytest plugin for these tests when its entry point is not installed."""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pytest
+
+PLUGIN_MODULE = "airflow_provider_oes.testing.pytest_plugin"
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """
+    Register the plugin module unless pytest already loaded it (entry point ``oes`` or otherwise).
+
+    :param config: the pytest config.
+    """
+    module = importlib.import_module(PLUGIN_MODULE)
+    manager = config.pluginmanager
+    if not manager.is_registered(module) and not manager.has_plugin("oes"):
+        manager.register(module, PLUGIN_MODULE)
