@@ -1049,7 +1049,8 @@ class OESSimulatorClient:
     @property
     def requests(self) -> list[tuple[str, str, str, float]]:
         """The API requests served: ``(method, path, query_string, monotonic time in the server)``."""
-        return [tuple(r) for r in self._call("GET", "/_sim/stats")["requests"]]  # type: ignore[misc]
+        rows: list[list[Any]] = self._call("GET", "/_sim/stats")["requests"]
+        return [(str(m), str(p), str(q), float(t)) for m, p, q, t in rows]
 
     def reset_counts(self) -> None:
         """Forget the API requests served so far."""
@@ -1089,6 +1090,8 @@ class OESSimulatorProcess:
         self._proc: subprocess.Popen[str] | None = None
         self._client: OESSimulatorClient | None = None
         self._lines: queue.Queue[str | None] = queue.Queue()
+        #: Exit code of the child once stopped (0 when it shut down cleanly on SIGTERM).
+        self.returncode: int | None = None
 
     @property
     def client(self) -> OESSimulatorClient:
@@ -1165,6 +1168,7 @@ class OESSimulatorProcess:
                 except subprocess.TimeoutExpired:
                     self._proc.kill()
                     self._proc.wait()
+            self.returncode = self._proc.returncode
             self._proc = None
 
     def __enter__(self) -> OESSimulatorProcess:
