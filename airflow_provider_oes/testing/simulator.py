@@ -18,7 +18,17 @@ Three ways to run it:
 * in a child process from Python: ``with OESSimulatorProcess() as proc: proc.client.add_allocation()``.
 
 A JSON control API under ``/_sim/`` (no auth, not counted in ``request_count``) drives a simulator
-that lives in another process; :class:`OESSimulatorClient` wraps it.
+that lives in another process; :class:`OESSimulatorClient` wraps it:
+
+* ``GET /_sim/health`` -> ``{"status": "ok", "url", "token", "enterpriseId"}``
+* ``POST /_sim/allocations`` (body: ``add_allocation`` kwargs) -> ``{"id": ...}``
+* ``GET /_sim/allocations/{id}`` -> the current record (no read counted)
+* ``POST /_sim/allocations/{id}/status`` (``{"status", "reason"}``) -> the record
+* ``POST /_sim/faults`` (``inject_fault`` kwargs) / ``DELETE /_sim/faults``
+* ``GET /_sim/stats`` -> ``{"request_count": n, "requests": [[method, path, query, t], ...]}``
+* ``POST /_sim/reset_counts``, ``POST /_sim/reset``
+
+Bad control input answers 400 ``{"error": ...}``; an unknown allocation answers 404.
 
 Semantics worth knowing:
 
