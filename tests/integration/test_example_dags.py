@@ -19,7 +19,8 @@ def _dag(module: str) -> Any:
     """Import an example DAG file (from the configured DAGs folder, so dag.test() syncs it)."""
     path = EXAMPLE_DAGS / f"{module}.py"
     spec = importlib.util.spec_from_file_location(f"oes_example_{module}", path)
-    assert spec is not None and spec.loader is not None
+    assert spec is not None
+    assert spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod.dag

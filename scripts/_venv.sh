@@ -1,0 +1,24 @@
+# Sourced by demo.sh and test.sh: create (once) and activate the project's own virtual environment.
+set -euo pipefail
+REPO="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${OES_VENV:-$REPO/.venv}"
+PYTHON="${PYTHON:-python3}"
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
+  echo "Python 3.10+ is needed (found: $("$PYTHON" --version 2>&1))." >&2
+  exit 1
+fi
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "[setup] creating virtual environment $VENV" >&2
+  "$PYTHON" -m venv "$VENV"
+fi
+# Re-install when pyproject.toml changed since the last install.
+stamp="$VENV/.oes-installed"
+if [ ! -f "$stamp" ] || [ "$REPO/pyproject.toml" -nt "$stamp" ]; then
+  echo "[setup] installing airflow-provider-oes with its test extras into $VENV" >&2
+  "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -m pip install -q -e "$REPO[test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -c "import airflow_provider_oes, airflow.sdk" || { echo "[setup] install failed" >&2; exit 1; }
+  touch "$stamp"
+fi
+export PATH="$VENV/bin:$PATH"
+cd "$REPO"

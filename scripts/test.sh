@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Quickstart command 2: lint, type-check and run the whole test suite (unit, simulator integration,
+# example DAG runs, the browser test of the connection form, full-stack Airflow processes).
+# Extra arguments go to pytest, e.g. `scripts/test.sh -m "not ui and not fullstack"`.
+source "$(dirname "${BASH_SOURCE[0]}")/_venv.sh"
+
+# The browser test drives Debian's Chromium (never a downloaded browser).
+if [ ! -x /usr/bin/chromium ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing Debian's chromium for the UI test" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium) >/dev/null
+  else
+    echo "[setup] /usr/bin/chromium is missing: run 'sudo apt-get install chromium' (the UI test needs it)" >&2
+  fi
+fi
+
+echo "[lint] ruff" >&2
+ruff check .
+ruff format --check .
+echo "[types] mypy" >&2
+mypy
+echo "[tests] pytest" >&2
+exec python -m pytest -p no:cacheprovider "$@"
