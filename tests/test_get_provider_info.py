@@ -1,0 +1,82 @@
+"""Unit tests of the provider metadata read by Airflow's providers manager and the connections UI."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.metadata
+import json
+
+from airflow_provider_oes import __version__
+from airflow_provider_oes._settings import OESConnectionSettings
+from airflow_provider_oes.get_provider_info import EXTRA_FIELDS, get_provider_info
+from airflow_provider_oes.hooks.oes import OESHook
+
+
+def _conn_type() -> dict:  # type: ignore[type-arg]
+    types = get_provider_info()["connection-types"]
+    assert len(types) == 1
+    return types[0]  # type: ignore[no-any-return]
+
+
+def test_package_name_is_the_distribution_name() -> None:
+    info = get_provider_info()
+    assert info["package-name"] == "airflow-provider-oes"
+    assert importlib.metadata.distribution(info["package-name"]).version == __version__
+    assert info["versions"] == [__version__]
+    json.dumps(info)  # pure JSON data
+
+
+def test_entry_point_points_at_get_provider_info() -> None:
+    eps = importlib.metadata.entry_points(group="apache_airflow_provider")
+    values = {ep.value for ep in eps if ep.dist is not None and ep.dist.name == "airflow-provider-oes"}
+    assert values == {"airflow_provider_oes.get_provider_info:get_provider_info"}
+
+
+def test_connection_type() -> None:
+    conn_type = _conn_type()
+    assert conn_type["connection-type"] == "oes"
+    assert conn_type["hook-class-name"] == "airflow_provider_oes.hooks.oes.OESHook"
+    assert OESHook.conn_type == "oes"
+    assert OESHook.default_conn_name == "oes_default"
+    assert OESHook.conn_name_attr == "oes_conn_id"
+
+
+def test_module_lists_import() -> None:
+    info = get_provider_info()
+    for key in ("hooks", "sensors", "operators"):
+        for entry in info[key]:
+            for module in entry["python-modules"]:
+                importlib.import_module(module)
+
+
+def test_every_conn_field_has_label_and_schema() -> None:
+    fields = _conn_type()["conn-fields"]
+    assert fields
+    for name, field in fields.items():
+        assert field["label"], name
+        assert isinstance(field["schema"], dict), name
+        assert "type" in field["schema"], name
+
+
+def test_declared_extras_are_what_settings_read() -> None:
+    declared = set(_conn_type()["conn-fields"])
+    read = {f.name for f in dataclasses.fields(OESConnectionSettings)} - {"conn_id", "base_url", "token"}
+    assert declared == read == set(EXTRA_FIELDS)
+
+
+def test_schema_defaults_match_settings_defaults() -> None:
+    fields = _conn_type()["conn-fields"]
+    defaults = {f.name: f.default for f in dataclasses.fields(OESConnectionSettings)}
+    for name, field in fields.items():
+        if "default" in field["schema"]:
+            assert field["schema"]["default"] == defaults[name], name
+
+
+def test_ui_field_behaviour() -> None:
+    behaviour = _conn_type()["ui-field-behaviour"]
+    assert set(behaviour["hidden-fields"]) == {"schema", "login", "port"}
+    assert behaviour["relabeling"]["password"] == "Access token"
+    assert behaviour["relabeling"]["host"] == "API base URL"
+    assert "https://app.bitgo.com" in behaviour["placeholders"]["host"]
+    assert "https://app.bitgo-test.com" in behaviour["placeholders"]["host"]
+    assert OESHook.get_ui_field_behaviour() == behaviour
