@@ -1,0 +1,238 @@
+"""Async client of the OES API for triggers: one pooled ``httpx.AsyncClient`` per connection and event loop.
+
+It applies exactly the rules of the sync hook, imported rather than re-written: paths, id validation and body
+parsing from :mod:`airflow_provider_oes._api`, the HTTP-status-to-error table from
+:func:`airflow_provider_oes.exceptions.error_from_response`, and retries from
+:class:`airflow_provider_oes._retry.RetryPolicy`. What it adds is the async transport, and a hook for a
+client-side rate limiter that every attempt (retries included) passes through.
+
+Instances are created and shared by :mod:`airflow_provider_oes.triggers._poller`, which keeps one per
+connection per event loop; triggers never build their own.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Protocol
+
+from airflow_provider_oes import __version__
+from airflow_provider_oes._api import (
+    MAX_LIST_RESPONSE_BYTES,
+    MAX_RESPONSE_BYTES,
+    allocation_path,
+    allocations_path,
+    parse_allocation_body,
+    parse_allocations_list_body,
+    validate_allocation_id,
+    validate_enterprise_id,
+)
+from airflow_provider_oes._retry import RetryPolicy
+from airflow_provider_oes.exceptions import (
+    OESAuthenticationError,
+    OESConnectionError,
+    OESInvalidRequestError,
+    OESRateLimitError,
+    OESResponseError,
+    error_from_response,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    import httpx
+
+    from airflow_provider_oes._settings import OESConnectionSettings
+    from airflow_provider_oes.models import Allocation
+
+USER_AGENT = f"airflow-provider-oes/{__version__}"
+DEFAULT_MAX_CONNECTIONS = 10
+"""Open TCP connections per client: enough for a few concurrent requests, few enough to be polite."""
+
+
+class RequestGate(Protocol):
+    """What the client needs of a rate limiter (implemented by ``triggers._poller.RateLimiter``)."""
+
+    async def acquire(self) -> None:
+        """Wait until one more request may be sent."""
+
+    def penalize(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` (the API answered 429)."""
+
+
+class OESAsyncClient:
+    """Async access to the OES allocation endpoints with one connection pool.
+
+    :param settings: The connection's settings (base URL, token, timeouts, retries).
+    :param gate: Optional rate limiter every HTTP attempt waits for; a 429 penalizes it.
+    :param max_connections: Size of the connection pool.
+    """
+
+    def __init__(
+        self,
+        settings: OESConnectionSettings,
+        *,
+        gate: RequestGate | None = None,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+    ) -> None:
+        import httpx
+
+        self.settings = settings
+        self.gate = gate
+        self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_wait=settings.retry_max_wait)
+        self._http = httpx.AsyncClient(
+            base_url=settings.base_url,
+            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+            verify=settings.verify,
+            follow_redirects=False,
+            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+        )
+        self.requests_sent = 0
+        """HTTP attempts made by this client (retries included); read by tests and the benchmark."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(conn_id={self.settings.conn_id!r}, base_url={self.settings.base_url!r})"
+
+    @property
+    def is_closed(self) -> bool:
+        """True once :meth:`aclose` ran."""
+        return self._http.is_closed
+
+    async def aclose(self) -> None:
+        """Close the connection pool."""
+        await self._http.aclose()
+
+    async def get_allocation(self, allocation_id: str, enterprise_id: str) -> Allocation:
+        """Fetch one allocation with the single GET, retrying transient failures.
+
+        :param allocation_id: The allocation's UUID.
+        :param enterprise_id: The client's enterprise id.
+        :raises OESError: a subclass saying what went wrong.
+        """
+        allocation_id = validate_allocation_id(allocation_id)
+        enterprise_id = validate_enterprise_id(enterprise_id)
+        path = allocation_path(enterprise_id, allocation_id)
+
+        async def once() -> Allocation:
+            body = await self._get(
+                path, None, MAX_RESPONSE_BYTES, allocation_id=allocation_id, enterprise_id=enterprise_id
+            )
+            return parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
+
+        return await self.retry_policy.acall(once)
+
+    async def list_allocations(
+        self,
+        enterprise_id: str,
+        *,
+        allocation_ids: Sequence[str] | None = None,
+        statuses: Sequence[str] | None = None,
+        page_number: int = 0,
+        page_size: int = 100,
+    ) -> list[Any]:
+        """Fetch one page of the list endpoint; return its raw records.
+
+        Records are returned unparsed so that the caller validates each one separately
+        (:func:`~airflow_provider_oes._api.parse_allocation_record`): one bad record must not hide the others.
+
+        :param enterprise_id: The client's enterprise id.
+        :param allocation_ids: Only these allocations (``allocationIds``).
+        :param statuses: Only these statuses (``statuses``).
+        :param page_number: Page to fetch, from 0.
+        :param page_size: Records per page.
+        :raises OESError: a subclass saying what went wrong with the request as a whole.
+        """
+        enterprise_id = validate_enterprise_id(enterprise_id)
+        if isinstance(page_number, bool) or not isinstance(page_number, int) or page_number < 0:
+            raise OESInvalidRequestError(f"page_number must be an integer >= 0, got {page_number!r}")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise OESInvalidRequestError(f"page_size must be an integer >= 1, got {page_size!r}")
+        params: dict[str, str] = {"pageNumber": str(page_number), "pageSize": str(page_size)}
+        if allocation_ids is not None:
+            params["allocationIds"] = ",".join(validate_allocation_id(i) for i in allocation_ids)
+        if statuses is not None:
+            params["statuses"] = ",".join(str(s) for s in statuses)
+        path = allocations_path(enterprise_id)
+
+        async def once() -> list[Any]:
+            body = await self._get(
+                path, params, MAX_LIST_RESPONSE_BYTES, allocation_id=None, enterprise_id=enterprise_id
+            )
+            return parse_allocations_list_body(body, enterprise_id=enterprise_id)
+
+        return await self.retry_policy.acall(once)
+
+    async def _get(
+        self,
+        path: str,
+        params: dict[str, str] | None,
+        limit: int,
+        *,
+        allocation_id: str | None,
+        enterprise_id: str,
+    ) -> bytes:
+        """One HTTP attempt: wait for the rate limiter, send, read at most ``limit`` bytes, map errors."""
+        import httpx
+
+        settings = self.settings
+        subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+        if not settings.token:
+            raise OESAuthenticationError(
+                f"connection {settings.conn_id!r} has no access token: put the BitGo access token in its "
+                "Password field",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            )
+        if self.gate is not None:
+            await self.gate.acquire()
+        self.requests_sent += 1
+        try:
+            async with self._http.stream(
+                "GET", path, params=params, headers={"Authorization": f"Bearer {settings.token}"}
+            ) as response:
+                body = await _read_limited(response, limit, f"{subject} of enterprise {enterprise_id!r}")
+        except httpx.TimeoutException as exc:
+            raise OESConnectionError(
+                f"timed out talking to the OES API for {subject} of enterprise {enterprise_id!r} "
+                f"({type(exc).__name__}); connect/read timeouts are "
+                f"{settings.connect_timeout}/{settings.read_timeout} s",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            ) from None
+        except httpx.HTTPError as exc:
+            # Only the exception's class name: its text could carry the request URL.
+            raise OESConnectionError(
+                f"no complete answer from the OES API at {settings.base_url} for {subject} "
+                f"of enterprise {enterprise_id!r}: {type(exc).__name__}",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            ) from None
+        if response.status_code != 200:
+            error = error_from_response(
+                response.status_code,
+                body,
+                retry_after=response.headers.get("Retry-After"),
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            )
+            if isinstance(error, OESRateLimitError) and self.gate is not None:
+                # Hold back every trigger on this connection, not only this call's retry.
+                self.gate.penalize(self.retry_policy.wait_seconds(1, error))
+            raise error
+        return body
+
+
+async def _read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
+    """Read at most ``limit + 1`` bytes, so an endless body cannot exhaust memory."""
+    declared = response.headers.get("Content-Length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise OESResponseError(
+            f"the OES API's answer for {what} declares {declared} bytes, over the {limit}-byte limit"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in response.aiter_bytes():
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > limit:
+            break
+    return b"".join(chunks)

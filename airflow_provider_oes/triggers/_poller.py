@@ -1,0 +1,447 @@
+"""The shared poller behind :class:`~airflow_provider_oes.triggers.allocation.AllocationStatusTrigger`.
+
+A triggerer runs thousands of triggers in one event loop. Polling once per trigger would cost one request
+per allocation per interval, and BitGo allows an authenticated user 360 requests per 60 s. So, per event
+loop:
+
+* **one connection** (:class:`_Connection`) per Airflow connection id: one
+  :class:`~airflow_provider_oes.hooks.async_client.OESAsyncClient` (one HTTP connection pool) and one
+  :class:`RateLimiter`, shared by every trigger that uses that connection id;
+* **one poller** (:class:`AllocationPoller`) per ``(connection id, enterprise id)``: triggers register the
+  allocation they wait for and await a future. Once per poll interval the poller asks the list endpoint
+  for ``batch_size`` ids at a time (``allocationIds=a,b,c``), resolves the future of every allocation that
+  turned ``cleared`` or ``released``, confirms ids missing from the list with the single GET, and keeps the
+  rest waiting. With the connection's ``batching`` extra off it sends one single GET per allocation instead.
+
+Every HTTP attempt, retries included, first waits for the connection's :class:`RateLimiter` (a sliding
+window: never more than ``rate_limit_requests`` in any ``rate_limit_period`` seconds). A 429 holds the whole
+connection back for its ``Retry-After`` (or a backoff). When the limit does not allow a full sweep per
+interval, sweeps simply take longer: every allocation is still checked once per sweep, in order.
+
+Lifecycle: the first trigger of a key starts its poller task; when the last trigger of a poller leaves
+(event delivered or trigger cancelled) the poller stops, and when the last poller of a connection stops the
+connection's HTTP client is closed. Nothing is shared between event loops (``dag.test()`` runs each
+trigger in a fresh loop; a new triggerer process starts afresh).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+import weakref
+from collections import deque
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_oes._api import parse_allocation_record
+from airflow_provider_oes._retry import is_transient
+from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError, error_to_payload
+
+if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable, Iterable
+
+    from airflow_provider_oes._settings import OESConnectionSettings
+    from airflow_provider_oes.hooks.async_client import OESAsyncClient
+    from airflow_provider_oes.models import Allocation
+
+log = logging.getLogger(__name__)
+
+MAX_BATCH_SIZE = 200
+"""Ids per list request are capped here: 200 UUIDs keep the request line under 8 kB, a common proxy limit."""
+CONCURRENCY = 8
+"""Requests one connection has in flight at once (the rate limiter still decides how many per window)."""
+
+
+def terminal_event(allocation: Allocation, enterprise_id: str) -> dict[str, Any]:
+    """The event payload for an allocation that reached a final status (what ``execute_complete`` parses)."""
+    return {"status": "terminal", "allocation": allocation.to_json_dict(), "enterprise_id": enterprise_id}
+
+
+def error_event(exc: OESError, allocation_id: str | None = None) -> dict[str, Any]:
+    """The event payload for a permanent error (rebuilt by ``error_from_payload`` in ``execute_complete``)."""
+    payload = {"status": "error", **error_to_payload(exc)}
+    if payload.get("allocation_id") is None and allocation_id is not None:
+        payload["allocation_id"] = allocation_id
+    return payload
+
+
+class RateLimiter:
+    """At most ``max_requests`` requests in any ``period`` seconds (sliding window), plus 429 back-off.
+
+    Waiters are served first come, first served (an :class:`asyncio.Lock` is FIFO).
+
+    :param max_requests: Requests allowed per window.
+    :param period: Window length in seconds.
+    :param clock: Monotonic clock (replaceable in tests).
+    """
+
+    def __init__(self, max_requests: int, period: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if max_requests < 1 or period <= 0:
+            raise OESInvalidRequestError(
+                f"the rate limit must allow at least 1 request per positive period, got {max_requests} per {period} s"
+            )
+        self.max_requests = max_requests
+        self.period = period
+        self._clock = clock
+        self._sent: deque[float] = deque()
+        self._blocked_until = 0.0
+        self._lock: asyncio.Lock | None = None
+        self.waited_seconds = 0.0
+        """Total time requests spent waiting for the limiter (for the benchmark and logs)."""
+
+    def penalize(self, seconds: float) -> None:
+        """Hold every request back for ``seconds`` from now (the API answered 429).
+
+        :param seconds: How long to pause the connection.
+        """
+        self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
+
+    async def acquire(self) -> None:
+        """Wait until one more request fits in the window, then count it as sent."""
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            while True:
+                now = self._clock()
+                while self._sent and self._sent[0] <= now - self.period:
+                    self._sent.popleft()
+                wait = self._blocked_until - now
+                if len(self._sent) >= self.max_requests:
+                    wait = max(wait, self._sent[0] + self.period - now)
+                if wait <= 0:
+                    break
+                self.waited_seconds += wait
+                await asyncio.sleep(wait)
+            self._sent.append(now)
+
+
+@dataclass
+class _Connection:
+    """What all pollers of one Airflow connection share in one event loop."""
+
+    settings: OESConnectionSettings
+    client: OESAsyncClient
+    limiter: RateLimiter
+    pollers: int = 0
+
+
+@dataclass
+class _Waiter:
+    """One trigger waiting for one allocation."""
+
+    allocation_id: str
+    poll_interval: float
+    future: asyncio.Future[dict[str, Any]]
+
+
+@dataclass
+class _LoopRegistry:
+    """The pollers and connections of one event loop."""
+
+    connections: dict[str, _Connection] = field(default_factory=dict)
+    pollers: dict[tuple[str, str], AllocationPoller] = field(default_factory=dict)
+    connection_locks: dict[str, asyncio.Lock] = field(default_factory=dict)
+
+
+_REGISTRIES: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopRegistry] = weakref.WeakKeyDictionary()
+
+
+def _registry() -> _LoopRegistry:
+    loop = asyncio.get_running_loop()
+    registry = _REGISTRIES.get(loop)
+    if registry is None:
+        registry = _REGISTRIES[loop] = _LoopRegistry()
+    return registry
+
+
+def get_poller(conn_id: str, enterprise_id: str) -> AllocationPoller | None:
+    """The running poller of this event loop for a connection and enterprise, if any (for tests and logs).
+
+    :param conn_id: Airflow connection id.
+    :param enterprise_id: Enterprise id.
+    """
+    return _registry().pollers.get((conn_id, enterprise_id))
+
+
+def active_clients() -> dict[str, OESAsyncClient]:
+    """The open HTTP clients of this event loop, by connection id (for tests)."""
+    return {conn_id: conn.client for conn_id, conn in _registry().connections.items()}
+
+
+async def _connection(conn_id: str) -> _Connection:
+    """The shared connection of this loop for ``conn_id``, created on first use (one lookup, one client)."""
+    registry = _registry()
+    existing = registry.connections.get(conn_id)
+    if existing is not None:
+        return existing
+    lock = registry.connection_locks.setdefault(conn_id, asyncio.Lock())
+    async with lock:
+        existing = registry.connections.get(conn_id)
+        if existing is not None:
+            return existing
+        settings = await _load_settings(conn_id)
+        from airflow_provider_oes.hooks.async_client import OESAsyncClient
+
+        limiter = RateLimiter(settings.rate_limit_requests, settings.rate_limit_period)
+        client = OESAsyncClient(settings, gate=limiter, max_connections=CONCURRENCY)
+        connection = registry.connections[conn_id] = _Connection(settings, client, limiter)
+        if settings.batching and settings.batch_size > MAX_BATCH_SIZE:
+            log.warning(
+                "Connection %r asks for batches of %d allocation ids; using %d per request so the request "
+                "line stays under 8 kB.",
+                conn_id,
+                settings.batch_size,
+                MAX_BATCH_SIZE,
+            )
+        return connection
+
+
+async def _load_settings(conn_id: str) -> OESConnectionSettings:
+    """Read the connection with the async lookup (the sync one can deadlock the triggerer's loop)."""
+    from airflow.sdk import BaseHook
+
+    from airflow_provider_oes._settings import OESConnectionSettings
+
+    try:
+        conn = await BaseHook.aget_connection(conn_id)
+    except Exception as exc:
+        raise OESInvalidRequestError(
+            f"could not read the Airflow connection {conn_id!r}: {type(exc).__name__}: {exc}"
+        ) from None
+    settings = OESConnectionSettings.from_connection(conn)
+    if settings.token:
+        from airflow.sdk.log import mask_secret
+
+        mask_secret(settings.token)
+    return settings
+
+
+async def register(conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float) -> Registration:
+    """Add one waiting allocation to the shared poller of its connection and enterprise (starting it if needed).
+
+    :param conn_id: Airflow connection id of type ``oes``.
+    :param enterprise_id: Validated enterprise id.
+    :param allocation_id: Validated allocation id.
+    :param poll_interval: Seconds between checks wanted by this trigger (the poller uses the smallest).
+    :raises OESError: when the connection cannot be read.
+    """
+    connection = await _connection(conn_id)
+    registry = _registry()
+    key = (conn_id, enterprise_id)
+    poller = registry.pollers.get(key)
+    if poller is None:
+        poller = registry.pollers[key] = AllocationPoller(registry, key, connection)
+    return Registration(poller, poller.add(allocation_id, poll_interval))
+
+
+class Registration:
+    """A trigger's handle on the shared poller: await :meth:`wait`, and always :meth:`cancel` afterwards."""
+
+    def __init__(self, poller: AllocationPoller, waiter: _Waiter) -> None:
+        self.poller = poller
+        self._waiter = waiter
+
+    async def wait(self) -> dict[str, Any]:
+        """The event payload, once the allocation is final or a permanent error was seen."""
+        return await self._waiter.future
+
+    def cancel(self) -> None:
+        """Leave the poller (idempotent). Synchronous, so it also works in a cancelled coroutine's ``finally``."""
+        self.poller.remove(self._waiter)
+
+
+class AllocationPoller:
+    """Polls every allocation waited for under one connection and enterprise, in batches, once per interval.
+
+    :param registry: The event loop's registry the poller removes itself from when idle.
+    :param key: ``(conn_id, enterprise_id)``.
+    :param connection: The shared client and rate limiter of the connection.
+    """
+
+    def __init__(self, registry: _LoopRegistry, key: tuple[str, str], connection: _Connection) -> None:
+        self._registry = registry
+        self.key = key
+        self.enterprise_id = key[1]
+        self.connection = connection
+        connection.pollers += 1
+        self.waiters: dict[str, list[_Waiter]] = {}
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._stopped = False
+        self.sweeps = 0
+        """Completed sweeps (each asks once about every waiting allocation)."""
+        self.last_sweep_seconds = 0.0
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
+
+    @property
+    def batch_size(self) -> int:
+        """Ids per list request: the connection's ``batch_size``, at most :data:`MAX_BATCH_SIZE`."""
+        return min(self.connection.settings.batch_size, MAX_BATCH_SIZE)
+
+    def add(self, allocation_id: str, poll_interval: float) -> _Waiter:
+        """Wait for one allocation; start the polling task if it is not running.
+
+        :param allocation_id: Validated allocation id (several triggers may wait for the same one).
+        :param poll_interval: Seconds between checks.
+        """
+        if self._stopped:  # pragma: no cover - register() never hands out a stopped poller
+            raise RuntimeError("this poller has stopped")
+        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future())
+        self.waiters.setdefault(allocation_id, []).append(waiter)
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(
+                self._run(), name=f"oes-poller-{self.key[0]}-{self.enterprise_id}"
+            )
+        return waiter
+
+    def remove(self, waiter: _Waiter) -> None:
+        """Stop waiting (the trigger got its event or was cancelled); wake the poller if nobody is left.
+
+        :param waiter: What :meth:`add` returned.
+        """
+        waiters = self.waiters.get(waiter.allocation_id)
+        if waiters is not None and waiter in waiters:
+            waiters.remove(waiter)
+            if not waiters:
+                del self.waiters[waiter.allocation_id]
+        if not waiter.future.done():
+            waiter.future.cancel()
+        if not self.waiters:
+            self._wake.set()
+
+    async def _run(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.waiters:
+                started = loop.time()
+                await self._sweep()
+                self.sweeps += 1
+                self.last_sweep_seconds = loop.time() - started
+                if not self.waiters:
+                    break
+                interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
+                delay = started + interval - loop.time()
+                if delay > 0:
+                    self._wake.clear()
+                    try:
+                        await asyncio.wait_for(self._wake.wait(), delay)
+                    except asyncio.TimeoutError:
+                        pass
+        except Exception as exc:
+            # A bug here must not leave triggers waiting forever: fail them with the reason.
+            log.exception("The OES poller for %r stopped unexpectedly", self.key)
+            error = OESConnectionError(f"the OES poller for enterprise {self.enterprise_id!r} failed: {exc!r}")
+            for allocation_id in list(self.waiters):
+                self._finish(allocation_id, error_event(error, allocation_id))
+        finally:
+            await self._stop()
+
+    async def _stop(self) -> None:
+        # Leave the registry before the first await, so that no trigger can join a poller that is stopping.
+        self._stopped = True
+        if self._registry.pollers.get(self.key) is self:
+            del self._registry.pollers[self.key]
+        for waiters in self.waiters.values():
+            for waiter in waiters:
+                waiter.future.cancel()
+        self.waiters.clear()
+        connection = self.connection
+        connection.pollers -= 1
+        if connection.pollers == 0:
+            conn_id = self.key[0]
+            if self._registry.connections.get(conn_id) is connection:
+                del self._registry.connections[conn_id]
+            await connection.client.aclose()
+
+    async def _sweep(self) -> None:
+        """Ask once about every allocation waited for now."""
+        ids = list(self.waiters)
+        if self.connection.settings.batching:
+            size = self.batch_size
+            batches = [ids[i : i + size] for i in range(0, len(ids), size)]
+            await _bounded(batches, self._poll_batch, CONCURRENCY)
+        else:
+            await _bounded(ids, self._poll_one, CONCURRENCY)
+
+    async def _poll_batch(self, batch: list[str]) -> None:
+        batch = [i for i in batch if i in self.waiters]  # some may have left while earlier batches ran
+        if not batch:
+            return
+        client = self.connection.client
+        try:
+            records = await client.list_allocations(self.enterprise_id, allocation_ids=batch, page_size=len(batch))
+        except OESError as exc:
+            if is_transient(exc):
+                log.warning(
+                    "Could not check %d allocations of enterprise %r this time, will try again: %s",
+                    len(batch),
+                    self.enterprise_id,
+                    exc,
+                )
+                return
+            for allocation_id in batch:
+                self._finish(allocation_id, error_event(exc, allocation_id))
+            return
+        wanted = {allocation_id.lower(): allocation_id for allocation_id in batch}
+        seen: set[str] = set()
+        for record in records:
+            record_id = record.get("id") if isinstance(record, dict) else None
+            allocation_id = wanted.get(record_id.lower()) if isinstance(record_id, str) else None
+            if allocation_id is None:
+                continue  # not one we asked for (or no usable id): the single GET below settles ours
+            seen.add(allocation_id)
+            try:
+                allocation = parse_allocation_record(
+                    record, allocation_id=allocation_id, enterprise_id=self.enterprise_id
+                )
+            except OESError as exc:
+                self._finish(allocation_id, error_event(exc, allocation_id))
+                continue
+            self._observe(allocation_id, allocation)
+        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
+        for allocation_id in missing:
+            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
+            await self._poll_one(allocation_id)
+
+    async def _poll_one(self, allocation_id: str) -> None:
+        if allocation_id not in self.waiters:
+            return
+        try:
+            allocation = await self.connection.client.get_allocation(allocation_id, self.enterprise_id)
+        except OESError as exc:
+            if is_transient(exc):
+                log.warning("Could not check allocation %s this time, will try again: %s", allocation_id, exc)
+                return
+            self._finish(allocation_id, error_event(exc, allocation_id))
+            return
+        self._observe(allocation_id, allocation)
+
+    def _observe(self, allocation_id: str, allocation: Allocation) -> None:
+        if allocation.is_terminal:
+            self._finish(allocation_id, terminal_event(allocation, self.enterprise_id))
+        elif not allocation.has_known_status:
+            log.warning(
+                "Allocation %s has status %r, which this provider does not know; it is not treated as final. "
+                "Still waiting.",
+                allocation_id,
+                allocation.status,
+            )
+
+    def _finish(self, allocation_id: str, event: dict[str, Any]) -> None:
+        for waiter in self.waiters.pop(allocation_id, []):
+            if not waiter.future.done():
+                waiter.future.set_result(event)
+
+
+async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
+    """Run ``fn`` over ``items`` with at most ``concurrency`` calls in flight (workers, not one task per item)."""
+    iterator = iter(items)
+
+    async def worker() -> None:
+        for item in iterator:  # a shared iterator: each item goes to exactly one worker
+            await fn(item)
+
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
