@@ -27,6 +27,7 @@ trigger in a fresh loop; a new triggerer process starts afresh).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 import weakref
@@ -326,10 +327,8 @@ class AllocationPoller:
                 delay = started + interval - loop.time()
                 if delay > 0:
                     self._wake.clear()
-                    try:
+                    with contextlib.suppress(asyncio.TimeoutError):
                         await asyncio.wait_for(self._wake.wait(), delay)
-                    except asyncio.TimeoutError:
-                        pass
         except Exception as exc:
             # A bug here must not leave triggers waiting forever: fail them with the reason.
             log.exception("The OES poller for %r stopped unexpectedly", self.key)
@@ -389,18 +388,16 @@ class AllocationPoller:
         seen: set[str] = set()
         for record in records:
             record_id = record.get("id") if isinstance(record, dict) else None
-            allocation_id = wanted.get(record_id.lower()) if isinstance(record_id, str) else None
-            if allocation_id is None:
+            asked = wanted.get(record_id.lower()) if isinstance(record_id, str) else None
+            if asked is None:
                 continue  # not one we asked for (or no usable id): the single GET below settles ours
-            seen.add(allocation_id)
+            seen.add(asked)
             try:
-                allocation = parse_allocation_record(
-                    record, allocation_id=allocation_id, enterprise_id=self.enterprise_id
-                )
+                allocation = parse_allocation_record(record, allocation_id=asked, enterprise_id=self.enterprise_id)
             except OESError as exc:
-                self._finish(allocation_id, error_event(exc, allocation_id))
+                self._finish(asked, error_event(exc, asked))
                 continue
-            self._observe(allocation_id, allocation)
+            self._observe(asked, allocation)
         missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
         for allocation_id in missing:
             # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
