@@ -50,7 +50,9 @@ def _load_dag(module: str):  # type: ignore[no-untyped-def]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--reserved-seconds", type=float, default=4.0, help="how long the allocation stays reserved")
+    parser.add_argument(
+        "--reserved-reads", type=int, default=2, help="how many checks see the allocation still reserved"
+    )
     args = parser.parse_args()
 
     _prepare_airflow_home()
@@ -60,7 +62,7 @@ def main() -> int:
     with OESSimulator(port=0) as sim:
         allocation_id = sim.add_allocation(
             final_status="cleared",
-            reserved_for_seconds=args.reserved_seconds,
+            reserved_for_reads=args.reserved_reads,
             currency="ofctbtc",
             quantity="250000000",
             reserved_reason="awaiting partner confirmation",
@@ -69,8 +71,8 @@ def main() -> int:
             {"conn_type": "oes", "host": sim.url, "password": sim.token, "extra": {"enterprise_id": sim.enterprise_id}}
         )
         print(
-            f"[demo] OES simulator on {sim.url}; allocation {allocation_id} is reserved for "
-            f"{args.reserved_seconds:g} s, then clears",
+            f"[demo] OES simulator on {sim.url}; allocation {allocation_id} stays reserved for "
+            f"{args.reserved_reads} checks, then clears",
             flush=True,
         )
         dag = _load_dag("example_oes_settlement_gating")
