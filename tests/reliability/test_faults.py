@@ -67,7 +67,7 @@ def _sensor(allocation_id: str, **kwargs: Any) -> AllocationStatusSensor:
 
 
 def _count_case() -> None:
-    FIGURES["fault cases (simulator over HTTP)"] += 1
+    FIGURES["fault cases (hook + sensor, one test each)"] += 1
 
 
 @pytest.mark.parametrize("name", list(TRANSIENT))
