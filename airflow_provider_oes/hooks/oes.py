@@ -143,6 +143,9 @@ class OESHook(BaseHook):
                 url,
                 headers={"Authorization": f"Bearer {settings.token}"},
                 timeout=(settings.connect_timeout, settings.read_timeout),
+                # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE override a
+                # session-level verify (psf/requests#3829), which would ignore the ca_bundle extra.
+                verify=settings.verify,
                 stream=True,
                 allow_redirects=False,
             )
