@@ -7,6 +7,7 @@ from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,7 +107,14 @@ class AllocationStatusSensor(BaseSensorOperator):
         """Check once; in deferrable mode hand the wait to the triggerer if the allocation is not final."""
         if not self.deferrable:
             return super().execute(context)
-        first = self.poke(context)
+        try:
+            first = self.poke(context)
+        except AirflowFailException as exc:
+            # BaseSensorOperator.execute turns a final failure into a skip under soft_fail/never_fail;
+            # this first check bypasses it, so apply the same rule here (released + soft_fail = skip).
+            if self.soft_fail or getattr(self, "never_fail", False):
+                raise AirflowSkipException(f"Skipping due to soft_fail/never_fail: {exc}") from exc
+            raise
         if first.is_done:
             return first.xcom_value
         self._defer_to_trigger()
