@@ -1,0 +1,37 @@
+"""Fixtures for trigger tests: connections to the local simulator with chosen extras."""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airflow_provider_oes.testing.simulator import OESSimulator
+
+
+@pytest.fixture
+def make_connection(oes_simulator: OESSimulator, monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
+    """Return ``make(conn_id="oes_trig", token=None, **extras)``, which defines an env-var connection to the simulator.
+
+    Retries default to 0 and waits to 0.05 s so that transient-error tests stay fast.
+
+    :param oes_simulator: the running simulator.
+    :param monkeypatch: restores the environment afterwards.
+    """
+
+    def make(conn_id: str = "oes_trig", token: str | None = None, **extras: Any) -> str:
+        extra = {"enterprise_id": oes_simulator.enterprise_id, "max_retries": 0, "retry_max_wait": 0.05, **extras}
+        conn = {
+            "conn_type": "oes",
+            "host": oes_simulator.url,
+            "password": oes_simulator.token if token is None else token,
+            "extra": extra,
+        }
+        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        return conn_id
+
+    return make
