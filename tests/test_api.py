@@ -89,7 +89,9 @@ def test_invalid_enterprise_ids_named(value: object, problem: str) -> None:
 
 def test_paths_encode_each_id_as_one_segment() -> None:
     assert allocations_path("ent1") == f"{PREFIX}/ent1/clients/allocations"
-    assert allocation_path("ent1", DEFAULT_ALLOCATION_ID) == f"{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+    assert (
+        allocation_path("ent1", DEFAULT_ALLOCATION_ID) == f"{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+    )
     assert allocation_path("a/b", DEFAULT_ALLOCATION_ID).startswith(f"{PREFIX}/a%2Fb/clients/")
     assert allocations_path("%2F") == f"{PREFIX}/%252F/clients/allocations"
     assert allocations_path("q?x#y") == f"{PREFIX}/q%3Fx%23y/clients/allocations"
@@ -146,9 +148,7 @@ def test_parse_allocation_body() -> None:
 
 
 def test_parse_allocation_body_id_case_insensitive() -> None:
-    allocation = parse_allocation_body(
-        _body(), allocation_id=DEFAULT_ALLOCATION_ID.upper(), enterprise_id="e"
-    )
+    allocation = parse_allocation_body(_body(), allocation_id=DEFAULT_ALLOCATION_ID.upper(), enterprise_id="e")
     assert allocation.id == DEFAULT_ALLOCATION_ID
 
 

@@ -6,7 +6,6 @@ import json
 import pickle
 
 import pytest
-from tests._factories import DEFAULT_ALLOCATION_ID, allocation_record
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 from airflow_provider_oes.exceptions import (
@@ -25,6 +24,7 @@ from airflow_provider_oes.exceptions import (
     error_to_payload,
 )
 from airflow_provider_oes.models import Allocation
+from tests._factories import DEFAULT_ALLOCATION_ID, allocation_record
 
 ERROR_BODY = json.dumps({"error": "something is off", "name": "SomeErrorName", "requestId": "req-123"}).encode()
 
@@ -94,7 +94,9 @@ def test_error_text_is_cut_short() -> None:
     assert len(str(exc)) < 1000
 
 
-@pytest.mark.parametrize(("header", "expected"), [("7", 7.0), (" 1.5 ", 1.5), (None, None), ("soon", None), ("-3", None)])
+@pytest.mark.parametrize(
+    ("header", "expected"), [("7", 7.0), (" 1.5 ", 1.5), (None, None), ("soon", None), ("-3", None)]
+)
 def test_retry_after(header: str | None, expected: float | None) -> None:
     exc = error_from_response(429, b"", retry_after=header, allocation_id=DEFAULT_ALLOCATION_ID, enterprise_id="e")
     assert isinstance(exc, OESRateLimitError)
@@ -129,7 +131,7 @@ def _full_error(cls: type[OESError]) -> OESError:
         "enterprise_id": "ent1",
     }
     if cls is OESRateLimitError:
-        return OESRateLimitError("rate limited", retry_after=2.5, **kwargs)  # type: ignore[arg-type]
+        return OESRateLimitError("rate limited", retry_after=2.5, **kwargs)
     return cls("boom message", **kwargs)  # type: ignore[arg-type]
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import importlib.metadata
 import json
+from typing import Any
 
 from airflow_provider_oes import __version__
 from airflow_provider_oes._settings import OESConnectionSettings
@@ -12,10 +13,10 @@ from airflow_provider_oes.get_provider_info import EXTRA_FIELDS, get_provider_in
 from airflow_provider_oes.hooks.oes import OESHook
 
 
-def _conn_type() -> dict:  # type: ignore[type-arg]
+def _conn_type() -> dict[str, Any]:
     types = get_provider_info()["connection-types"]
     assert len(types) == 1
-    return types[0]  # type: ignore[no-any-return]
+    return types[0]
 
 
 def test_package_name_is_the_distribution_name() -> None:

@@ -8,7 +8,6 @@ from datetime import datetime, timezone
 import pytest
 import requests
 import requests_mock as rm
-from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
 from pydantic import ValidationError
 
 from airflow_provider_oes.models import (
@@ -22,6 +21,7 @@ from airflow_provider_oes.models import (
     is_success,
     is_terminal,
 )
+from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
 
 HUGE = "1234567890123456789012345678901234567890123456789"  # 49 digits: far beyond float precision
 
@@ -185,7 +185,7 @@ def test_unknown_type_kept_as_string() -> None:
 
 
 def test_enum_helpers() -> None:
-    assert TERMINAL_STATUSES == {AllocationStatus.CLEARED, AllocationStatus.RELEASED}
+    assert {AllocationStatus.CLEARED, AllocationStatus.RELEASED} == TERMINAL_STATUSES
     assert SUCCESS_STATUS is AllocationStatus.CLEARED
     assert is_success(AllocationStatus.CLEARED)
     assert not is_success(AllocationStatus.RELEASED)
@@ -224,7 +224,7 @@ def test_invalid_records_rejected(field: str, value: object) -> None:
 def test_model_is_frozen() -> None:
     allocation = Allocation.from_json_dict(allocation_record())
     with pytest.raises(ValidationError):
-        allocation.status = AllocationStatus.CLEARED  # type: ignore[misc]
+        allocation.status = AllocationStatus.CLEARED
 
 
 def test_model_parses_a_requests_mock_response() -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -20,8 +20,17 @@ from airflow_provider_oes.exceptions import (
     OESServerError,
 )
 
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
 TRANSIENT = [OESServerError, OESConnectionError, OESRateLimitError]
-PERMANENT = [OESInvalidRequestError, OESAuthenticationError, OESPermissionDeniedError, OESNotFoundError, OESResponseError]
+PERMANENT = [
+    OESInvalidRequestError,
+    OESAuthenticationError,
+    OESPermissionDeniedError,
+    OESNotFoundError,
+    OESResponseError,
+]
 
 
 def _failing(errors: list[BaseException], result: str = "ok") -> tuple[Callable[[], str], list[int]]:

@@ -78,7 +78,9 @@ def test_settings_fields_are_exactly_the_declared_extras() -> None:
     assert fields - {"conn_id", "base_url", "token"} == set(EXTRA_FIELDS)
 
 
-@pytest.mark.parametrize(("raw", "expected"), [(True, True), ("yes", True), ("1", True), ("off", False), (False, False)])
+@pytest.mark.parametrize(
+    ("raw", "expected"), [(True, True), ("yes", True), ("1", True), ("off", False), (False, False)]
+)
 def test_boolean_extra(raw: object, expected: bool) -> None:
     assert OESConnectionSettings.from_connection(_conn(batching=raw)).batching is expected
 
@@ -109,8 +111,9 @@ def test_blank_extras_use_defaults(blank: object) -> None:
     ],
 )
 def test_bad_extras_name_field_and_value(name: str, raw: object) -> None:
+    extra: dict[str, Any] = {name: raw}
     with pytest.raises(OESInvalidRequestError) as info:
-        OESConnectionSettings.from_connection(_conn(**{name: raw}))
+        OESConnectionSettings.from_connection(_conn(**extra))
     text = str(info.value)
     assert repr(name) in text
     assert repr(raw) in text

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -26,11 +26,21 @@ from airflow_provider_oes.hooks.oes import USER_AGENT, OESHook
 from airflow_provider_oes.models import Allocation, AllocationStatus
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body
 
+if TYPE_CHECKING:
+    from requests_mock.request import _RequestObjectProxy
+
 BASE = "https://app.bitgo-test.com"
 TOKEN = "v2x-super-secret-access-token-0123456789"
 PREFIX = "/api/network/v1/enterprises"
 URL = f"{BASE}{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 ERROR_JSON = {"error": "nope", "name": "SomeName", "requestId": "req-42"}
+
+
+def _last(mocker: rm.Mocker) -> _RequestObjectProxy:
+    """The last request requests-mock saw (fails the test if there was none)."""
+    request = mocker.last_request
+    assert request is not None
+    return request
 
 
 def set_conn(
@@ -81,7 +91,7 @@ def test_request_shape(conn: str, requests_mock: rm.Mocker, monkeypatch: pytest.
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     requests_mock.get(URL, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID, "ent1")
-    request = requests_mock.last_request
+    request = _last(requests_mock)
     assert request.method == "GET"
     assert request.url == URL
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -98,8 +108,8 @@ def test_timeouts_and_ca_bundle_from_extras(monkeypatch: pytest.MonkeyPatch, req
     set_conn(monkeypatch, enterprise_id="ent1", connect_timeout="2.5", read_timeout=7, ca_bundle="/tmp/ca.pem")
     requests_mock.get(URL, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
-    assert requests_mock.last_request.timeout == (2.5, 7.0)
-    assert requests_mock.last_request.verify == "/tmp/ca.pem"
+    assert _last(requests_mock).timeout == (2.5, 7.0)
+    assert _last(requests_mock).verify == "/tmp/ca.pem"
 
 
 def test_every_field_through_the_hook(conn: str, requests_mock: rm.Mocker) -> None:
@@ -134,7 +144,7 @@ def test_explicit_enterprise_overrides_connection(conn: str, requests_mock: rm.M
     requests_mock.get(requests_mock_any := rm.ANY, json=allocation_body())
     assert requests_mock_any is rm.ANY
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID, "other-ent")
-    assert requests_mock.last_request.path == f"{PREFIX}/other-ent/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+    assert _last(requests_mock).path == f"{PREFIX}/other-ent/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 
 
 @pytest.mark.parametrize(
@@ -154,7 +164,7 @@ def test_enterprise_id_sent_as_one_encoded_segment(
 ) -> None:
     requests_mock.get(rm.ANY, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID, enterprise_id)
-    request = requests_mock.last_request
+    request = _last(requests_mock)
     expected_path = f"{PREFIX}/{segment}/clients/allocations/{DEFAULT_ALLOCATION_ID}"
     assert request.url == f"{BASE}{expected_path}"
     assert request.query == ""
@@ -238,7 +248,9 @@ def test_permanent_errors_raise_at_once(
     assert no_sleep == []
 
 
-@pytest.mark.parametrize(("status", "cls"), [(500, OESServerError), (502, OESServerError), (503, OESServerError), (429, OESRateLimitError)])
+@pytest.mark.parametrize(
+    ("status", "cls"), [(500, OESServerError), (502, OESServerError), (503, OESServerError), (429, OESRateLimitError)]
+)
 @pytest.mark.parametrize("with_json", [True, False])
 def test_transient_errors_retried_then_raised(
     conn: str, requests_mock: rm.Mocker, no_sleep: list[float], status: int, cls: type[OESError], with_json: bool
@@ -431,7 +443,7 @@ def test_host_and_port(
     set_conn(monkeypatch, host=host, port=port, enterprise_id="ent1")
     requests_mock.get(rm.ANY, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
-    assert requests_mock.last_request.url == f"{url}{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+    assert _last(requests_mock).url == f"{url}{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 
 
 def test_plain_http_refused_for_remote_host(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
@@ -459,9 +471,9 @@ def test_test_connection_ok_on_404(conn: str, requests_mock: rm.Mocker) -> None:
     assert "ent1" in message
     assert BASE in message
     assert requests_mock.call_count == 1
-    path = requests_mock.last_request.path
+    path = _last(requests_mock).path
     assert path.startswith(f"{PREFIX}/ent1/clients/allocations/")
-    assert requests_mock.last_request.headers["Authorization"] == f"Bearer {TOKEN}"
+    assert _last(requests_mock).headers["Authorization"] == f"Bearer {TOKEN}"
 
 
 @pytest.mark.parametrize(("status", "needle"), [(401, "access token"), (403, "license"), (500, "HTTP 500")])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 import requests
@@ -36,10 +36,20 @@ from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
 
+if TYPE_CHECKING:
+    from requests_mock.request import _RequestObjectProxy
+
 BASE = "https://app.bitgo-test.com"
 TOKEN = "v2x-super-secret-access-token-0123456789"
 URL = f"{BASE}/api/network/v1/enterprises/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 OTHER_ID = "b3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
+
+
+def _last(mocker: rm.Mocker) -> _RequestObjectProxy:
+    """The last request requests-mock saw (fails the test if there was none)."""
+    request = mocker.last_request
+    assert request is not None
+    return request
 
 
 @pytest.fixture(autouse=True)
@@ -88,7 +98,7 @@ def test_defaults() -> None:
 
 def test_reserved_not_done_and_reason_logged(requests_mock: rm.Mocker, capsys: pytest.CaptureFixture[str]) -> None:
     requests_mock.get(URL, json=allocation_body(status="reserved", reason="awaiting partner confirmation"))
-    result = sensor().poke({})  # type: ignore[arg-type]
+    result = sensor().poke({})
     assert isinstance(result, PokeReturnValue)
     assert result.is_done is False
     assert result.xcom_value is None
@@ -103,7 +113,7 @@ def test_cleared_done_with_api_json(requests_mock: rm.Mocker) -> None:
         status="cleared", reason=None, amount={"currency": "ofcteth", "quantity": "9" * 45}, futureField="x"
     )
     requests_mock.get(URL, json=body)
-    result = sensor().poke({})  # type: ignore[arg-type]
+    result = sensor().poke({})
     assert result.is_done is True
     assert result.xcom_value == body["allocation"]
     assert result.xcom_value["amount"]["quantity"] == "9" * 45
@@ -121,7 +131,7 @@ def test_released_fails_with_reason(requests_mock: rm.Mocker) -> None:
         ),
     )
     with pytest.raises(AllocationReleasedError) as info:
-        sensor().poke({})  # type: ignore[arg-type]
+        sensor().poke({})
     exc = info.value
     assert isinstance(exc, AirflowFailException)
     text = str(exc)
@@ -137,7 +147,7 @@ def test_released_fails_with_reason(requests_mock: rm.Mocker) -> None:
 
 def test_unknown_status_not_done_with_warning(requests_mock: rm.Mocker, capsys: pytest.CaptureFixture[str]) -> None:
     requests_mock.get(URL, json=allocation_body(status="pending_review"))
-    result = sensor().poke({})  # type: ignore[arg-type]
+    result = sensor().poke({})
     assert result.is_done is False
     assert result.xcom_value is None
     out = capsys.readouterr().out
@@ -159,7 +169,7 @@ def test_permanent_errors_raise_at_once(
 ) -> None:
     requests_mock.get(URL, status_code=status, json={"error": "no", "requestId": "r-1"})
     with pytest.raises(cls) as info:
-        sensor().poke({})  # type: ignore[arg-type]
+        sensor().poke({})
     assert type(info.value) is cls
     assert info.value.request_id == "r-1"
     assert requests_mock.call_count == 1
@@ -171,7 +181,7 @@ def test_transient_errors_after_retries_not_done(
     requests_mock: rm.Mocker, no_sleep: list[float], capsys: pytest.CaptureFixture[str], status: int
 ) -> None:
     requests_mock.get(URL, status_code=status, text="busy")
-    result = sensor().poke({})  # type: ignore[arg-type]
+    result = sensor().poke({})
     assert result.is_done is False
     assert result.xcom_value is None
     assert requests_mock.call_count == 3  # first try + max_retries=2
@@ -183,41 +193,41 @@ def test_transient_errors_after_retries_not_done(
 
 def test_timeout_after_retries_not_done(requests_mock: rm.Mocker, no_sleep: list[float]) -> None:
     requests_mock.get(URL, exc=requests.exceptions.ReadTimeout)
-    assert sensor().poke({}).is_done is False  # type: ignore[arg-type]
+    assert sensor().poke({}).is_done is False
     assert requests_mock.call_count == 3
 
 
 def test_other_id_is_a_response_error(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(id=OTHER_ID, status="cleared"))
     with pytest.raises(OESResponseError, match="refusing"):
-        sensor().poke({})  # type: ignore[arg-type]
+        sensor().poke({})
 
 
 def test_invalid_body_is_a_response_error(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(status=...))
     with pytest.raises(OESResponseError):
-        sensor().poke({})  # type: ignore[arg-type]
+        sensor().poke({})
 
 
 def test_enterprise_id_falls_back_to_connection(requests_mock: rm.Mocker) -> None:
     requests_mock.get(rm.ANY, json=allocation_body(status="cleared"))
-    sensor().poke({})  # type: ignore[arg-type]
-    assert requests_mock.last_request.url == URL
-    sensor(enterprise_id="other").poke({})  # type: ignore[arg-type]
-    assert "/enterprises/other/" in requests_mock.last_request.url
+    sensor().poke({})
+    assert _last(requests_mock).url == URL
+    sensor(enterprise_id="other").poke({})
+    assert "/enterprises/other/" in _last(requests_mock).url
 
 
 def test_bad_allocation_id_raises_without_request(requests_mock: rm.Mocker) -> None:
     requests_mock.get(rm.ANY, json=allocation_body())
     with pytest.raises(OESInvalidRequestError, match="'nope'"):
-        sensor(allocation_id="nope").poke({})  # type: ignore[arg-type]
+        sensor(allocation_id="nope").poke({})
     assert requests_mock.call_count == 0
 
 
 def test_execute_poke_mode_sequence(requests_mock: rm.Mocker, no_sleep: list[float]) -> None:
     bodies = [allocation_body(status="reserved"), allocation_body(status="reserved"), allocation_body(status="cleared")]
     requests_mock.get(URL, [{"json": b} for b in bodies])
-    result = sensor(poke_interval=0.01, timeout=60).execute({})  # type: ignore[arg-type]
+    result = sensor(poke_interval=0.01, timeout=60).execute({})
     assert result == bodies[-1]["allocation"]
     assert requests_mock.call_count == 3
 
@@ -225,26 +235,26 @@ def test_execute_poke_mode_sequence(requests_mock: rm.Mocker, no_sleep: list[flo
 def test_execute_poke_mode_timeout(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(status="reserved"))
     with pytest.raises(AirflowSensorTimeout):
-        sensor(poke_interval=0.01, timeout=0.1).execute({})  # type: ignore[arg-type]
+        sensor(poke_interval=0.01, timeout=0.1).execute({})
     assert requests_mock.call_count >= 2
 
 
 def test_execute_unknown_status_never_succeeds(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(status="pending_review"))
     with pytest.raises(AirflowSensorTimeout):
-        sensor(poke_interval=0.01, timeout=0.1).execute({})  # type: ignore[arg-type]
+        sensor(poke_interval=0.01, timeout=0.1).execute({})
 
 
 def test_execute_released_fails(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, [{"json": allocation_body()}, {"json": allocation_body(status="released")}])
     with pytest.raises(AllocationReleasedError):
-        sensor(poke_interval=0.01, timeout=60).execute({})  # type: ignore[arg-type]
+        sensor(poke_interval=0.01, timeout=60).execute({})
 
 
 def test_soft_fail_released_skips(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(status="released", reason="partner rejected"))
     with pytest.raises(AirflowSkipException):
-        sensor(poke_interval=0.01, timeout=60, soft_fail=True).execute({})  # type: ignore[arg-type]
+        sensor(poke_interval=0.01, timeout=60, soft_fail=True).execute({})
 
 
 def _event(**overrides: Any) -> dict[str, Any]:
@@ -253,30 +263,30 @@ def _event(**overrides: Any) -> dict[str, Any]:
 
 def test_execute_complete_cleared() -> None:
     event = _event(status="cleared", reason=None, extraField=[1])
-    assert sensor().execute_complete({}, event) == event["allocation"]  # type: ignore[arg-type]
+    assert sensor().execute_complete({}, event) == event["allocation"]
 
 
 def test_execute_complete_released() -> None:
     with pytest.raises(AllocationReleasedError, match="insufficient funds") as info:
-        sensor().execute_complete({}, _event(status="released", reason="insufficient funds"))  # type: ignore[arg-type]
+        sensor().execute_complete({}, _event(status="released", reason="insufficient funds"))
     assert info.value.allocation.is_released
 
 
 @pytest.mark.parametrize("status", ["reserved", "pending_review"])
 def test_execute_complete_not_final_is_an_error(status: str) -> None:
     with pytest.raises(OESResponseError, match="fired while"):
-        sensor().execute_complete({}, _event(status=status))  # type: ignore[arg-type]
+        sensor().execute_complete({}, _event(status=status))
 
 
 def test_execute_complete_other_id_is_an_error() -> None:
     with pytest.raises(OESResponseError, match="refusing"):
-        sensor().execute_complete({}, _event(id=OTHER_ID, status="cleared"))  # type: ignore[arg-type]
+        sensor().execute_complete({}, _event(id=OTHER_ID, status="cleared"))
 
 
 @pytest.mark.parametrize("event", [None, {}, {"status": "terminal"}, {"status": "terminal", "allocation": "x"}])
 def test_execute_complete_malformed_event(event: dict[str, Any] | None) -> None:
     with pytest.raises(OESResponseError):
-        sensor().execute_complete({}, event)  # type: ignore[arg-type]
+        sensor().execute_complete({}, event)
 
 
 @pytest.mark.parametrize(
@@ -297,7 +307,7 @@ def test_execute_complete_error_event_rebuilds_the_error(status: int, cls: type[
     event = {"status": "error", **error_to_payload(exc)}
     event = json.loads(json.dumps(event))
     with pytest.raises(cls) as info:
-        sensor().execute_complete({}, event)  # type: ignore[arg-type]
+        sensor().execute_complete({}, event)
     assert type(info.value) is cls
     assert str(info.value) == str(exc)
     assert info.value.status_code == status
@@ -307,12 +317,12 @@ def test_execute_complete_error_event_rebuilds_the_error(status: int, cls: type[
 def test_execute_complete_connection_error_event() -> None:
     exc = OESConnectionError("timed out", allocation_id=DEFAULT_ALLOCATION_ID, enterprise_id="ent1")
     with pytest.raises(OESConnectionError, match="timed out"):
-        sensor().execute_complete({}, {"status": "error", **error_to_payload(exc)})  # type: ignore[arg-type]
+        sensor().execute_complete({}, {"status": "error", **error_to_payload(exc)})
 
 
 def test_deferrable_cleared_first_returns_without_deferring(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(status="cleared"))
-    result = sensor(deferrable=True).execute({})  # type: ignore[arg-type]
+    result = sensor(deferrable=True).execute({})
     assert result == allocation_record(status="cleared")
     assert requests_mock.call_count == 1
 
@@ -320,7 +330,7 @@ def test_deferrable_cleared_first_returns_without_deferring(requests_mock: rm.Mo
 def test_deferrable_released_first_fails_without_deferring(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, json=allocation_body(status="released"))
     with pytest.raises(AllocationReleasedError):
-        sensor(deferrable=True).execute({})  # type: ignore[arg-type]
+        sensor(deferrable=True).execute({})
 
 
 def test_deferrable_reserved_defers_to_trigger(requests_mock: rm.Mocker) -> None:
@@ -328,7 +338,7 @@ def test_deferrable_reserved_defers_to_trigger(requests_mock: rm.Mocker) -> None
     requests_mock.get(URL, json=allocation_body(status="reserved"))
     s = sensor(deferrable=True, poke_interval=7, timeout=120)
     with pytest.raises(TaskDeferred) as info:
-        s.execute({})  # type: ignore[arg-type]
+        s.execute({})
     deferred = info.value
     assert isinstance(deferred.trigger, trigger_module.AllocationStatusTrigger)
     assert deferred.trigger.allocation_id == DEFAULT_ALLOCATION_ID
@@ -344,20 +354,20 @@ def test_deferrable_transient_first_check_defers(requests_mock: rm.Mocker, no_sl
     pytest.importorskip("airflow_provider_oes.triggers.allocation")
     requests_mock.get(URL, status_code=503)
     with pytest.raises(TaskDeferred):
-        sensor(deferrable=True).execute({})  # type: ignore[arg-type]
+        sensor(deferrable=True).execute({})
 
 
 def test_deferrable_permanent_error_raises(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, status_code=401)
     with pytest.raises(OESAuthenticationError):
-        sensor(deferrable=True).execute({})  # type: ignore[arg-type]
+        sensor(deferrable=True).execute({})
 
 
 def test_deferrable_soft_fail_released_first_skips(requests_mock: rm.Mocker) -> None:
     # Same rule as poke mode: soft_fail turns a released allocation into a skip, also on the first check.
     requests_mock.get(URL, json=allocation_body(status="released"))
     with pytest.raises(AirflowSkipException) as info:
-        sensor(deferrable=True, soft_fail=True).execute({})  # type: ignore[arg-type]
+        sensor(deferrable=True, soft_fail=True).execute({})
     assert isinstance(info.value.__cause__, AllocationReleasedError)
 
 
@@ -365,11 +375,11 @@ def test_deferrable_soft_fail_permanent_error_still_fails(requests_mock: rm.Mock
     # Poke mode lets a permanent API error fail the task even with soft_fail; the first deferrable check too.
     requests_mock.get(URL, status_code=403)
     with pytest.raises(OESPermissionDeniedError):
-        sensor(deferrable=True, soft_fail=True).execute({})  # type: ignore[arg-type]
+        sensor(deferrable=True, soft_fail=True).execute({})
 
 
 def test_soft_fail_released_resume_skips() -> None:
     # After the trigger fired, Airflow's resume_execution applies soft_fail to execute_complete's error.
     s = sensor(deferrable=True, soft_fail=True)
     with pytest.raises(AirflowSkipException):
-        s.resume_execution("execute_complete", {"event": _event(status="released")}, {})  # type: ignore[arg-type]
+        s.resume_execution("execute_complete", {"event": _event(status="released")}, {})

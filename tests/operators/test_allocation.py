@@ -1,0 +1,126 @@
+"""Unit tests of :class:`GetAllocationOperator` against requests-mock (no network, no DB)."""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import TYPE_CHECKING, Any
+
+import pytest
+import requests_mock as rm
+
+from airflow_provider_oes.exceptions import (
+    OESAuthenticationError,
+    OESInvalidRequestError,
+    OESNotFoundError,
+    OESResponseError,
+    OESServerError,
+)
+from airflow_provider_oes.operators.allocation import GetAllocationOperator
+from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body
+
+if TYPE_CHECKING:
+    from requests_mock.request import _RequestObjectProxy
+
+BASE = "https://app.bitgo-test.com"
+TOKEN = "v2x-super-secret-access-token-0123456789"
+URL = f"{BASE}/api/network/v1/enterprises/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+
+
+def _last(mocker: rm.Mocker) -> _RequestObjectProxy:
+    """The last request requests-mock saw (fails the test if there was none)."""
+    request = mocker.last_request
+    assert request is not None
+    return request
+
+
+@pytest.fixture(autouse=True)
+def conn(monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OES_DEFAULT",
+        json.dumps(
+            {"conn_type": "oes", "host": BASE, "password": TOKEN, "extra": {"enterprise_id": "ent1", "max_retries": 1}}
+        ),
+    )
+    return "oes_default"
+
+
+def operator(**kwargs: Any) -> GetAllocationOperator:
+    kwargs.setdefault("task_id", "get")
+    kwargs.setdefault("allocation_id", DEFAULT_ALLOCATION_ID)
+    return GetAllocationOperator(**kwargs)
+
+
+def test_template_fields() -> None:
+    assert tuple(GetAllocationOperator.template_fields) == ("allocation_id", "enterprise_id")
+
+
+@pytest.mark.parametrize("status", ["reserved", "cleared", "released", "pending_review"])
+def test_execute_returns_api_json_whatever_the_status(requests_mock: rm.Mocker, status: str) -> None:
+    body = allocation_body(status=status, amount={"currency": "ofcteth", "quantity": "1" * 42}, newField={"x": 1})
+    requests_mock.get(URL, json=body)
+    result = operator().execute({})
+    assert result == body["allocation"]
+    assert result["amount"]["quantity"] == "1" * 42
+    assert json.loads(json.dumps(result)) == result
+    assert requests_mock.call_count == 1
+
+
+def test_enterprise_id_falls_back_to_connection_and_can_be_overridden(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(rm.ANY, json=allocation_body())
+    operator().execute({})
+    assert _last(requests_mock).url == URL
+    operator(enterprise_id="a/b").execute({})
+    assert "/enterprises/a%2Fb/clients/" in _last(requests_mock).url
+
+
+def test_custom_conn_id(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OES_OTHER",
+        json.dumps({"conn_type": "oes", "host": "https://app.bitgo.com", "password": "other-token-xyz"}),
+    )
+    requests_mock.get(rm.ANY, json=allocation_body())
+    op = operator(oes_conn_id="oes_other", enterprise_id="e2")
+    assert op.hook.oes_conn_id == "oes_other"
+    op.execute({})
+    assert _last(requests_mock).url.startswith("https://app.bitgo.com/api/network/v1/enterprises/e2/")
+    assert _last(requests_mock).headers["Authorization"] == "Bearer other-token-xyz"
+
+
+@pytest.mark.parametrize(
+    ("status", "cls"), [(401, OESAuthenticationError), (404, OESNotFoundError), (400, OESInvalidRequestError)]
+)
+def test_errors_propagate(requests_mock: rm.Mocker, status: int, cls: type[Exception]) -> None:
+    requests_mock.get(URL, status_code=status, json={"error": "x"})
+    with pytest.raises(cls):
+        operator().execute({})
+    assert requests_mock.call_count == 1
+
+
+def test_transient_errors_propagate_after_retries(requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(time, "sleep", lambda s: None)
+    requests_mock.get(URL, status_code=503)
+    with pytest.raises(OESServerError):
+        operator().execute({})
+    assert requests_mock.call_count == 2
+
+
+def test_bad_body_propagates(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(URL, text="not json")
+    with pytest.raises(OESResponseError):
+        operator().execute({})
+
+
+def test_bad_id_sends_nothing(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(rm.ANY, json=allocation_body())
+    with pytest.raises(OESInvalidRequestError, match="'123'"):
+        operator(allocation_id="123").execute({})
+    assert requests_mock.call_count == 0
+
+
+def test_logs_description_not_token(requests_mock: rm.Mocker, capsys: pytest.CaptureFixture[str]) -> None:
+    requests_mock.get(URL, json=allocation_body(status="cleared", reason=None))
+    operator().execute({})
+    out = capsys.readouterr().out
+    assert f"allocation {DEFAULT_ALLOCATION_ID} of 100000000 ofctbtc is cleared" in out
+    assert TOKEN not in out
