@@ -212,7 +212,9 @@ def _read_limited(response: requests.Response, what: str) -> bytes:
             f"the OES API's answer for {what} declares {declared} bytes, over the {MAX_RESPONSE_BYTES}-byte limit"
         )
     data: bytes = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
-    if declared and declared.isdigit() and len(data) < int(declared):
+    # Compare the bytes read off the wire (tell()), not the decoded ones: a small gzip body decodes to
+    # fewer bytes than its Content-Length and is complete.
+    if declared and declared.isdigit() and len(data) <= MAX_RESPONSE_BYTES and response.raw.tell() < int(declared):
         import requests
 
         raise requests.exceptions.ChunkedEncodingError("connection closed before the whole body arrived")

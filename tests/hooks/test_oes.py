@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import json
 import time
 from typing import TYPE_CHECKING, Any
@@ -360,6 +361,26 @@ def test_truncated_body_is_a_connection_error(conn: str, requests_mock: rm.Mocke
     requests_mock.get(URL, content=b'{"allocation":', headers={"Content-Length": "500"})
     with pytest.raises(OESConnectionError):
         OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
+
+
+def test_small_gzip_error_body_is_complete(conn: str, requests_mock: rm.Mocker, no_sleep: list[float]) -> None:
+    # A tiny gzip body is longer on the wire than decoded: it must not be taken for a dropped connection.
+    body = gzip.compress(json.dumps({"error": "Not found"}).encode())
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(body))}
+    requests_mock.get(rm.ANY, status_code=404, content=body, headers=headers)
+    with pytest.raises(OESNotFoundError) as info:
+        OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
+    assert info.value.error == "Not found"
+    assert requests_mock.call_count == 1
+    ok, message = OESHook().test_connection()
+    assert ok is True, message
+
+
+def test_gzip_allocation_body(conn: str, requests_mock: rm.Mocker) -> None:
+    body = gzip.compress(json.dumps(allocation_body(status="cleared")).encode())
+    headers = {"Content-Encoding": "gzip", "Content-Length": str(len(body))}
+    requests_mock.get(URL, content=body, headers=headers)
+    assert OESHook().get_allocation(DEFAULT_ALLOCATION_ID).is_cleared
 
 
 def test_redirect_not_followed(conn: str, requests_mock: rm.Mocker) -> None:
