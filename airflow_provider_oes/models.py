@@ -136,9 +136,11 @@ class AllocationAmount(_APIModel):
 
 
 def _format_timestamp(value: datetime) -> str:
+    # Milliseconds like BitGo, unless the value has finer digits: those are kept so nothing is lost.
+    timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
     if value.tzinfo is not None and value.utcoffset() == timezone.utc.utcoffset(None):
-        return value.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
-    return value.isoformat(timespec="milliseconds")
+        return value.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
+    return value.isoformat(timespec=timespec)
 
 
 class Allocation(_APIModel):

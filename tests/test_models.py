@@ -148,6 +148,23 @@ def test_non_utc_timestamp_keeps_offset() -> None:
 
 
 @pytest.mark.parametrize(
+    ("wire", "emitted"),
+    [
+        ("2025-11-01T10:00:00.123Z", "2025-11-01T10:00:00.123Z"),
+        ("2025-11-01T10:00:00Z", "2025-11-01T10:00:00.000Z"),
+        ("2025-11-01T10:00:00.123456Z", "2025-11-01T10:00:00.123456Z"),
+        ("2025-11-01T10:00:00.5+05:30", "2025-11-01T10:00:00.500+05:30"),
+        ("2025-11-01T10:00:00.000001", "2025-11-01T10:00:00.000001"),
+    ],
+)
+def test_timestamps_lose_nothing(wire: str, emitted: str) -> None:
+    allocation = Allocation.from_json_dict(allocation_record(createdAt=wire))
+    data = allocation.to_json_dict()
+    assert data["createdAt"] == emitted
+    assert Allocation.from_json_dict(json.loads(json.dumps(data))) == allocation
+
+
+@pytest.mark.parametrize(
     ("status", "terminal", "cleared", "released", "known"),
     [
         ("reserved", False, False, False, True),
