@@ -6,6 +6,7 @@ The extras read here are exactly the ``conn-fields`` declared in ``get_provider_
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -39,6 +40,8 @@ def _coerce(name: str, raw: Any) -> Any:
             if isinstance(raw, bool):
                 raise ValueError
             value = float(raw)
+            if not math.isfinite(value):  # "inf"/"nan" parse as floats but are no usable timeout or wait
+                raise ValueError
         else:
             return str(raw).strip()
     except (TypeError, ValueError):
