@@ -1,0 +1,1 @@
+"""Test harnesses that start real Airflow components as separate processes."""
