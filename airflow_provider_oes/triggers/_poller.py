@@ -68,24 +68,42 @@ def error_event(exc: OESError, allocation_id: str | None = None) -> dict[str, An
 
 
 class RateLimiter:
-    """At most ``max_requests`` requests in any ``period`` seconds (sliding window), plus 429 back-off.
+    """At most ``max_requests`` requests in any ``period`` seconds, paced evenly, plus 429 back-off.
+
+    Two rules, both must allow a request:
+
+    * a sliding window (the hard guarantee): never more than ``max_requests`` sent in any ``period``;
+    * a token bucket refilled at ``max_requests / period`` per second holding at most ``burst`` tokens
+      (the pacing): a big sweep is spread over the window instead of spending the whole window's budget
+      in its first seconds and then starving every trigger until the window slides on.
 
     Waiters are served first come, first served (an :class:`asyncio.Lock` is FIFO).
 
     :param max_requests: Requests allowed per window.
     :param period: Window length in seconds.
+    :param burst: Requests that may go back to back; default a tenth of ``max_requests`` (36 of 360).
     :param clock: Monotonic clock (replaceable in tests).
     """
 
-    def __init__(self, max_requests: int, period: float, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        max_requests: int,
+        period: float,
+        burst: int | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
         if max_requests < 1 or period <= 0:
             raise OESInvalidRequestError(
                 f"the rate limit must allow at least 1 request per positive period, got {max_requests} per {period} s"
             )
         self.max_requests = max_requests
         self.period = period
+        self.burst = max(1, min(max_requests, burst if burst is not None else max_requests // 10))
+        self._rate = max_requests / period
         self._clock = clock
         self._sent: deque[float] = deque()
+        self._tokens = float(self.burst)
+        self._refilled_at = clock()
         self._blocked_until = 0.0
         self._lock: asyncio.Lock | None = None
         self.waited_seconds = 0.0
@@ -98,22 +116,31 @@ class RateLimiter:
         """
         self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
 
+    def _wait_needed(self, now: float) -> float:
+        self._tokens = min(float(self.burst), self._tokens + (now - self._refilled_at) * self._rate)
+        self._refilled_at = now
+        while self._sent and self._sent[0] <= now - self.period:
+            self._sent.popleft()
+        wait = self._blocked_until - now
+        if self._tokens < 1:
+            wait = max(wait, (1 - self._tokens) / self._rate)
+        if len(self._sent) >= self.max_requests:
+            wait = max(wait, self._sent[0] + self.period - now)
+        return wait
+
     async def acquire(self) -> None:
-        """Wait until one more request fits in the window, then count it as sent."""
+        """Wait until one more request is allowed, then count it as sent."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
             while True:
                 now = self._clock()
-                while self._sent and self._sent[0] <= now - self.period:
-                    self._sent.popleft()
-                wait = self._blocked_until - now
-                if len(self._sent) >= self.max_requests:
-                    wait = max(wait, self._sent[0] + self.period - now)
+                wait = self._wait_needed(now)
                 if wait <= 0:
                     break
                 self.waited_seconds += wait
                 await asyncio.sleep(wait)
+            self._tokens -= 1
             self._sent.append(now)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import math
 import random
@@ -407,6 +408,20 @@ async def test_rate_limiter_never_exceeds_its_window() -> None:
     for i in range(len(stamps) - 4):
         assert stamps[i + 4] - stamps[i] >= 0.25 - 1e-3  # any 5 requests span at least one period
     assert limiter.waited_seconds > 0
+
+
+async def test_rate_limiter_paces_after_its_burst() -> None:
+    """10 per second with a burst of 3: three at once, then one every 0.1 s (no spending the window at once)."""
+    loop = asyncio.get_running_loop()
+    limiter = RateLimiter(max_requests=10, period=1.0, burst=3)
+    start = loop.time()
+    stamps = []
+    for _ in range(7):
+        await limiter.acquire()
+        stamps.append(loop.time() - start)
+    assert stamps[2] < 0.05
+    for earlier, later in itertools.pairwise(stamps[2:]):
+        assert later - earlier >= 0.1 - 5e-3
 
 
 def test_rate_limiter_rejects_a_useless_limit() -> None:
