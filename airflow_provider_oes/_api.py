@@ -115,8 +115,14 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
     raw = host.strip()
     if "://" not in raw:
         raw = f"https://{raw}"
-    parts = urlsplit(raw)
-    if parts.scheme not in {"https", "http"} or not parts.hostname:
+    try:
+        parts = urlsplit(raw)
+        hostname = parts.hostname
+    except ValueError:  # e.g. an unbalanced "[" of an IPv6 literal
+        hostname = None
+    if any(ch.isspace() or not ch.isprintable() for ch in raw):
+        hostname = None
+    if not hostname or parts.scheme not in {"https", "http"}:
         raise OESInvalidRequestError(
             f"the connection's host must be a URL like {PRODUCTION_BASE_URL!r} or {TEST_BASE_URL!r}, got {_shown(host)}"
         )
@@ -125,7 +131,7 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
             "the connection's host must not carry credentials, a query or a fragment; "
             f"put only the scheme, host and port there, got a URL for host {parts.hostname!r}"
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not _is_loopback(hostname):
         raise OESInvalidRequestError(
             f"the connection's host {_shown(host)} uses plain http: the access token would travel "
             "unencrypted. Use https:// (http:// is allowed only for 127.0.0.1/localhost)."

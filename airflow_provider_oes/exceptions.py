@@ -29,6 +29,7 @@ __all__ = [
     "error_from_payload",
     "error_from_response",
     "error_to_payload",
+    "redact_error",
 ]
 
 
@@ -240,6 +241,26 @@ def error_from_response(
     if cls is OESRateLimitError:
         return OESRateLimitError("".join(parts), retry_after=_parse_retry_after(retry_after), **kwargs)
     return cls("".join(parts), **kwargs)
+
+
+def redact_error(exc: OESError, secret: str | None, placeholder: str = "***") -> OESError:
+    """Remove ``secret`` from every text of ``exc`` (message, args, the API's fields), in place; return ``exc``.
+
+    The messages quote what the server said (its ``error`` text, a body snippet, a record's id), so a
+    server that echoes the request's ``Authorization`` header back would otherwise put the access token
+    into logs and task failures.
+
+    :param exc: The error to clean.
+    :param secret: The access token; nothing is done when it is empty.
+    :param placeholder: What replaces it.
+    """
+    if not secret:
+        return exc
+    for key, value in list(vars(exc).items()):
+        if isinstance(value, str) and secret in value:
+            setattr(exc, key, value.replace(secret, placeholder))
+    exc.args = tuple(a.replace(secret, placeholder) if isinstance(a, str) else a for a in exc.args)
+    return exc
 
 
 _EVENT_ERROR_CLASSES: dict[str, type[OESError]] = {

@@ -27,6 +27,7 @@ from airflow_provider_oes.exceptions import (
     OESPermissionDeniedError,
     OESResponseError,
     error_from_response,
+    redact_error,
 )
 
 if TYPE_CHECKING:
@@ -124,7 +125,12 @@ class OESHook(BaseHook):
 
     def _get_allocation(self, allocation_id: str, enterprise_id: str, policy: RetryPolicy) -> Allocation:
         url = self.settings.base_url + allocation_path(enterprise_id, allocation_id)
-        return policy.call(lambda: self._get_once(url, allocation_id, enterprise_id))
+        try:
+            return policy.call(lambda: self._get_once(url, allocation_id, enterprise_id))
+        except OESError as exc:
+            # Messages quote the server's words; a server echoing the Authorization header must not
+            # make the token show up in logs or task failures.
+            raise redact_error(exc, self.settings.token) from exc.__cause__
 
     def _get_once(self, url: str, allocation_id: str, enterprise_id: str) -> Allocation:
         import requests
@@ -176,7 +182,16 @@ class OESHook(BaseHook):
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             )
-        return parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        allocation = parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        if _contains(allocation.model_dump(), settings.token):
+            # It would travel on in logs (an unknown status is logged) and in XCom: refuse it whole.
+            raise OESResponseError(
+                f"the OES API's answer for allocation {allocation_id!r} of enterprise {enterprise_id!r} "
+                "contains this connection's access token; refusing to use or show it",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            )
+        return allocation
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection against the real API (the connections UI "Test" button).
@@ -202,6 +217,17 @@ class OESHook(BaseHook):
         from airflow_provider_oes.get_provider_info import UI_FIELD_BEHAVIOUR
 
         return UI_FIELD_BEHAVIOUR
+
+
+def _contains(value: Any, secret: str) -> bool:
+    """True if ``secret`` occurs in any string (key or value) of a parsed JSON-like structure."""
+    if isinstance(value, str):
+        return secret in value
+    if isinstance(value, dict):
+        return any(_contains(k, secret) or _contains(v, secret) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_contains(v, secret) for v in value)
+    return False
 
 
 def _read_limited(response: requests.Response, what: str) -> bytes:

@@ -58,6 +58,13 @@ PERMANENT_BODY: dict[str, tuple[str, ...]] = {
 }
 
 
+def _xcom(result: Any) -> dict[str, Any]:
+    """The XCom value of a finished poke, checked to be the allocation's JSON object."""
+    value = result.xcom_value
+    assert isinstance(value, dict)
+    return value
+
+
 def _kind(name: str) -> str:
     return name.split("-", 1)[0]
 
@@ -106,17 +113,17 @@ def test_transient_burst_past_retries_keeps_the_sensor_waiting(
 
     sim.inject_fault(_kind(name), count=ATTEMPTS, **kwargs)
     sensor = _sensor(aid)
-    first = sensor.poke({})  # type: ignore[arg-type]
+    first = sensor.poke({})
     assert first.is_done is False
     assert first.xcom_value is None
     assert sim.request_count == 2 * ATTEMPTS
     out = capsys.readouterr()
     assert "will try again" in out.out + out.err
     assert aid in out.out + out.err
-    second = sensor.poke({})  # type: ignore[arg-type]
+    second = sensor.poke({})
     assert second.is_done is True
-    assert second.xcom_value["id"] == aid
-    assert second.xcom_value["status"] == "cleared"
+    assert _xcom(second)["id"] == aid
+    assert _xcom(second)["status"] == "cleared"
     assert_no_token(out.out, out.err, info.value, capsys.readouterr().out)
 
 
@@ -138,7 +145,7 @@ def test_bad_body_fails_at_once_without_retry(
 
     sim.inject_fault(name, count=1)
     with pytest.raises(OESResponseError):
-        _sensor(aid).poke({})  # type: ignore[arg-type]
+        _sensor(aid).poke({})
     assert sim.request_count == 2
     assert_no_token(info.value, capsys.readouterr().out)
 
@@ -151,13 +158,11 @@ def test_wrong_id_is_never_success_even_though_it_says_cleared(sim: OESSimulator
     sensor = _sensor(aid)
     for _ in range(5):
         with pytest.raises(OESResponseError, match="refusing"):
-            sensor.poke({})  # type: ignore[arg-type]
+            sensor.poke({})
     assert sim.request_count == 5
 
 
-def test_unknown_status_is_never_terminal(
-    sim: OESSimulator, sim_conn: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_unknown_status_is_never_terminal(sim: OESSimulator, sim_conn: str, capsys: pytest.CaptureFixture[str]) -> None:
     """An unknown ``status`` is read, warned about, and waited on; never success, never failure."""
     _count_case()
     aid = sim.add_allocation(final_status="cleared")
@@ -169,13 +174,13 @@ def test_unknown_status_is_never_terminal(
     assert not allocation.is_terminal
     sensor = _sensor(aid)
     for _ in range(3):
-        result = sensor.poke({})  # type: ignore[arg-type]
+        result = sensor.poke({})
         assert result.is_done is False
     out = capsys.readouterr().out
     assert "pending_review" in out
     assert "does not know" in out
     assert sim.request_count == 4
-    assert sensor.poke({}).is_done is True  # type: ignore[arg-type]
+    assert sensor.poke({}).is_done is True
     assert_no_token(out)
 
 
@@ -186,7 +191,7 @@ def test_unknown_status_times_the_sensor_out(sim: OESSimulator, sim_conn: str) -
     sim.inject_fault("unknown_status", count=10_000)
     sensor = _sensor(aid, timeout=0.5, poke_interval=0.05, mode="poke")
     with pytest.raises(AirflowSensorTimeout):
-        sensor.execute({})  # type: ignore[arg-type]
+        sensor.execute({})
     assert sim.request_count >= 2
 
 
@@ -199,7 +204,7 @@ def test_endless_transient_errors_time_the_sensor_out(
     sim.inject_fault("503", count=10_000)
     sensor = _sensor(aid, timeout=0.5, poke_interval=0.05, mode="poke")
     with pytest.raises(AirflowSensorTimeout) as info:
-        sensor.execute({})  # type: ignore[arg-type]
+        sensor.execute({})
     assert sim.request_count >= 2 * ATTEMPTS
     assert_no_token(info.value, capsys.readouterr().out)
 
@@ -211,7 +216,7 @@ def test_transient_trouble_then_cleared_succeeds_through_execute(sim: OESSimulat
     for kind in ("500", "429", "drop", "503", "502", "drop"):
         sim.inject_fault(kind, count=1)
     sensor = _sensor(aid, timeout=30, poke_interval=0.01, mode="poke")
-    result = sensor.execute({})  # type: ignore[arg-type]
+    result = sensor.execute({})
     assert result["id"] == aid
     assert result["status"] == "cleared"
     assert sim.request_count == 6 + 3  # six faults, two reserved reads, one cleared read
@@ -224,7 +229,7 @@ def test_released_fails_the_sensor_at_once(sim: OESSimulator, sim_conn: str) -> 
     sim.inject_fault("500", count=ATTEMPTS - 1)
     sensor = _sensor(aid, timeout=30, poke_interval=0.01, mode="poke")
     with pytest.raises(AllocationReleasedError, match="insufficient balance"):
-        sensor.execute({})  # type: ignore[arg-type]
+        sensor.execute({})
     assert sim.request_count == ATTEMPTS
 
 
@@ -295,7 +300,7 @@ def test_permanent_http_errors_fail_at_once(
     if case == "404":
         aid = str(uuid.uuid4())
     with pytest.raises(error_cls) as info:
-        _sensor(aid, enterprise_id=enterprise_id).poke({})  # type: ignore[arg-type]
+        _sensor(aid, enterprise_id=enterprise_id).poke({})
     assert sim.request_count == 1
     assert info.value.status_code == status
     assert not info.value.transient
@@ -315,7 +320,7 @@ def test_http_400_fails_at_once(set_conn: Callable[..., str]) -> None:
             json={"error": "Invalid UUID format", "name": "InvalidRequestError", "requestId": "r-1"},
         )
         with pytest.raises(OESInvalidRequestError) as info:
-            _sensor(aid).poke({})  # type: ignore[arg-type]
+            _sensor(aid).poke({})
         assert mock.call_count == 1
     assert info.value.status_code == 400
     assert "requestId r-1" in str(info.value)
@@ -335,6 +340,6 @@ def test_connection_refused_is_transient(set_conn: Callable[..., str], capsys: p
     with pytest.raises(OESConnectionError) as info:
         OESHook().get_allocation(aid)
     assert info.value.transient
-    result = _sensor(aid).poke({})  # type: ignore[arg-type]
+    result = _sensor(aid).poke({})
     assert result.is_done is False
     assert_no_token(info.value, capsys.readouterr().out)

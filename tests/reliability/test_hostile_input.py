@@ -41,19 +41,55 @@ VALID_ALLOCATION = "a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
 UNRESERVED_OR_ESCAPE = re.compile(r"(?:[A-Za-z0-9._~-]|%[0-9A-F]{2})+")
 
 HOSTILE_PIECES = [
-    "/", "..", ".", "%2F", "%2f", "%2E%2E", "?", "#", "&", "=", ";", "@", ":", "+", "%", "%00", "\\",
-    "\x00", "\n", "\r", "\t", " ", "\u00a0", "\u2028", "\u202e", "\ufeff", "é", "日本", "🙂", "\ud7ff",
-    "a" * 200, "../admin", "x/../../y", "%252F", "{{ 7*7 }}", "' OR 1=1 --", "<script>",
+    "/",
+    "..",
+    ".",
+    "%2F",
+    "%2f",
+    "%2E%2E",
+    "?",
+    "#",
+    "&",
+    "=",
+    ";",
+    "@",
+    ":",
+    "+",
+    "%",
+    "%00",
+    "\\",
+    "\x00",
+    "\n",
+    "\r",
+    "\t",
+    " ",
+    "\u00a0",
+    "\u2028",
+    "\u202e",
+    "\ufeff",
+    "é",
+    "日本",
+    "🙂",
+    "\ud7ff",
+    "a" * 200,
+    "../admin",
+    "x/../../y",
+    "%252F",
+    "{{ 7*7 }}",
+    "' OR 1=1 --",
+    "<script>",
 ]
 
 hostile_text = st.one_of(
     st.just(""),
     st.sampled_from(HOSTILE_PIECES),
-    st.lists(st.sampled_from(HOSTILE_PIECES + ["a", "b", "1", "-", "_"]), min_size=1, max_size=8).map("".join),
+    st.lists(st.sampled_from([*HOSTILE_PIECES, "a", "b", "1", "-", "_"]), min_size=1, max_size=8).map("".join),
     st.text(max_size=40),
     st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=200),
     st.builds(lambda ch, n: ch * n, st.sampled_from(["a", "/", "%", "é", " "]), st.integers(5_000, 10_240)),
-    st.uuids().map(str).flatmap(
+    st.uuids()
+    .map(str)
+    .flatmap(
         lambda u: st.sampled_from([u, u.upper(), f" {u}", f"{u}\n", f"{u}/", f"{u}?x=1", f"{u}#f", u.replace("-", "")])
     ),
 )
@@ -101,7 +137,8 @@ def _check_path(url: str, enterprise_id: str, allocation_id: str) -> None:
     """The request went to exactly the single-allocation endpoint; the enterprise id is one segment."""
     parts = urlsplit(url)
     assert f"{parts.scheme}://{parts.netloc}" == HOST
-    assert parts.query == "" and parts.fragment == ""
+    assert parts.query == ""
+    assert parts.fragment == ""
     segments = parts.path.split("/")
     assert segments[:5] == PREFIX_SEGMENTS
     assert len(segments) == 9, f"path has {len(segments)} segments: {parts.path!r}"
@@ -163,10 +200,8 @@ def test_hostile_allocation_ids(hook: OESHook, allocation_id: str, enterprise_id
 def test_hostile_templated_ids_are_checked_after_rendering(allocation_id: str, enterprise_id: str) -> None:
     """Ids coming from Jinja params get the same checks once the sensor's fields are rendered."""
     FIGURES["bad inputs tried (hypothesis)"] += 1
-    sensor = AllocationStatusSensor(
-        task_id="wait", allocation_id="{{ params.aid }}", enterprise_id="{{ params.eid }}"
-    )
-    sensor.render_template_fields({"params": {"aid": allocation_id, "eid": enterprise_id}})  # type: ignore[arg-type]
+    sensor = AllocationStatusSensor(task_id="wait", allocation_id="{{ params.aid }}", enterprise_id="{{ params.eid }}")
+    sensor.render_template_fields({"params": {"aid": allocation_id, "eid": enterprise_id}})
     assert sensor.allocation_id == allocation_id
     assert sensor.enterprise_id == enterprise_id
     _try(sensor, enterprise_id, allocation_id)
@@ -186,7 +221,12 @@ def test_non_string_ids_are_refused(hook: OESHook, value: Any) -> None:
 HUGE = b'{"allocation": {"notes": "' + b"x" * (MAX_RESPONSE_BYTES + 10) + b'"}}'
 BODIES: dict[str, tuple[int, dict[str, Any], type[Exception], str]] = {
     "oversized, no Content-Length": (200, {"content": HUGE}, OESResponseError, "limit"),
-    "oversized, declared": (200, {"content": HUGE, "headers": {"Content-Length": str(len(HUGE))}}, OESResponseError, "limit"),
+    "oversized, declared": (
+        200,
+        {"content": HUGE, "headers": {"Content-Length": str(len(HUGE))}},
+        OESResponseError,
+        "limit",
+    ),
     "100,000 '['": (200, {"content": b"[" * 100_000}, OESResponseError, "nested too deeply"),
     "100,000 '{\"a\":'": (200, {"content": b'{"a":' * 100_000}, OESResponseError, "nested too deeply"),
     "nested allocation": (200, {"content": b'{"allocation":' * 50_000}, OESResponseError, "nested too deeply"),

@@ -45,6 +45,13 @@ TRUTHS = ("cleared", "released", "reserved", "unknown_status")
 TALLY: Counter[str] = Counter()
 
 
+def _xcom(result: Any) -> dict[str, Any]:
+    """The XCom value of a finished poke, checked to be the allocation's JSON object."""
+    value = result.xcom_value
+    assert isinstance(value, dict)
+    return value
+
+
 def _record(status: str, allocation_id: str = ALLOCATION_ID) -> dict[str, Any]:
     return {
         "id": allocation_id,
@@ -123,16 +130,17 @@ def _run_sensor() -> tuple[str, int]:
     sensor = AllocationStatusSensor(task_id="wait", allocation_id=ALLOCATION_ID)
     try:
         for poke in range(1, MAX_POKES + 1):
-            result = sensor.poke({})  # type: ignore[arg-type]
+            result = sensor.poke({})
             if result.is_done:
-                assert result.xcom_value["id"] == ALLOCATION_ID
-                assert result.xcom_value["status"] == "cleared"
+                assert _xcom(result)["id"] == ALLOCATION_ID
+                assert _xcom(result)["status"] == "cleared"
                 return "success", poke
         return "timed out", MAX_POKES
     except AllocationReleasedError:
         return "failed", 0
     except OESError as exc:
-        assert not exc.transient, f"a transient error escaped the sensor: {exc!r}"
+        if exc.transient:
+            pytest.fail(f"a transient error escaped the sensor: {exc!r}")
         return "failed", 0
     finally:
         sensor.hook.close()
