@@ -1,0 +1,323 @@
+"""Deferrable mode at fleet scale: N allocations waiting at once in one event loop, as in a triggerer.
+
+For each configuration a fresh worker process runs N :class:`AllocationStatusTrigger` in one event loop
+(polling every 5 s) against the OES simulator running in another process. Once the worker's first sweep is
+done, this process flips half of the allocations to ``cleared`` / ``released`` at random moments of a
+3-interval window; the other half stay ``reserved``. The worker keeps observing until every flip has
+produced its event (or a bounded drain time ran out), then reports:
+
+* requests per poll interval, CPU seconds per poll interval (``time.process_time`` of the worker, which
+  holds only the triggers: the simulator and the flipping are other processes), peak RSS of the worker;
+* the delay from each status flip (the record's ``updatedAt``) to its trigger event: p50 / p95 / max;
+* the most requests the simulator received in any 60 s window;
+* that every flipped allocation got the right event and no ``reserved`` one fired.
+
+Configurations: N = 1,000 and N = 10,000, each with batching on (the connection's defaults: 100 ids per
+list request, rate limiter 360 requests / 60 s) and batching off (one single GET per allocation per poll
+and no client-side limiter: the way other providers poll). For batching off the table also shows how far
+over BitGo's limit that rate is, and how long one sweep would take at the limit's pace.
+
+Run: ``python bench/bench_deferrable.py [--sizes 1000 10000] [--interval 5] [--window-intervals 3]``
+(about 3 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import os
+import random
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+LIMIT_REQUESTS = 360
+LIMIT_PERIOD = 60.0
+CONN_ID = "oes_bench"
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
+    import resource
+
+    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+    ids: list[str] = plan["ids"]
+    flips: dict[str, str] = plan["flips"]
+    interval: float = plan["interval"]
+    enterprise_id: str = plan["enterprise_id"]
+    events: dict[str, tuple[float, dict[str, Any]]] = {}
+    all_flipped = asyncio.Event()
+
+    async def wait_one(trigger: AllocationStatusTrigger) -> None:
+        async for event in trigger.run():
+            events[trigger.allocation_id] = (time.time(), event.payload)
+            if trigger.allocation_id in flips and all(i in events for i in flips):
+                all_flipped.set()
+
+    tasks = [asyncio.create_task(wait_one(AllocationStatusTrigger(i, enterprise_id, CONN_ID, interval))) for i in ids]
+    poller = None
+    while poller is None or poller.sweeps < 1:
+        await asyncio.sleep(0.01)
+        poller = _poller.get_poller(CONN_ID, enterprise_id)
+    client = poller.connection.client
+    first_sweep_seconds = poller.last_sweep_seconds
+    print("READY", flush=True)  # the parent starts flipping now
+
+    started, cpu0, requests0 = time.time(), time.process_time(), client.requests_sent
+    window = plan["window"]
+    deadline = started + window + plan["drain"]
+    await asyncio.sleep(window)
+    remaining = deadline - time.time()
+    if remaining > 0 and not all_flipped.is_set():
+        try:
+            await asyncio.wait_for(all_flipped.wait(), remaining)
+        except asyncio.TimeoutError:
+            pass
+    ended, cpu1, requests1 = time.time(), time.process_time(), client.requests_sent
+    sweeps = poller.sweeps
+
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.1)
+    idle = client.is_closed and _poller.get_poller(CONN_ID, enterprise_id) is None
+
+    intervals = (ended - started) / interval
+    delays = []
+    wrong = 0
+    for allocation_id, (received, payload) in events.items():
+        expected = flips.get(allocation_id)
+        if expected is None or payload.get("status") != "terminal" or payload["allocation"]["status"] != expected:
+            wrong += 1
+            continue
+        delays.append(received - _epoch(payload["allocation"]["updatedAt"]))
+    return {
+        "n": len(ids),
+        "flips": len(flips),
+        "seen": len(delays),
+        "wrong": wrong,
+        "requests_per_interval": (requests1 - requests0) / intervals,
+        "cpu_per_interval": (cpu1 - cpu0) / intervals,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+        "observed_s": ended - started,
+        "first_sweep_s": first_sweep_seconds,
+        "sweeps": sweeps,
+        "delays": sorted(delays),
+        "limiter_waited_s": poller.connection.limiter.waited_seconds,
+        "idle_after_cancel": idle,
+    }
+
+
+def worker(plan_path: str) -> None:
+    plan = json.loads(Path(plan_path).read_text())
+    result = asyncio.run(_worker_main(plan))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------------------- parent
+
+
+def _create_allocations(url: str, n: int) -> list[str]:
+    from airflow_provider_oes.testing.simulator import OESSimulatorClient
+
+    def make(count: int) -> list[str]:
+        client = OESSimulatorClient(url)
+        try:
+            return [client.add_allocation(final_status="reserved") for _ in range(count)]
+        finally:
+            client.close()
+
+    threads = 4
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(make, [n // threads + (1 if k < n % threads else 0) for k in range(threads)]))
+    return [i for part in parts for i in part]
+
+
+def _flip_all(url: str, schedule: list[tuple[float, str, str]], start: float) -> None:
+    from airflow_provider_oes.testing.simulator import OESSimulatorClient
+
+    def run(part: list[tuple[float, str, str]]) -> None:
+        client = OESSimulatorClient(url)
+        try:
+            for offset, allocation_id, status in part:
+                delay = start + offset - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+                client.set_status(allocation_id, status)
+        finally:
+            client.close()
+
+    threads = 4
+    parts = [schedule[k::threads] for k in range(threads)]
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, parts))
+
+
+def _max_in_window(stamps: list[float], window: float) -> int:
+    stamps = sorted(stamps)
+    best = 0
+    for index, stamp in enumerate(stamps):
+        best = max(best, bisect.bisect_left(stamps, stamp + window) - index)
+    return best
+
+
+def run_config(sim: Any, n: int, batching: bool, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
+    sim.client.reset()
+    created = time.monotonic()
+    ids = _create_allocations(sim.url, n)
+    flipped = rng.sample(ids, n // 2)
+    window = args.interval * args.window_intervals
+    schedule = sorted((rng.uniform(0, window), i, rng.choice(["cleared", "released"])) for i in flipped)
+    if batching:
+        # Let every flip be seen: a full sweep at the limit's pace plus one interval, at least two intervals.
+        sweep_at_limit = (n / args.batch_size) * LIMIT_PERIOD / LIMIT_REQUESTS
+        drain = max(2 * args.interval, sweep_at_limit + args.interval)
+        extra = {"batching": True, "batch_size": args.batch_size}
+    else:
+        drain = args.interval
+        extra = {"batching": False, "rate_limit_requests": 10**9}  # no client-side limit, as other providers
+    plan = {
+        "ids": ids,
+        "flips": {i: s for _, i, s in schedule},
+        "interval": args.interval,
+        "enterprise_id": sim.enterprise_id,
+        "window": window,
+        "drain": drain,
+    }
+    conn = {
+        "conn_type": "oes",
+        "host": sim.url,
+        "password": sim.token,
+        "extra": {"enterprise_id": sim.enterprise_id, **extra},
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(plan, handle)
+        plan_path = handle.name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+    setup_s = time.monotonic() - created
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker", plan_path], stdout=subprocess.PIPE, text=True, env=env
+    )
+    try:
+        assert proc.stdout is not None
+        result: dict[str, Any] | None = None
+        flipper: threading.Thread | None = None
+        for line in proc.stdout:
+            if line.startswith("READY"):
+                flipper = threading.Thread(target=_flip_all, args=(sim.url, schedule, time.monotonic()))
+                flipper.start()
+            elif line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT ") :])
+        proc.wait(timeout=60)
+        if flipper is not None:
+            flipper.join()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.unlink(plan_path)
+    if result is None:
+        raise RuntimeError(f"the worker for N={n} batching={batching} produced no result")
+    api_stamps = [r[3] for r in sim.client.requests]
+    result["max_in_60s"] = _max_in_window(api_stamps, LIMIT_PERIOD)
+    result["total_requests"] = len(api_stamps)
+    result["batching"] = batching
+    result["setup_s"] = setup_s
+    return result
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000])
+    parser.add_argument("--interval", type=float, default=5.0, help="poll interval in seconds")
+    parser.add_argument("--window-intervals", type=int, default=3, help="intervals during which flips happen")
+    parser.add_argument("--batch-size", type=int, default=100)
+    parser.add_argument("--seed", type=int, default=7)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+
+    from airflow_provider_oes.testing.simulator import OESSimulatorProcess
+
+    rng = random.Random(args.seed)
+    results = []
+    began = time.monotonic()
+    with OESSimulatorProcess(port=0) as sim:
+        for n in args.sizes:
+            for batching in (True, False):
+                result = run_config(sim, n, batching, args, rng)
+                results.append(result)
+                print(
+                    f"  done N={n} batching={'on' if batching else 'off'}: observed {result['observed_s']:.1f} s, "
+                    f"{result['sweeps']} sweeps, first sweep {result['first_sweep_s']:.1f} s",
+                    flush=True,
+                )
+
+    limit_rate = LIMIT_REQUESTS / LIMIT_PERIOD
+    print()
+    print(
+        f"Poll interval {args.interval:g} s; limit {LIMIT_REQUESTS} requests / {LIMIT_PERIOD:g} s; batch size {args.batch_size}"
+    )
+    header = (
+        f"{'N':>6} {'batching':>8} {'req/interval':>12} {'x limit':>8} {'max req/60s':>11} {'CPU s/interval':>14} "
+        f"{'peak RSS MB':>11} {'seen/flips':>11} {'delay p50 s':>11} {'p95 s':>7} {'max s':>7} {'wrong':>5}"
+    )
+    print(header)
+    print("-" * len(header))
+    for r in results:
+        over = (r["requests_per_interval"] / args.interval) / limit_rate
+        print(
+            f"{r['n']:>6} {'on' if r['batching'] else 'off':>8} {r['requests_per_interval']:>12.1f} {over:>8.2f} "
+            f"{r['max_in_60s']:>11} {r['cpu_per_interval']:>14.3f} {r['peak_rss_mb']:>11.0f} "
+            f"{r['seen']:>5}/{r['flips']:<5} {statistics.median(r['delays']) if r['delays'] else float('nan'):>11.2f} "
+            f"{_pct(r['delays'], 0.95):>7.2f} {max(r['delays'], default=float('nan')):>7.2f} {r['wrong']:>5}"
+        )
+    print()
+    for r in results:
+        n = r["n"]
+        if r["batching"]:
+            sweep_at_limit = (n / args.batch_size) / limit_rate
+            print(
+                f"N={n} batching on: {n // args.batch_size} list requests per sweep; a sweep at the limit's pace "
+                f"takes {sweep_at_limit:.1f} s; limiter waited {r['limiter_waited_s']:.0f} s in total; "
+                f"max requests in any 60 s window {r['max_in_60s']} (limit {LIMIT_REQUESTS}); "
+                f"all cancelled triggers left the poller idle and the client closed: {r['idle_after_cancel']}"
+            )
+        else:
+            rate = r["requests_per_interval"] / args.interval * LIMIT_PERIOD
+            print(
+                f"N={n} batching off (no limiter): {rate:.0f} requests per 60 s = {rate / LIMIT_REQUESTS:.1f}x BitGo's "
+                f"limit (would be answered 429); one sweep at the limit's pace would take {n / limit_rate:.0f} s "
+                f"({n / limit_rate / args.interval:.0f} poll intervals)"
+            )
+    print(f"\ntotal bench time {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
