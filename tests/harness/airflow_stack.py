@@ -20,6 +20,7 @@ which gives them the same environment (shared JWT secret, execution API URL, DB,
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -92,25 +93,17 @@ class Component:
         self.remember_descendants()
         pgid = self.process.pid  # start_new_session=True: the leader's pid is the group id
         if self.process.poll() is None:
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            try:
+            with contextlib.suppress(subprocess.TimeoutExpired):
                 self.process.wait(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                pass
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(pgid, signal.SIGKILL)  # workers of the group that ignored SIGTERM
-        except ProcessLookupError:
-            pass
         if self.process.poll() is None:
             self.process.wait(timeout=timeout)
-        for pid in self.descendants:
-            try:
+        for pid in self.descendants:  # task runners that moved to their own process groups
+            with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
-            except psutil.Error:
-                pass
 
 
 class AirflowStack:
@@ -229,7 +222,9 @@ class AirflowStack:
 
     def start_api_server(self, timeout: float = 120.0) -> Component:
         """Start ``airflow api-server`` (one worker) on the stack's port and wait until it is healthy."""
-        component = self.start_component("api-server", ["api-server", "-H", "127.0.0.1", "-p", str(self.port), "-w", "1"])
+        component = self.start_component(
+            "api-server", ["api-server", "-H", "127.0.0.1", "-p", str(self.port), "-w", "1"]
+        )
         deadline = time.monotonic() + timeout
         while True:
             if component.process.poll() is not None:

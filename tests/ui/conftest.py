@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
+
 from tests.harness.airflow_stack import AirflowStack
 
 if TYPE_CHECKING:

@@ -27,10 +27,10 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from pathlib import Path
 
-    from tests.harness.airflow_stack import AirflowStack
     from playwright.sync_api import Locator, Page
 
     from airflow_provider_oes.testing.simulator import OESSimulator
+    from tests.harness.airflow_stack import AirflowStack
 
 pytestmark = pytest.mark.ui
 
@@ -116,8 +116,8 @@ def test_add_form_offers_oes_with_labelled_fields(
     host = dialog.locator('input[name="host"]')
     expect(dialog.get_by_label("API base URL", exact=True)).to_have_attribute("name", "host")
     placeholder = host.get_attribute("placeholder") or ""
-    assert PRODUCTION_URL in placeholder and "production" in placeholder, placeholder
-    assert TEST_URL in placeholder and "test" in placeholder, placeholder
+    assert f"{PRODUCTION_URL} (production)" in placeholder, placeholder
+    assert f"{TEST_URL} (test" in placeholder, placeholder
 
     token = dialog.get_by_label("Access token", exact=True)
     expect(token).to_have_attribute("name", "password")
@@ -143,6 +143,7 @@ def test_add_form_offers_oes_with_labelled_fields(
     # Defaults are shown to the user as the hook applies them.
     expect(dialog.locator('input[name="element_max_retries"]')).to_have_value("3")
     expect(dialog.locator('input[name="element_batching"]')).to_be_checked()
+    dialog.locator('input[name="connection_id"]').scroll_into_view_if_needed()
     screenshot("empty-form")
 
 
@@ -158,15 +159,15 @@ def test_form_saves_extras_under_the_names_the_hook_reads(
     dialog.get_by_label("Access token", exact=True).fill(oes_simulator.token)
     open_extra_fields(dialog)
     dialog.locator('input[name="element_enterprise_id"]').fill(oes_simulator.enterprise_id)
+    dialog.locator('input[name="connection_id"]').scroll_into_view_if_needed()
+    screenshot("filled-form-top")
     dialog.locator('input[name="element_max_retries"]').fill("5")
     dialog.locator('input[name="element_read_timeout"]').fill("12.5")
     field_group(dialog, "element_batching").locator("label[data-part='root']").click()
     expect(dialog.locator('input[name="element_batching"]')).not_to_be_checked()
-    screenshot("filled-form")
+    screenshot("filled-form-bottom")
 
-    with page.expect_response(
-        lambda r: r.url.endswith("/api/v2/connections") and r.request.method == "POST"
-    ) as posted:
+    with page.expect_response(lambda r: r.url.endswith("/api/v2/connections") and r.request.method == "POST") as posted:
         dialog.get_by_role("button", name="Save").click()
     assert posted.value.status == 201, posted.value.text()
     expect(page.get_by_role("dialog")).to_have_count(0)
