@@ -38,6 +38,9 @@ with DAG(
         task_id="wait_for_allocation",
         allocation_id="{{ params.allocation_id }}",
         mode="reschedule",
+        # Explicit, because a deployment with `[operators] default_deferrable = True` would otherwise
+        # defer this sensor to the triggerer instead of rescheduling it.
+        deferrable=False,
         poke_interval=1,
         timeout=3600,
     )

@@ -24,12 +24,14 @@ Settings chosen for tests, and why:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import signal
 import time
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -157,14 +159,15 @@ class FullStack:
             self.wait_healthy(deadline - time.monotonic())
             for dag_id in dag_ids:
                 self.wait_for(
-                    lambda d=dag_id: self.stack.api("GET", f"/api/v2/dags/{d}").status_code == 200 or None,
-                    deadline - time.monotonic(),
-                    f"DAG {dag_id} to be parsed",
+                    partial(self._dag_visible, dag_id), deadline - time.monotonic(), f"DAG {dag_id} to be parsed"
                 )
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _dag_visible(self, dag_id: str) -> bool:
+        return self.stack.api("GET", f"/api/v2/dags/{dag_id}").status_code == 200
 
     def stop(self) -> None:
         """Stop every component and its descendants (idempotent)."""
@@ -218,15 +221,11 @@ class FullStack:
 
         component = self.stack.components.pop(self.triggerer_name)
         component.remember_descendants()
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(component.process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         for pid in component.descendants:
-            try:
+            with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
-            except psutil.Error:
-                pass
         component.process.wait(timeout=30)
         return component
 
