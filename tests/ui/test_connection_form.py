@@ -157,10 +157,11 @@ def test_form_saves_extras_under_the_names_the_hook_reads(
     choose_oes(page, dialog)
     dialog.get_by_label("API base URL", exact=True).fill(oes_simulator.url)
     dialog.get_by_label("Access token", exact=True).fill(oes_simulator.token)
+    screenshot("filled-form-standard")  # opening Extra Fields below collapses this section
     open_extra_fields(dialog)
     dialog.locator('input[name="element_enterprise_id"]').fill(oes_simulator.enterprise_id)
     dialog.locator('input[name="connection_id"]').scroll_into_view_if_needed()
-    screenshot("filled-form-top")
+    screenshot("filled-form-extras-top")
     dialog.locator('input[name="element_max_retries"]').fill("5")
     dialog.locator('input[name="element_read_timeout"]').fill("12.5")
     field_group(dialog, "element_batching").locator("label[data-part='root']").click()
