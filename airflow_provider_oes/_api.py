@@ -184,6 +184,36 @@ def parse_allocation_record(record: Any, *, allocation_id: str, enterprise_id: s
     return allocation
 
 
+def _contains_secret(value: Any, secret: str) -> bool:
+    if isinstance(value, str):
+        return secret in value
+    if isinstance(value, dict):
+        return any(_contains_secret(k, secret) or _contains_secret(v, secret) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(_contains_secret(v, secret) for v in value)
+    return False
+
+
+def reject_secret_echo(
+    value: Any, secret: str | None, *, what: str, enterprise_id: str, allocation_id: str | None = None
+) -> None:
+    """Refuse a parsed answer in which the access token appears (a server echoing the Authorization header).
+
+    Its strings would travel on into logs (an unknown status is logged), XCom and error messages.
+
+    :param value: Parsed JSON (dicts, lists, strings), or a model dump.
+    :param secret: The access token; nothing is checked when it is empty.
+    :param what: What was asked for, for the message.
+    :raises OESResponseError: when the token occurs in any key or string value.
+    """
+    if secret and _contains_secret(value, secret):
+        raise OESResponseError(
+            f"the OES API's answer for {what} contains this connection's access token; refusing to use or show it",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        )
+
+
 def parse_allocation_body(body: bytes, *, allocation_id: str, enterprise_id: str) -> Allocation:
     """Parse a 2xx body of the single-allocation endpoint (``{"allocation": {...}}``).
 

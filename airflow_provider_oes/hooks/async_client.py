@@ -12,7 +12,7 @@ connection per event loop; triggers never build their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from airflow_provider_oes import __version__
 from airflow_provider_oes._api import (
@@ -22,6 +22,7 @@ from airflow_provider_oes._api import (
     allocations_path,
     parse_allocation_body,
     parse_allocations_list_body,
+    reject_secret_echo,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -29,19 +30,23 @@ from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes.exceptions import (
     OESAuthenticationError,
     OESConnectionError,
+    OESError,
     OESInvalidRequestError,
     OESRateLimitError,
     OESResponseError,
     error_from_response,
+    redact_error,
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Awaitable, Sequence
 
     import httpx
 
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.models import Allocation
+
+T = TypeVar("T")
 
 USER_AGENT = f"airflow-provider-oes/{__version__}"
 DEFAULT_MAX_CONNECTIONS = 10
@@ -116,9 +121,17 @@ class OESAsyncClient:
             body = await self._get(
                 path, None, MAX_RESPONSE_BYTES, allocation_id=allocation_id, enterprise_id=enterprise_id
             )
-            return parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
+            allocation = parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
+            reject_secret_echo(
+                allocation.model_dump(),
+                self.settings.token,
+                what=f"allocation {allocation_id!r} of enterprise {enterprise_id!r}",
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+            )
+            return allocation
 
-        return await self.retry_policy.acall(once)
+        return await self._redacted(self.retry_policy.acall(once))
 
     async def list_allocations(
         self,
@@ -157,9 +170,23 @@ class OESAsyncClient:
             body = await self._get(
                 path, params, MAX_LIST_RESPONSE_BYTES, allocation_id=None, enterprise_id=enterprise_id
             )
-            return parse_allocations_list_body(body, enterprise_id=enterprise_id)
+            records = parse_allocations_list_body(body, enterprise_id=enterprise_id)
+            reject_secret_echo(
+                records,
+                self.settings.token,
+                what=f"the allocations list of enterprise {enterprise_id!r}",
+                enterprise_id=enterprise_id,
+            )
+            return records
 
-        return await self.retry_policy.acall(once)
+        return await self._redacted(self.retry_policy.acall(once))
+
+    async def _redacted(self, call: Awaitable[T]) -> T:
+        """Await ``call``; strip the token from any OESError (messages quote the server, which may echo it)."""
+        try:
+            return await call
+        except OESError as exc:
+            raise redact_error(exc, self.settings.token) from exc.__cause__
 
     async def _get(
         self,

@@ -13,6 +13,7 @@ from airflow_provider_oes._api import (
     MAX_RESPONSE_BYTES,
     allocation_path,
     parse_allocation_body,
+    reject_secret_echo,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -183,14 +184,13 @@ class OESHook(BaseHook):
                 enterprise_id=enterprise_id,
             )
         allocation = parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
-        if _contains(allocation.model_dump(), settings.token):
-            # It would travel on in logs (an unknown status is logged) and in XCom: refuse it whole.
-            raise OESResponseError(
-                f"the OES API's answer for allocation {allocation_id!r} of enterprise {enterprise_id!r} "
-                "contains this connection's access token; refusing to use or show it",
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            )
+        reject_secret_echo(
+            allocation.model_dump(),
+            settings.token,
+            what=f"allocation {allocation_id!r} of enterprise {enterprise_id!r}",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        )
         return allocation
 
     def test_connection(self) -> tuple[bool, str]:
@@ -217,17 +217,6 @@ class OESHook(BaseHook):
         from airflow_provider_oes.get_provider_info import UI_FIELD_BEHAVIOUR
 
         return UI_FIELD_BEHAVIOUR
-
-
-def _contains(value: Any, secret: str) -> bool:
-    """True if ``secret`` occurs in any string (key or value) of a parsed JSON-like structure."""
-    if isinstance(value, str):
-        return secret in value
-    if isinstance(value, dict):
-        return any(_contains(k, secret) or _contains(v, secret) for k, v in value.items())
-    if isinstance(value, (list, tuple)):
-        return any(_contains(v, secret) for v in value)
-    return False
 
 
 def _read_limited(response: requests.Response, what: str) -> bytes:
