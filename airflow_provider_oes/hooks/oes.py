@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
@@ -157,7 +158,11 @@ class OESHook(BaseHook):
                 allow_redirects=False,
             )
             try:
-                body = _read_limited(response, f"allocation {allocation_id!r} of enterprise {enterprise_id!r}")
+                body = _read_limited(
+                    response,
+                    f"allocation {allocation_id!r} of enterprise {enterprise_id!r}",
+                    time.monotonic() + settings.read_timeout,
+                )
             finally:
                 response.close()
         except requests.Timeout as exc:
@@ -219,14 +224,31 @@ class OESHook(BaseHook):
         return UI_FIELD_BEHAVIOUR
 
 
-def _read_limited(response: requests.Response, what: str) -> bytes:
-    """Read at most MAX_RESPONSE_BYTES + 1 bytes, so an endless body cannot exhaust memory."""
+def _read_limited(response: requests.Response, what: str, deadline: float) -> bytes:
+    """Read at most MAX_RESPONSE_BYTES + 1 bytes by ``deadline`` (a ``time.monotonic()`` value).
+
+    The size cap stops an endless body from exhausting memory; the deadline stops a body that drips in,
+    each byte within the socket's read timeout, from holding a poke for hours.
+    """
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
         raise OESResponseError(
             f"the OES API's answer for {what} declares {declared} bytes, over the {MAX_RESPONSE_BYTES}-byte limit"
         )
-    data: bytes = response.raw.read(MAX_RESPONSE_BYTES + 1, decode_content=True)
+    chunks: list[bytes] = []
+    size = 0
+    while size <= MAX_RESPONSE_BYTES:
+        if time.monotonic() > deadline:
+            import requests
+
+            raise requests.exceptions.ReadTimeout("the body did not arrive within the read timeout")
+        # read1: one socket read at most, so the deadline is checked between reads.
+        chunk: bytes = response.raw.read1(MAX_RESPONSE_BYTES + 1 - size, decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    data = b"".join(chunks)
     # Compare the bytes read off the wire (tell()), not the decoded ones: a small gzip body decodes to
     # fewer bytes than its Content-Length and is complete.
     if declared and declared.isdigit() and len(data) <= MAX_RESPONSE_BYTES and response.raw.tell() < int(declared):

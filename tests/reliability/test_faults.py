@@ -6,6 +6,8 @@ capped at 20 ms, a 0.3 s read timeout. Every test also scans what was printed an
 
 from __future__ import annotations
 
+import http.server
+import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -33,7 +35,7 @@ from tests.reliability._support import assert_no_token
 from tests.reliability.conftest import FAST_EXTRAS, FIGURES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterator
 
     from airflow_provider_oes.testing.simulator import OESSimulator
 
@@ -342,4 +344,53 @@ def test_connection_refused_is_transient(set_conn: Callable[..., str], capsys: p
     assert info.value.transient
     result = _sensor(aid).poke({})
     assert result.is_done is False
+    assert_no_token(info.value, capsys.readouterr().out)
+
+
+class _DripHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 200 at once, then drips the body one byte every 50 ms: each read is quick, the whole is not."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if "declared" in self.path:
+            self.send_header("Content-Length", "400")
+        self.end_headers()
+        try:
+            for _ in range(2_000):  # 100 s at most; the client is expected to hang up long before
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def drip_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DripHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("enterprise", ["declared", "endless"])
+def test_a_body_dripping_past_the_read_timeout_is_a_timeout(
+    enterprise: str, drip_server: str, set_conn: Callable[..., str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every byte arrives within the 0.3 s read timeout, but the answer never completes: a transient
+    timeout (so the sensor's own ``timeout`` still holds), not a poke that hangs for hours."""
+    _count_case()
+    set_conn(drip_server, max_retries=0)
+    aid = str(uuid.uuid4())
+    started = time.monotonic()
+    with pytest.raises(OESConnectionError, match="timed out") as info:
+        OESHook().get_allocation(aid, enterprise)
+    assert time.monotonic() - started < 10  # unfixed, this takes 20 s (declared) or 100 s (endless)
+    assert _sensor(aid, enterprise_id=enterprise).poke({}).is_done is False
     assert_no_token(info.value, capsys.readouterr().out)
