@@ -27,7 +27,6 @@ trigger in a fresh loop; a new triggerer process starts afresh).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 import weakref
@@ -294,7 +293,6 @@ class AllocationPoller:
         self.connection = connection
         connection.pollers += 1
         self.waiters: dict[str, list[_Waiter]] = {}
-        self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self.sweeps = 0
@@ -337,8 +335,11 @@ class AllocationPoller:
                 del self.waiters[waiter.allocation_id]
         if not waiter.future.done():
             waiter.future.cancel()
-        if not self.waiters:
-            self._wake.set()
+        if not self.waiters and self._task is not None and not self._stopped:
+            # Nobody is waiting: stop now, even mid-sweep or while queued behind the rate limiter. Leave the
+            # registry at once so a trigger arriving meanwhile starts a fresh poller instead of joining this one.
+            self._detach()
+            self._task.cancel()
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -353,9 +354,7 @@ class AllocationPoller:
                 interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
                 delay = started + interval - loop.time()
                 if delay > 0:
-                    self._wake.clear()
-                    with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                    await asyncio.sleep(delay)
         except Exception as exc:
             # A bug here must not leave triggers waiting forever: fail them with the reason.
             log.exception("The OES poller for %r stopped unexpectedly", self.key)
@@ -365,11 +364,14 @@ class AllocationPoller:
         finally:
             await self._stop()
 
-    async def _stop(self) -> None:
-        # Leave the registry before the first await, so that no trigger can join a poller that is stopping.
+    def _detach(self) -> None:
         self._stopped = True
         if self._registry.pollers.get(self.key) is self:
             del self._registry.pollers[self.key]
+
+    async def _stop(self) -> None:
+        # Leave the registry before the first await, so that no trigger can join a poller that is stopping.
+        self._detach()
         for waiters in self.waiters.values():
             for waiter in waiters:
                 waiter.future.cancel()

@@ -395,6 +395,62 @@ async def test_cancelling_the_only_trigger_stops_the_poller_and_closes_the_clien
     assert event["allocation"]["status"] == "cleared"
 
 
+async def test_trigger_arriving_while_the_last_one_leaves_gets_a_fresh_poller(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+) -> None:
+    conn_id = make_connection()
+    allocation_id = oes_simulator.add_allocation(final_status="reserved")
+    leaving = asyncio.create_task(_first_event(_trigger(oes_simulator, allocation_id, conn_id)))
+    await asyncio.sleep(0.2)
+    old = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    assert old is not None
+    leaving.cancel()
+    arriving = asyncio.create_task(_first_event(_trigger(oes_simulator, allocation_id, conn_id)))
+    await asyncio.gather(leaving, return_exceptions=True)
+    await asyncio.sleep(0.2)
+    new = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    assert new is not None
+    assert new is not old
+    assert set(new.waiters) == {allocation_id}
+    oes_simulator.set_status(allocation_id, "released")
+    event = await asyncio.wait_for(arriving, 10)
+    assert event["allocation"]["status"] == "released"
+    await asyncio.sleep(0.05)
+    _assert_idle()
+
+
+async def test_last_trigger_leaving_stops_a_poller_queued_behind_the_rate_limiter(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+) -> None:
+    """1 request per 30 s: the poller waits in the limiter; cancelling the trigger must not wait for it."""
+    conn_id = make_connection(batching=False, rate_limit_requests=1, rate_limit_period=30)
+    ids = [oes_simulator.add_allocation(final_status="reserved") for _ in range(2)]
+    tasks = [asyncio.create_task(_first_event(_trigger(oes_simulator, i, conn_id))) for i in ids]
+    await asyncio.sleep(0.3)
+    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    assert poller is not None
+    client = poller.connection.client
+    assert oes_simulator.request_count == 1  # the second GET is held by the limiter
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    await asyncio.sleep(0.05)
+    assert client.is_closed
+    _assert_idle()
+
+
+async def test_bad_connection_extra_gives_error_event(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+) -> None:
+    conn_id = make_connection(batch_size=0)
+    allocation_id = oes_simulator.add_allocation(final_status="cleared")
+    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
+    assert event["error_type"] == "OESInvalidRequestError"
+    assert "batch_size" in event["message"]
+    assert oes_simulator.request_count == 0
+    _assert_idle()
+
+
 # ----------------------------------------------------------------------------- rate limiting
 
 
