@@ -79,7 +79,8 @@ def test_gating_deferred_then_cleared_settles(fullstack: FullStack, fullstack_si
 
     sim.set_status(allocation_id, "cleared")
 
-    assert fullstack.wait_run(GATING_DAG, run_id) == "success"
+    final = fullstack.wait_run(GATING_DAG, run_id)
+    assert final == "success", fullstack.describe(GATING_DAG, run_id)
     states = fullstack.task_states(GATING_DAG, run_id)
     assert {k: v.state for k, v in states.items()} == {SENSOR: "success", "settle": "success"}
     gated = fullstack.xcom(GATING_DAG, run_id, SENSOR)
@@ -128,25 +129,25 @@ def test_reschedule_mode_up_for_reschedule_then_cleared(
     fullstack.wait_states(
         RESCHEDULE_DAG, run_id, lambda s: _state(s, SENSOR) == "up_for_reschedule", "the sensor to be rescheduled"
     )
-    # Each reschedule is a fresh poke from a worker: single GETs, and the sensor goes back to waiting.
-    fullstack.wait_for(lambda: len(_single_gets(sim, 0.0, {allocation_id})) >= 2, 90, "a second poke")
-    assert _state(fullstack.task_states(RESCHEDULE_DAG, run_id), SENSOR) in {
-        "up_for_reschedule",
-        "queued",
-        "scheduled",
-        "running",
-    }
+    # Between pokes the sensor holds no worker slot and has pushed nothing.
     assert fullstack.xcom(RESCHEDULE_DAG, run_id, SENSOR) is None
+    assert _state(fullstack.task_states(RESCHEDULE_DAG, run_id), "settle") is None
 
+    # Flip at once: every poke that ends in a reschedule is one more chance for the race of
+    # apache/airflow#71172 (the scheduler fails a sensor whose previous poke the executor reports late), and
+    # the stack allows one retry for it.
     sim.set_status(allocation_id, "cleared")
 
-    assert fullstack.wait_run(RESCHEDULE_DAG, run_id) == "success"
+    final = fullstack.wait_run(RESCHEDULE_DAG, run_id)
+    assert final == "success", fullstack.describe(RESCHEDULE_DAG, run_id)
     states = fullstack.task_states(RESCHEDULE_DAG, run_id)
     assert {k: v.state for k, v in states.items()} == {
         SENSOR: "success",
         "settle": "success",
         "report_release": "skipped",
     }
+    # At least one poke saw it reserved (then the reschedule) and a later one saw it cleared.
+    assert len(_single_gets(sim, 0.0, {allocation_id})) >= 2
     print(f"\n[fullstack] reschedule sensor finished on try {states[SENSOR].try_number} (2 means the #71172 retry)")
     gated = fullstack.xcom(RESCHEDULE_DAG, run_id, SENSOR)
     assert gated["id"] == allocation_id
