@@ -2,6 +2,12 @@
 
 Started by ``scripts/demo.sh``; everything happens on 127.0.0.1 with a SQLite metadata DB in a
 temporary AIRFLOW_HOME, so nothing on this machine is changed and nothing goes to BitGo.
+
+By default the DAG runs in this process with ``dag.test()``. With ``--full-stack`` the real Airflow
+components run as separate processes (api-server with the UI, scheduler, dag-processor, triggerer;
+LocalExecutor) and the run is triggered and followed through Airflow's REST API; the sensor waits in the
+triggerer (``[operators] default_deferrable = True``). Add ``--keep-running`` to look around the UI
+afterwards (Ctrl-C stops everything).
 """
 
 from __future__ import annotations
@@ -48,12 +54,80 @@ def _load_dag(module: str):  # type: ignore[no-untyped-def]
     return mod.dag
 
 
+def _full_stack(reserved_reads: int, keep_running: bool) -> int:
+    """Run the demo under real Airflow processes and follow it through the REST API."""
+    import time
+
+    sys.path.insert(0, str(REPO))  # the process harness lives in the repository's tests/ package
+    from airflow_provider_oes.testing.simulator import OESSimulator
+    from tests.harness.fullstack import GATING_DAG, FullStack, oes_connection_json
+
+    with OESSimulator(port=0) as sim:
+        allocation_id = sim.add_allocation(
+            final_status="cleared",
+            reserved_for_reads=reserved_reads,
+            currency="ofctbtc",
+            quantity="250000000",
+            reserved_reason="awaiting partner confirmation",
+        )
+        print(f"[demo] OES simulator on {sim.url}; allocation {allocation_id}", flush=True)
+        print("[demo] starting api-server, scheduler, dag-processor and triggerer (about 20-60 s) ...", flush=True)
+        stack = FullStack(oes_connection_json(sim.url, sim.token, sim.enterprise_id))
+        with stack:
+            stack.start(dag_ids=[GATING_DAG])
+            print(f"[demo] Airflow UI: {stack.url}/dags/{GATING_DAG}  (logs: {stack.stack.logs})", flush=True)
+            run_id = stack.trigger(GATING_DAG, {"allocation_id": allocation_id})
+            print(f"[demo] triggered run {run_id} through the REST API", flush=True)
+            last = None
+            deadline = time.monotonic() + 300
+            while (state := stack.run_state(GATING_DAG, run_id)) not in {"success", "failed"}:
+                sensor = stack.task_states(GATING_DAG, run_id).get("wait_for_allocation")
+                if sensor is not None and sensor.state != last:
+                    last = sensor.state
+                    print(f"[demo]   wait_for_allocation: {last}", flush=True)
+                if time.monotonic() > deadline:
+                    print(stack.describe(GATING_DAG, run_id))
+                    return 1
+                time.sleep(0.5)
+            states = stack.task_states(GATING_DAG, run_id)
+            print("\n" + "=" * 72)
+            print(f"DAG run {GATING_DAG} finished: {state}")
+            for key, ti in sorted(states.items()):
+                print(f"  {key:<22} {ti.state}")
+            print(f"Requests sent to the simulator (worker + triggerer): {sim.request_count}")
+            print("The allocation that gated settlement (XCom of wait_for_allocation, via the REST API):")
+            print(json.dumps(stack.xcom(GATING_DAG, run_id, "wait_for_allocation"), indent=2))
+            print("What settle booked (XCom of settle):")
+            print(json.dumps(stack.xcom(GATING_DAG, run_id, "settle"), indent=2))
+            print("=" * 72)
+            if keep_running:
+                print(f"[demo] still running: {stack.url}/dags/{GATING_DAG}/runs  (Ctrl-C to stop)", flush=True)
+                try:
+                    while True:
+                        time.sleep(3600)
+                except KeyboardInterrupt:
+                    print("\n[demo] stopping", flush=True)
+            return 0 if state == "success" else 1
+
+
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--reserved-reads", type=int, default=2, help="how many checks see the allocation still reserved"
     )
+    parser.add_argument(
+        "--full-stack",
+        action="store_true",
+        help="run real Airflow processes (UI, scheduler, dag-processor, triggerer) instead of dag.test()",
+    )
+    parser.add_argument(
+        "--keep-running", action="store_true", help="with --full-stack: keep Airflow running until Ctrl-C"
+    )
     args = parser.parse_args()
+    if args.keep_running and not args.full_stack:
+        parser.error("--keep-running only applies with --full-stack")
+    if args.full_stack:
+        return _full_stack(args.reserved_reads, args.keep_running)
 
     _prepare_airflow_home()
 
