@@ -216,7 +216,9 @@ class OESAsyncClient:
             async with self._http.stream(
                 "GET", path, params=params, headers={"Authorization": f"Bearer {settings.token}"}
             ) as response:
-                body = await _read_limited(response, limit, f"{subject} of enterprise {enterprise_id!r}")
+                body = await _read_limited(
+                    response, limit, f"{subject} of enterprise {enterprise_id!r}", settings.read_timeout
+                )
         except httpx.TimeoutException as exc:
             raise OESConnectionError(
                 f"timed out talking to the OES API for {subject} of enterprise {enterprise_id!r} "
@@ -248,8 +250,23 @@ class OESAsyncClient:
         return body
 
 
-async def _read_limited(response: httpx.Response, limit: int, what: str) -> bytes:
-    """Read at most ``limit + 1`` bytes, so an endless body cannot exhaust memory."""
+async def _read_limited(response: httpx.Response, limit: int, what: str, timeout: float) -> bytes:
+    """Read at most ``limit + 1`` bytes within ``timeout`` seconds.
+
+    The size cap stops an endless body from exhausting memory; the time cap stops a body that drips in,
+    each byte within httpx's per-read timeout, from blocking the shared poller for hours.
+    """
+    import asyncio
+
+    import httpx
+
+    try:
+        return await asyncio.wait_for(_read_capped(response, limit, what), timeout)
+    except asyncio.TimeoutError:
+        raise httpx.ReadTimeout("the body did not arrive within the read timeout") from None
+
+
+async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
     declared = response.headers.get("Content-Length")
     if declared and declared.isdigit() and int(declared) > limit:
         raise OESResponseError(

@@ -8,7 +8,10 @@ token leaks.
 
 from __future__ import annotations
 
+import http.server
 import json
+import threading
+import time
 from collections import Counter
 from typing import TYPE_CHECKING, Any
 
@@ -78,6 +81,41 @@ def set_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., str]:
 def sim_conn(sim: OESSimulator, set_conn: Callable[..., str]) -> str:
     """Connection ``oes_default`` pointing at the simulator with the fast extras."""
     return set_conn(sim.url)
+
+
+class DripHandler(http.server.BaseHTTPRequestHandler):
+    """Answers 200 at once, then drips the body one byte every 50 ms: each read is quick, the whole is not."""
+
+    hits = 0
+    """Requests received (a client stuck on one body sends no more)."""
+
+    def do_GET(self) -> None:
+        type(self).hits += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        if "declared" in self.path:
+            self.send_header("Content-Length", "400")
+        self.end_headers()
+        try:
+            for _ in range(2_000):  # 100 s at most; the client is expected to hang up long before
+                self.wfile.write(b" ")
+                self.wfile.flush()
+                time.sleep(0.05)
+        except OSError:
+            pass
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def drip_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), DripHandler)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}"
+    server.shutdown()
+    server.server_close()
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:

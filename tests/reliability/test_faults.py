@@ -6,8 +6,6 @@ capped at 20 ms, a 0.3 s read timeout. Every test also scans what was printed an
 
 from __future__ import annotations
 
-import http.server
-import threading
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -35,7 +33,7 @@ from tests.reliability._support import assert_no_token
 from tests.reliability.conftest import FAST_EXTRAS, FIGURES
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterator
+    from collections.abc import Callable
 
     from airflow_provider_oes.testing.simulator import OESSimulator
 
@@ -345,37 +343,6 @@ def test_connection_refused_is_transient(set_conn: Callable[..., str], capsys: p
     result = _sensor(aid).poke({})
     assert result.is_done is False
     assert_no_token(info.value, capsys.readouterr().out)
-
-
-class _DripHandler(http.server.BaseHTTPRequestHandler):
-    """Answers 200 at once, then drips the body one byte every 50 ms: each read is quick, the whole is not."""
-
-    def do_GET(self) -> None:
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        if "declared" in self.path:
-            self.send_header("Content-Length", "400")
-        self.end_headers()
-        try:
-            for _ in range(2_000):  # 100 s at most; the client is expected to hang up long before
-                self.wfile.write(b" ")
-                self.wfile.flush()
-                time.sleep(0.05)
-        except OSError:
-            pass
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-
-@pytest.fixture(scope="module")
-def drip_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _DripHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
 
 
 @pytest.mark.timeout(30)

@@ -21,7 +21,7 @@ from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import UNLICENSED_ENTERPRISE_ID
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 from tests.reliability._support import assert_no_token
-from tests.reliability.conftest import ENTERPRISE_ID, FAST_EXTRAS, FIGURES, TOKEN
+from tests.reliability.conftest import ENTERPRISE_ID, FAST_EXTRAS, FIGURES, TOKEN, DripHandler
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -270,3 +270,19 @@ async def test_a_server_echoing_the_token_does_not_leak_it_through_the_trigger(
     with pytest.raises(OESError) as info:
         AllocationStatusSensor(task_id="wait", allocation_id=aid).execute_complete({}, event)
     assert_no_token(info.value)
+
+
+@pytest.mark.timeout(30)
+@BATCHING
+async def test_a_dripping_body_is_a_transient_timeout_for_the_trigger_too(
+    batching: bool, drip_server: str, set_conn: Callable[..., str]
+) -> None:
+    """Each byte within the read timeout, the answer never complete: the poller warns and keeps polling
+    (no event), instead of one request blocking the shared poller for hours."""
+    FIGURES["fault cases (trigger)"] += 1
+    set_conn(drip_server, batching=batching, max_retries=0, **FAST_LIMITS)
+    trigger = _trigger(str(uuid.uuid4()), "endless")
+    hits_before = DripHandler.hits
+    with pytest.raises(asyncio.TimeoutError):
+        await _first_event(trigger, timeout=2.5)
+    assert DripHandler.hits - hits_before >= 3  # it timed out each body and polled again
