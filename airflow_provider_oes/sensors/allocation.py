@@ -147,6 +147,12 @@ class AllocationStatusSensor(BaseSensorOperator):
             raise OESResponseError(f"the trigger for allocation {self.allocation_id!r} returned no event")
         if event.get("status") == "error":
             raise error_from_payload(event)
+        if event.get("status") != "terminal":
+            # Only the trigger's two event shapes are trusted; a malformed event never becomes success.
+            raise OESResponseError(
+                f"the trigger for allocation {self.allocation_id!r} sent an event of unknown kind "
+                f"{str(event.get('status'))[:40]!r}; not trusted as success"
+            )
         enterprise_id = str(event.get("enterprise_id") or self.enterprise_id or "")
         allocation = parse_allocation_record(
             event.get("allocation"), allocation_id=str(self.allocation_id), enterprise_id=enterprise_id

@@ -183,3 +183,78 @@ def test_sensor_outcome_never_lies(schedule: list[str], truth: str) -> None:
     assert outcome == _oracle(schedule, truth), f"schedule {schedule}, truth {truth!r}"
     if mock.call_count:
         assert all(r.url.startswith(HOST) for r in mock.request_history)
+
+
+# ----------------------------------------------------------------------------- deferrable resume
+def _event_record(draw: st.DrawFn) -> Any:
+    other = str(uuid.UUID(int=draw(st.integers(0, 2**128 - 1))))
+    allocation_id = draw(st.sampled_from([ALLOCATION_ID] * 4 + [ALLOCATION_ID.upper(), other, "", "not-an-id"]))
+    status = draw(
+        st.sampled_from(["cleared"] * 4 + ["released", "reserved", "pending_review", "CLEARED", "cleared ", ""])
+    )
+    record: dict[str, Any] = _record(status, allocation_id)
+    corruption = draw(
+        st.sampled_from([None] * 5 + ["drop_id", "drop_status", "drop_amount", "float_quantity", "int_status"])
+    )
+    if corruption == "drop_id":
+        del record["id"]
+    elif corruption == "drop_status":
+        del record["status"]
+    elif corruption == "drop_amount":
+        del record["amount"]
+    elif corruption == "float_quantity":
+        record["amount"]["quantity"] = 1e8
+    elif corruption == "int_status":
+        record["status"] = 1
+    return draw(st.sampled_from([record] * 4 + [None, [record], "cleared", {"allocation": record}]))
+
+
+@st.composite
+def events(draw: st.DrawFn) -> dict[str, Any]:
+    event: dict[str, Any] = {}
+    kind = draw(st.sampled_from(["terminal"] * 4 + ["error", "cleared", "success", None]))
+    if kind is not None:
+        event["status"] = kind
+    if draw(st.integers(0, 5)):  # mostly present
+        event["allocation"] = _event_record(draw)
+    if draw(st.booleans()):
+        event["enterprise_id"] = draw(st.sampled_from(["ent", "", None]))
+    if kind == "error":
+        event["error_type"] = draw(st.sampled_from(["OESServerError", "OESNotFoundError", "Bogus", None]))
+        event["message"] = draw(st.text(max_size=20))
+    return event
+
+
+@settings(max_examples=500, deadline=None)
+@given(event=events())
+def test_deferred_resume_never_lies(event: dict[str, Any]) -> None:
+    """Whatever event reaches ``execute_complete``, the task succeeds only on this allocation's ``cleared``
+    record (the trigger path's last line of defence); anything else fails the task with an Airflow error."""
+    from airflow.sdk.exceptions import AirflowException
+
+    sensor = AllocationStatusSensor(task_id="wait", allocation_id=ALLOCATION_ID, deferrable=True)
+    record = event.get("allocation")
+    truly_cleared = (
+        event.get("status") == "terminal"
+        and isinstance(record, dict)
+        and isinstance(record.get("id"), str)
+        and record["id"].lower() == ALLOCATION_ID
+        and record.get("status") == "cleared"
+        and isinstance(record.get("amount"), dict)
+        and isinstance(record["amount"].get("quantity"), str)
+    )
+    FIGURES["hypothesis examples (deferred resume property)"] += 1
+    try:
+        value = sensor.execute_complete({}, event)
+    except AirflowException:
+        outcome = "failed"
+    else:
+        outcome = "success"
+        assert isinstance(value, dict)
+        assert value["status"] == "cleared"
+        assert value["id"].lower() == ALLOCATION_ID
+    TALLY[f"resume: {'cleared' if truly_cleared else 'not cleared'} -> {outcome}"] += 1
+    false_success = outcome == "success" and not truly_cleared
+    FIGURES["false successes"] += int(false_success)
+    assert not false_success, event
+    assert outcome == ("success" if truly_cleared else "failed"), event
