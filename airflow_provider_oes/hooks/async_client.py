@@ -56,8 +56,11 @@ DEFAULT_MAX_CONNECTIONS = 10
 class RequestGate(Protocol):
     """What the client needs of a rate limiter (implemented by ``triggers._poller.RateLimiter``)."""
 
-    async def acquire(self) -> None:
-        """Wait until one more request may be sent."""
+    async def acquire(self) -> Any:
+        """Wait until one more request may be sent; return a ticket for :meth:`release`."""
+
+    def release(self, ticket: Any) -> None:
+        """The request of ``ticket`` is over (answered or failed)."""
 
     def penalize(self, seconds: float) -> None:
         """Hold every request back for ``seconds`` (the API answered 429)."""
@@ -209,8 +212,7 @@ class OESAsyncClient:
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             )
-        if self.gate is not None:
-            await self.gate.acquire()
+        ticket = await self.gate.acquire() if self.gate is not None else None
         self.requests_sent += 1
         try:
             async with self._http.stream(
@@ -235,6 +237,10 @@ class OESAsyncClient:
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             ) from None
+        finally:
+            if self.gate is not None:
+                # The request is over: the limiter's window for it starts now, not when it was sent.
+                self.gate.release(ticket)
         if response.status_code != 200:
             error = error_from_response(
                 response.status_code,

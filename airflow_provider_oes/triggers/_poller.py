@@ -71,7 +71,10 @@ class RateLimiter:
 
     Two rules, both must allow a request:
 
-    * a sliding window (the hard guarantee): never more than ``max_requests`` sent in any ``period``;
+    * a sliding window (the hard guarantee): never more than ``max_requests`` in any ``period``. A request
+      stays in the window from when it is sent until ``period`` after its answer came back (see
+      :meth:`release`), so that however the network delays each request, BitGo cannot see more than
+      ``max_requests`` arrive within ``period``;
     * a token bucket refilled at ``max_requests / period`` per second holding at most ``burst`` tokens
       (the pacing): a big sweep is spread over the window instead of spending the whole window's budget
       in its first seconds and then starving every trigger until the window slides on.
@@ -100,7 +103,7 @@ class RateLimiter:
         self.burst = max(1, min(max_requests, burst if burst is not None else max_requests // 10))
         self._rate = max_requests / period
         self._clock = clock
-        self._sent: deque[float] = deque()
+        self._sent: deque[list[float]] = deque()  # one mutable [timestamp] per request, in sending order
         self._tokens = float(self.burst)
         self._refilled_at = clock()
         self._blocked_until = 0.0
@@ -118,17 +121,17 @@ class RateLimiter:
     def _wait_needed(self, now: float) -> float:
         self._tokens = min(float(self.burst), self._tokens + (now - self._refilled_at) * self._rate)
         self._refilled_at = now
-        while self._sent and self._sent[0] <= now - self.period:
+        while self._sent and self._sent[0][0] <= now - self.period:
             self._sent.popleft()
         wait = self._blocked_until - now
         if self._tokens < 1:
             wait = max(wait, (1 - self._tokens) / self._rate)
         if len(self._sent) >= self.max_requests:
-            wait = max(wait, self._sent[0] + self.period - now)
+            wait = max(wait, self._sent[0][0] + self.period - now)
         return wait
 
-    async def acquire(self) -> None:
-        """Wait until one more request is allowed, then count it as sent."""
+    async def acquire(self) -> list[float]:
+        """Wait until one more request is allowed, then count it as sent; return its ticket for :meth:`release`."""
         if self._lock is None:
             self._lock = asyncio.Lock()
         async with self._lock:
@@ -140,7 +143,16 @@ class RateLimiter:
                 self.waited_seconds += wait
                 await asyncio.sleep(wait)
             self._tokens -= 1
-            self._sent.append(now)
+            ticket = [now]
+            self._sent.append(ticket)
+            return ticket
+
+    def release(self, ticket: list[float]) -> None:
+        """The request of ``ticket`` got its answer (or failed): its window now starts at this moment.
+
+        :param ticket: What :meth:`acquire` returned.
+        """
+        ticket[0] = max(ticket[0], self._clock())
 
 
 @dataclass

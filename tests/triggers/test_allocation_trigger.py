@@ -480,6 +480,18 @@ async def test_rate_limiter_paces_after_its_burst() -> None:
         assert later - earlier >= 0.1 - 5e-3
 
 
+async def test_rate_limiter_window_starts_when_the_answer_arrives() -> None:
+    """A slow request keeps its slot until period after its answer, so the server never sees too many."""
+    loop = asyncio.get_running_loop()
+    limiter = RateLimiter(max_requests=1, period=0.3, burst=1)
+    start = loop.time()
+    slow = await limiter.acquire()
+    await asyncio.sleep(0.2)
+    limiter.release(slow)  # answered at 0.2 s: the next request may go at 0.5 s, not at 0.3 s
+    await limiter.acquire()
+    assert loop.time() - start >= 0.5 - 5e-3
+
+
 def test_rate_limiter_rejects_a_useless_limit() -> None:
     from airflow_provider_oes.exceptions import OESInvalidRequestError
 
