@@ -29,7 +29,9 @@ __all__ = [
     "error_from_payload",
     "error_from_response",
     "error_to_payload",
+    "is_certificate_error",
     "redact_error",
+    "tls_certificate_error",
 ]
 
 
@@ -261,6 +263,45 @@ def redact_error(exc: OESError, secret: str | None, placeholder: str = "***") ->
             setattr(exc, key, value.replace(secret, placeholder))
     exc.args = tuple(a.replace(secret, placeholder) if isinstance(a, str) else a for a in exc.args)
     return exc
+
+
+def is_certificate_error(exc: BaseException) -> bool:
+    """True when a failed TLS certificate verification is behind ``exc`` (from requests or httpx).
+
+    That is a setting to fix, not a blip: retrying cannot help, so it must not be treated as transient.
+
+    :param exc: The transport's exception; its causes, contexts, ``reason`` and args are searched.
+    """
+    import ssl
+
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return False
+
+
+def tls_certificate_error(
+    base_url: str, *, allocation_id: str | None = None, enterprise_id: str | None = None
+) -> OESInvalidRequestError:
+    """The permanent error for an API certificate that failed verification, saying what to fix.
+
+    :param base_url: The API base URL that was called.
+    :param allocation_id: The allocation asked for, if any.
+    :param enterprise_id: The enterprise asked under.
+    """
+    return OESInvalidRequestError(
+        f"the TLS certificate of the OES API at {base_url} could not be verified. If it is signed by a private "
+        "CA, set the connection's 'ca_bundle' extra to a PEM file of that CA (verification cannot be turned off)",
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )
 
 
 _EVENT_ERROR_CLASSES: dict[str, type[OESError]] = {

@@ -35,7 +35,9 @@ from airflow_provider_oes.exceptions import (
     OESRateLimitError,
     OESResponseError,
     error_from_response,
+    is_certificate_error,
     redact_error,
+    tls_certificate_error,
 )
 
 if TYPE_CHECKING:
@@ -230,6 +232,10 @@ class OESAsyncClient:
                 enterprise_id=enterprise_id,
             ) from None
         except httpx.HTTPError as exc:
+            if is_certificate_error(exc):
+                raise tls_certificate_error(
+                    settings.base_url, allocation_id=allocation_id, enterprise_id=enterprise_id
+                ) from None
             # Only the exception's class name: its text could carry the request URL.
             raise OESConnectionError(
                 f"no complete answer from the OES API at {settings.base_url} for {subject} "

@@ -29,7 +29,9 @@ from airflow_provider_oes.exceptions import (
     OESPermissionDeniedError,
     OESResponseError,
     error_from_response,
+    is_certificate_error,
     redact_error,
+    tls_certificate_error,
 )
 
 if TYPE_CHECKING:
@@ -174,6 +176,10 @@ class OESHook(BaseHook):
                 enterprise_id=enterprise_id,
             ) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            if is_certificate_error(exc):
+                raise tls_certificate_error(
+                    settings.base_url, allocation_id=allocation_id, enterprise_id=enterprise_id
+                ) from None
             raise OESConnectionError(
                 f"no complete answer from the OES API at {settings.base_url} for allocation {allocation_id!r} "
                 f"of enterprise {enterprise_id!r}: {type(exc).__name__}",

@@ -397,10 +397,42 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
 def test_real_tls_self_signed_is_refused_without_ca_bundle_and_accepted_with_it(
     tls_server: tuple[str, str], set_conn: Callable[..., str], capfd: pytest.CaptureFixture[str]
 ) -> None:
+    """An unverifiable certificate is a setting to fix: a permanent error naming ``ca_bundle``, no retries,
+    and the sensor fails at once instead of waiting for its timeout. With the CA bundle set it works."""
     url, cert = tls_server
-    set_conn(url, max_retries=0)
-    with pytest.raises(OESConnectionError) as info:
+    set_conn(url, max_retries=3)
+    with pytest.raises(OESInvalidRequestError, match="ca_bundle") as info:
         OESHook().get_allocation(AID)
+    assert not info.value.transient
+    with pytest.raises(OESInvalidRequestError, match="could not be verified"):
+        AllocationStatusSensor(task_id="s", allocation_id=AID).poke({})
     assert_no_token(info.value, capfd.readouterr().out)
     set_conn(url, max_retries=0, ca_bundle=cert)
     assert OESHook().get_allocation(AID).id == AID
+
+
+async def test_real_tls_through_the_trigger(tls_server: tuple[str, str], set_conn: Callable[..., str]) -> None:
+    """The trigger's async client follows the same rule: an error event naming ``ca_bundle``, then success
+    with the bundle (single GET, batching off, since the test server answers every path with one record)."""
+    import asyncio
+
+    from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+    url, cert = tls_server
+
+    async def first_event() -> dict[str, Any]:
+        trigger = AllocationStatusTrigger(AID, "ent", poll_interval=0.05)
+        async for event in trigger.run():
+            payload: dict[str, Any] = event.payload
+            return payload
+        raise AssertionError("no event")
+
+    set_conn(url, max_retries=3, batching=False)
+    event = await asyncio.wait_for(first_event(), 10)
+    assert event["status"] == "error"
+    assert event["error_type"] == "OESInvalidRequestError"
+    assert "ca_bundle" in event["message"]
+    set_conn(url, max_retries=0, batching=False, ca_bundle=cert)
+    event = await asyncio.wait_for(first_event(), 10)
+    assert event["status"] == "terminal"
+    assert event["allocation"]["id"] == AID
