@@ -11,8 +11,8 @@ simulator, so the worker (sync hook) and the triggerer (async poller) reach the 
 
 Settings chosen for tests, and why:
 
-* ``[operators] default_deferrable = True``: the example sensors do not pass ``deferrable``, so they take
-  Airflow's documented default; this is what puts example 1 and the mapped example in the triggerer
+* ``[operators] default_deferrable = True``: example 1's sensor does not pass ``deferrable``, so it takes
+  Airflow's documented default; this is what puts it in the triggerer
   (example 2 passes ``deferrable=False``, so it stays in reschedule mode).
 * ``[triggerer] triggerer_health_check_threshold = 5``: a SIGKILLed triggerer's triggers move to a new one
   only once its last heartbeat is older than this (30 s by default).
@@ -46,7 +46,8 @@ EXAMPLE_DAGS = REPO_ROOT / "example_dags"
 GATING_DAG = "oes_settlement_gating"
 RESCHEDULE_DAG = "oes_reschedule_released"
 MAPPED_DAG = "oes_mapped_allocations"
-EXAMPLE_DAG_IDS = (GATING_DAG, RESCHEDULE_DAG, MAPPED_DAG)
+FLEET_DAG = "oes_deferrable_fleet"
+EXAMPLE_DAG_IDS = (GATING_DAG, RESCHEDULE_DAG, MAPPED_DAG, FLEET_DAG)
 
 FINISHED_RUN_STATES = frozenset({"success", "failed"})
 FINISHED_TI_STATES = frozenset({"success", "failed", "upstream_failed", "skipped", "removed"})
