@@ -26,6 +26,8 @@ __all__ = [
     "OESRateLimitError",
     "OESResponseError",
     "OESServerError",
+    "ca_bundle_error",
+    "check_ca_bundle",
     "error_from_payload",
     "error_from_response",
     "error_to_payload",
@@ -301,6 +303,34 @@ def tls_certificate_error(
         "CA, set the connection's 'ca_bundle' extra to a PEM file of that CA (verification cannot be turned off)",
         allocation_id=allocation_id,
         enterprise_id=enterprise_id,
+    )
+
+
+def check_ca_bundle(path: str) -> OESInvalidRequestError | None:
+    """Load a ``ca_bundle`` extra the way the TLS library would; return the error to raise if it cannot be.
+
+    Called after a TLS failure, to tell a bad bundle (a setting to fix) from a network problem.
+
+    :param path: The extra's value.
+    """
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        return ca_bundle_error(path, exc)
+    return None
+
+
+def ca_bundle_error(path: str, exc: BaseException) -> OESInvalidRequestError:
+    """The permanent error for a ``ca_bundle`` extra that cannot be loaded (missing file, not PEM).
+
+    :param path: The extra's value.
+    :param exc: What the TLS library raised.
+    """
+    return OESInvalidRequestError(
+        f"connection extra 'ca_bundle' must be the path of a readable PEM file of CA certificates on this "
+        f"machine, got {path!r} ({type(exc).__name__})"
     )
 
 

@@ -34,6 +34,7 @@ from airflow_provider_oes.exceptions import (
     OESInvalidRequestError,
     OESRateLimitError,
     OESResponseError,
+    ca_bundle_error,
     error_from_response,
     is_certificate_error,
     redact_error,
@@ -88,14 +89,19 @@ class OESAsyncClient:
         self.settings = settings
         self.gate = gate
         self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_wait=settings.retry_max_wait)
-        self._http = httpx.AsyncClient(
-            base_url=settings.base_url,
-            headers={"Accept": "application/json", "User-Agent": USER_AGENT},
-            timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-            verify=settings.verify,
-            follow_redirects=False,
-            limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
-        )
+        try:
+            self._http = httpx.AsyncClient(
+                base_url=settings.base_url,
+                headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
+                verify=settings.verify,
+                follow_redirects=False,
+                limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+            )
+        except OSError as exc:  # httpx loads the CA bundle here: a bad path must be an error event, not a crash
+            if settings.ca_bundle:
+                raise ca_bundle_error(settings.ca_bundle, exc) from None
+            raise
         self.requests_sent = 0
         """HTTP attempts made by this client (retries included); read by tests and the benchmark."""
 

@@ -28,6 +28,8 @@ from airflow_provider_oes.exceptions import (
     OESNotFoundError,
     OESPermissionDeniedError,
     OESResponseError,
+    ca_bundle_error,
+    check_ca_bundle,
     error_from_response,
     is_certificate_error,
     redact_error,
@@ -176,6 +178,9 @@ class OESHook(BaseHook):
                 enterprise_id=enterprise_id,
             ) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            bad_bundle = check_ca_bundle(settings.ca_bundle) if settings.ca_bundle else None
+            if bad_bundle is not None:
+                raise bad_bundle from None
             if is_certificate_error(exc):
                 raise tls_certificate_error(
                     settings.base_url, allocation_id=allocation_id, enterprise_id=enterprise_id
@@ -186,6 +191,11 @@ class OESHook(BaseHook):
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             ) from None
+        except OSError as exc:
+            # requests raises a bare OSError (after RequestException, which is one too) for a bad CA bundle.
+            if settings.ca_bundle:
+                raise ca_bundle_error(settings.ca_bundle, exc) from None
+            raise
         if response.status_code != 200:
             raise error_from_response(
                 response.status_code,

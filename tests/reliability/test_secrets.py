@@ -436,3 +436,36 @@ async def test_real_tls_through_the_trigger(tls_server: tuple[str, str], set_con
     event = await asyncio.wait_for(first_event(), 10)
     assert event["status"] == "terminal"
     assert event["allocation"]["id"] == AID
+
+
+@pytest.mark.parametrize("kind", ["missing", "not PEM"])
+async def test_a_bad_ca_bundle_is_a_clear_permanent_error_for_hook_sensor_and_trigger(
+    kind: str, tls_server: tuple[str, str], set_conn: Callable[..., str], tmp_path: Path
+) -> None:
+    """A CA bundle that cannot be loaded names the extra and fails at once (it was a bare OSError in the
+    hook and a crash of the trigger)."""
+    import asyncio
+
+    from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+    url, _ = tls_server
+    path = tmp_path / "ca.pem"
+    if kind == "not PEM":
+        path.write_text("this is not a certificate")
+    set_conn(url, max_retries=3, batching=False, ca_bundle=str(path))
+    with pytest.raises(OESInvalidRequestError, match="'ca_bundle'") as info:
+        OESHook().get_allocation(AID)
+    assert str(path) in str(info.value)
+    with pytest.raises(OESInvalidRequestError, match="'ca_bundle'"):
+        AllocationStatusSensor(task_id="s", allocation_id=AID).poke({})
+
+    async def first_event() -> dict[str, Any]:
+        async for event in AllocationStatusTrigger(AID, "ent", poll_interval=0.05).run():
+            payload: dict[str, Any] = event.payload
+            return payload
+        raise AssertionError("no event")
+
+    event = await asyncio.wait_for(first_event(), 10)
+    assert event["status"] == "error"
+    assert event["error_type"] == "OESInvalidRequestError"
+    assert "'ca_bundle'" in event["message"]
