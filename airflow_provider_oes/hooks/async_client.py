@@ -84,6 +84,8 @@ class OESAsyncClient:
         gate: RequestGate | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
     ) -> None:
+        import ssl
+
         import httpx
 
         self.settings = settings
@@ -94,7 +96,8 @@ class OESAsyncClient:
                 base_url=settings.base_url,
                 headers={"Accept": "application/json", "User-Agent": USER_AGENT},
                 timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-                verify=settings.verify,
+                # An SSLContext, not the path: httpx deprecates verify=<str>.
+                verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
             )
