@@ -194,19 +194,18 @@ def _contains_secret(value: Any, secret: str) -> bool:
     return False
 
 
-def reject_secret_echo(
-    value: Any, secret: str | None, *, what: str, enterprise_id: str, allocation_id: str | None = None
+def _reject_secret_echo(
+    body: bytes, data: Any, secret: str | None, *, what: str, enterprise_id: str, allocation_id: str | None
 ) -> None:
-    """Refuse a parsed answer in which the access token appears (a server echoing the Authorization header).
+    """Refuse an answer in which the access token appears (a server echoing the Authorization header).
 
-    Its strings would travel on into logs (an unknown status is logged), XCom and error messages.
-
-    :param value: Parsed JSON (dicts, lists, strings), or a model dump.
-    :param secret: The access token; nothing is checked when it is empty.
-    :param what: What was asked for, for the message.
-    :raises OESResponseError: when the token occurs in any key or string value.
+    Its strings would travel on into logs (an unknown status is logged), XCom and error messages. A string
+    of the parsed JSON either stands in the raw body as it is, or the body uses a backslash escape; so the
+    cheap byte search decides, and the walk over the parsed data runs only for bodies with escapes.
     """
-    if secret and _contains_secret(value, secret):
+    if not secret:
+        return
+    if secret.encode() in body or (b"\\" in body and _contains_secret(data, secret)):
         raise OESResponseError(
             f"the OES API's answer for {what} contains this connection's access token; refusing to use or show it",
             allocation_id=allocation_id,
@@ -214,13 +213,18 @@ def reject_secret_echo(
         )
 
 
-def parse_allocation_body(body: bytes, *, allocation_id: str, enterprise_id: str) -> Allocation:
+def parse_allocation_body(
+    body: bytes, *, allocation_id: str, enterprise_id: str, secret: str | None = None
+) -> Allocation:
     """Parse a 2xx body of the single-allocation endpoint (``{"allocation": {...}}``).
 
-    :raises OESResponseError: for a body that is too large, not JSON, not an allocation, or another one.
+    :param secret: The connection's access token: an answer that contains it is refused.
+    :raises OESResponseError: for a body that is too large, not JSON, not an allocation, another one, or one
+        that echoes the token.
     """
     what = f"allocation {allocation_id!r} of enterprise {enterprise_id!r}"
     data = _load_json(body, MAX_RESPONSE_BYTES, what)
+    _reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=allocation_id)
     if not isinstance(data, dict) or not isinstance(data.get("allocation"), dict):
         raise OESResponseError(
             f"the OES API's answer for {what} has no 'allocation' object",
@@ -230,16 +234,19 @@ def parse_allocation_body(body: bytes, *, allocation_id: str, enterprise_id: str
     return parse_allocation_record(data["allocation"], allocation_id=allocation_id, enterprise_id=enterprise_id)
 
 
-def parse_allocations_list_body(body: bytes, *, enterprise_id: str) -> list[Any]:
+def parse_allocations_list_body(body: bytes, *, enterprise_id: str, secret: str | None = None) -> list[Any]:
     """Return the raw records of a 2xx list-endpoint body (``{"allocations": [...]}``).
 
     Each record is validated separately with :func:`parse_allocation_record`, so one bad record does not
     hide the others.
 
-    :raises OESResponseError: for a body that is too large, not JSON, or has no ``allocations`` list.
+    :param secret: The connection's access token: an answer that contains it is refused.
+    :raises OESResponseError: for a body that is too large, not JSON, has no ``allocations`` list, or echoes
+        the token.
     """
     what = f"the allocations list of enterprise {enterprise_id!r}"
     data = _load_json(body, MAX_LIST_RESPONSE_BYTES, what)
+    _reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
     if not isinstance(data, dict) or not isinstance(data.get("allocations"), list):
         raise OESResponseError(
             f"the OES API's answer for {what} has no 'allocations' list", enterprise_id=enterprise_id

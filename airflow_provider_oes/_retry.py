@@ -63,16 +63,47 @@ class RetryPolicy:
 
     def call(self, fn: Callable[[], T], sleep: Callable[[float], None] | None = None) -> T:
         """Run ``fn`` with retries; re-raise the last error when retries run out."""
+        # The first attempt runs outside tenacity: a check that is answered at once (nearly all of them)
+        # should not pay for the retry machinery. tenacity then replays that failure as its attempt 1,
+        # so attempts, waits and stop rules are exactly those of a plain tenacity loop.
+        try:
+            return fn()
+        except Exception as exc:
+            if self.max_retries == 0 or not is_transient(exc):
+                raise
+            first_failure = exc
+
         import tenacity
+
+        pending = [first_failure]
+
+        def attempt() -> T:
+            if pending:
+                raise pending.pop()
+            return fn()
 
         kwargs = self._tenacity_kwargs()
         if sleep is not None:
             kwargs["sleep"] = sleep
-        return tenacity.Retrying(**kwargs)(fn)  # type: ignore[arg-type]
+        return tenacity.Retrying(**kwargs)(attempt)  # type: ignore[arg-type]
 
     async def acall(self, fn: Callable[[], Awaitable[T]]) -> T:
         """Async twin of :meth:`call` for the trigger's client."""
+        try:
+            return await fn()
+        except Exception as exc:
+            if self.max_retries == 0 or not is_transient(exc):
+                raise
+            first_failure = exc
+
         import tenacity
 
+        pending = [first_failure]
+
+        async def attempt() -> T:
+            if pending:
+                raise pending.pop()
+            return await fn()
+
         retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs())  # type: ignore[arg-type]
-        return await retrying(fn)
+        return await retrying(attempt)

@@ -22,7 +22,6 @@ from airflow_provider_oes._api import (
     allocations_path,
     parse_allocation_body,
     parse_allocations_list_body,
-    reject_secret_echo,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -135,15 +134,9 @@ class OESAsyncClient:
             body = await self._get(
                 path, None, MAX_RESPONSE_BYTES, allocation_id=allocation_id, enterprise_id=enterprise_id
             )
-            allocation = parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
-            reject_secret_echo(
-                allocation.model_dump(),
-                self.settings.token,
-                what=f"allocation {allocation_id!r} of enterprise {enterprise_id!r}",
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
+            return parse_allocation_body(
+                body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=self.settings.token
             )
-            return allocation
 
         return await self._redacted(self.retry_policy.acall(once))
 
@@ -184,14 +177,7 @@ class OESAsyncClient:
             body = await self._get(
                 path, params, MAX_LIST_RESPONSE_BYTES, allocation_id=None, enterprise_id=enterprise_id
             )
-            records = parse_allocations_list_body(body, enterprise_id=enterprise_id)
-            reject_secret_echo(
-                records,
-                self.settings.token,
-                what=f"the allocations list of enterprise {enterprise_id!r}",
-                enterprise_id=enterprise_id,
-            )
-            return records
+            return parse_allocations_list_body(body, enterprise_id=enterprise_id, secret=self.settings.token)
 
         return await self._redacted(self.retry_policy.acall(once))
 

@@ -14,7 +14,6 @@ from airflow_provider_oes._api import (
     MAX_RESPONSE_BYTES,
     allocation_path,
     parse_allocation_body,
-    reject_secret_echo,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -88,6 +87,10 @@ class OESHook(BaseHook):
 
         session = requests.Session()
         session.headers.update({"Accept": "application/json", "User-Agent": USER_AGENT})
+        if self.settings.token:
+            # On the session, not per request: requests merges per-request headers on every call, and the
+            # redirects that could carry it elsewhere are switched off below.
+            session.headers["Authorization"] = f"Bearer {self.settings.token}"
         session.verify = self.settings.verify
         return session
 
@@ -153,7 +156,6 @@ class OESHook(BaseHook):
         try:
             response = self.session.get(
                 url,
-                headers={"Authorization": f"Bearer {settings.token}"},
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE override a
                 # session-level verify (psf/requests#3829), which would ignore the ca_bundle extra.
@@ -204,15 +206,9 @@ class OESHook(BaseHook):
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             )
-        allocation = parse_allocation_body(body, allocation_id=allocation_id, enterprise_id=enterprise_id)
-        reject_secret_echo(
-            allocation.model_dump(),
-            settings.token,
-            what=f"allocation {allocation_id!r} of enterprise {enterprise_id!r}",
-            allocation_id=allocation_id,
-            enterprise_id=enterprise_id,
+        return parse_allocation_body(
+            body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=settings.token
         )
-        return allocation
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection against the real API (the connections UI "Test" button).
@@ -253,7 +249,11 @@ def _read_limited(response: requests.Response, what: str, deadline: float) -> by
         )
     chunks: list[bytes] = []
     size = 0
-    while size <= MAX_RESPONSE_BYTES:
+    # With a Content-Length and no content coding, stop once that many bytes came off the wire instead of
+    # asking the socket once more for an end. A gzip body is read to its end: its decoder flushes only there.
+    plain = not response.headers.get("Content-Encoding")
+    expected = int(declared) if plain and declared and declared.isdigit() else None
+    while size <= MAX_RESPONSE_BYTES and (expected is None or response.raw.tell() < expected):
         if time.monotonic() > deadline:
             import requests
 
