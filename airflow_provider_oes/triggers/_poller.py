@@ -310,6 +310,8 @@ class AllocationPoller:
         self.sweeps = 0
         """Completed sweeps (each asks once about every waiting allocation)."""
         self.last_sweep_seconds = 0.0
+        self.finished = 0
+        """Allocations that got their event (final status or permanent error)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -356,11 +358,33 @@ class AllocationPoller:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            settings = self.connection.settings
+            log.info(
+                "OES poller started for connection %r, enterprise %r: %s, at most %d requests per %g s",
+                self.key[0],
+                self.enterprise_id,
+                f"batches of {self.batch_size} ids per list request" if settings.batching else "one GET per allocation",
+                settings.rate_limit_requests,
+                settings.rate_limit_period,
+            )
             while self.waiters:
                 started = loop.time()
+                waiting = len(self.waiters)
+                sent_before = self.connection.client.requests_sent
+                finished_before = self.finished
                 await self._sweep()
                 self.sweeps += 1
                 self.last_sweep_seconds = loop.time() - started
+                # One line per sweep: shows operators the batching at work (requests vs allocations).
+                log.info(
+                    "OES poller %r/%r: checked %d allocations with %d requests in %.2f s; %d became final",
+                    self.key[0],
+                    self.enterprise_id,
+                    waiting,
+                    self.connection.client.requests_sent - sent_before,
+                    self.last_sweep_seconds,
+                    self.finished - finished_before,
+                )
                 if not self.waiters:
                     break
                 interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
@@ -469,6 +493,8 @@ class AllocationPoller:
             )
 
     def _finish(self, allocation_id: str, event: dict[str, Any]) -> None:
+        if allocation_id in self.waiters:
+            self.finished += 1
         for waiter in self.waiters.pop(allocation_id, []):
             if not waiter.future.done():
                 waiter.future.set_result(event)

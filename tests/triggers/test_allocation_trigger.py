@@ -7,6 +7,7 @@ import itertools
 import json
 import math
 import random
+import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
@@ -561,3 +562,32 @@ async def test_200_triggers_share_batched_requests(
     for request in lists:
         assert len(parse_qs(request[2])["allocationIds"][0].split(",")) <= batch_size
     _assert_idle()
+
+
+# ----------------------------------------------------------------------------- operator-visible logging
+
+
+async def test_poller_logs_each_sweep_with_its_request_count(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str], caplog: pytest.LogCaptureFixture
+) -> None:
+    conn_id = make_connection(batch_size=2)
+    ids = [oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=1) for _ in range(3)]
+    caplog.set_level("INFO", logger="airflow_provider_oes.triggers._poller")
+
+    events = await asyncio.gather(*(_first_event(_trigger(oes_simulator, i, conn_id)) for i in ids))
+
+    assert [e["status"] for e in events] == ["terminal"] * 3
+    messages = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_oes.triggers._poller"]
+    assert any("batches of 2 ids per list request" in m for m in messages), messages
+    sweeps = [
+        tuple(int(n) for n in match.groups())
+        for m in messages
+        if (match := re.search(r"checked (\d+) allocations with (\d+) requests .* (\d+) became final", m))
+    ]
+    assert sweeps, messages
+    # Each sweep asks about its allocations in batches of 2 (no confirmations needed here), and every
+    # allocation is reported final exactly once. The last sweep may be cut short when the last trigger leaves.
+    assert all(requests == math.ceil(checked / 2) for checked, requests, _ in sweeps), sweeps
+    assert sum(final for _, _, final in sweeps) <= 3
+    assert any(final > 0 for _, _, final in sweeps), sweeps
+    assert oes_simulator.token not in "\n".join(messages)
