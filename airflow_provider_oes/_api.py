@@ -15,6 +15,7 @@ from urllib.parse import quote, urlsplit
 
 from pydantic import ValidationError
 
+from airflow_provider_oes import __version__
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.models import Allocation
 
@@ -23,6 +24,9 @@ PRODUCTION_BASE_URL = "https://app.bitgo.com"
 TEST_BASE_URL = "https://app.bitgo-test.com"
 """BitGo's test environment."""
 DEFAULT_BASE_URL = PRODUCTION_BASE_URL
+
+USER_AGENT = f"airflow-provider-oes/{__version__}"
+"""Sent with every request, so BitGo can tell this provider's traffic apart."""
 
 MAX_RESPONSE_BYTES = 1 << 20
 """Bodies larger than this are refused (an allocation is about 1 kB; a list page of 1,000 about 1 MB)."""
@@ -144,6 +148,20 @@ def normalize_base_url(host: str | None, port: int | None = None) -> str:
     if port and not has_port:
         netloc = f"{netloc}:{int(port)}"
     return f"{parts.scheme}://{netloc}{parts.path.rstrip('/')}"
+
+
+def check_declared_length(declared: str | None, limit: int, what: str) -> None:
+    """Refuse an answer whose ``Content-Length`` is over ``limit`` before reading any of it.
+
+    :param declared: The raw ``Content-Length`` header, if any.
+    :param limit: The largest body accepted, in bytes.
+    :param what: What was asked for, for the message.
+    :raises OESResponseError: when the declared length is over the limit.
+    """
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise OESResponseError(
+            f"the OES API's answer for {what} declares {declared} bytes, over the {limit}-byte limit"
+        )
 
 
 def _load_json(body: bytes, limit: int, what: str) -> Any:

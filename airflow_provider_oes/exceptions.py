@@ -334,6 +334,69 @@ def ca_bundle_error(path: str, exc: BaseException) -> OESInvalidRequestError:
     )
 
 
+def missing_token_error(
+    conn_id: str, *, allocation_id: str | None = None, enterprise_id: str | None = None
+) -> OESAuthenticationError:
+    """The error for a connection without an access token (raised before any request is sent).
+
+    :param conn_id: The Airflow connection id.
+    :param allocation_id: The allocation asked for, if any.
+    :param enterprise_id: The enterprise asked under.
+    """
+    return OESAuthenticationError(
+        f"connection {conn_id!r} has no access token: put the BitGo access token in its Password field",
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )
+
+
+def transport_error(
+    exc: BaseException,
+    *,
+    timed_out: bool,
+    base_url: str,
+    connect_timeout: float,
+    read_timeout: float,
+    ca_bundle: str | None,
+    allocation_id: str | None,
+    enterprise_id: str,
+) -> OESError:
+    """Map a transport failure (requests or httpx) to the error to raise, for the sync hook and the async client.
+
+    Timeouts and dropped connections are transient (:class:`OESConnectionError`); an unusable ``ca_bundle``
+    or a certificate that fails verification are settings to fix (:class:`OESInvalidRequestError`). Only the
+    exception's class name is quoted: its text can carry the request URL.
+
+    :param exc: What the HTTP library raised.
+    :param timed_out: True when it was a connect or read timeout.
+    :param base_url: The API base URL that was called.
+    :param connect_timeout: The connection's connect timeout, named in the message.
+    :param read_timeout: The connection's read timeout, named in the message.
+    :param ca_bundle: The connection's ``ca_bundle`` extra, if set.
+    :param allocation_id: The allocation asked for (``None`` for the list endpoint).
+    :param enterprise_id: The enterprise asked under.
+    """
+    subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    if timed_out:
+        return OESConnectionError(
+            f"timed out talking to the OES API for {subject} of enterprise {enterprise_id!r} "
+            f"({type(exc).__name__}); connect/read timeouts are {connect_timeout}/{read_timeout} s",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        )
+    bad_bundle = check_ca_bundle(ca_bundle) if ca_bundle else None
+    if bad_bundle is not None:
+        return bad_bundle
+    if is_certificate_error(exc):
+        return tls_certificate_error(base_url, allocation_id=allocation_id, enterprise_id=enterprise_id)
+    return OESConnectionError(
+        f"no complete answer from the OES API at {base_url} for {subject} of enterprise {enterprise_id!r}: "
+        f"{type(exc).__name__}",
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )
+
+
 _EVENT_ERROR_CLASSES: dict[str, type[OESError]] = {
     cls.__name__: cls
     for cls in (

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from airflow_provider_oes import __version__
 from airflow_provider_oes._api import (
     MAX_LIST_RESPONSE_BYTES,
     MAX_RESPONSE_BYTES,
+    USER_AGENT,
     allocation_path,
     allocations_path,
+    check_declared_length,
     parse_allocation_body,
     parse_allocations_list_body,
     validate_allocation_id,
@@ -27,17 +28,14 @@ from airflow_provider_oes._api import (
 )
 from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes.exceptions import (
-    OESAuthenticationError,
-    OESConnectionError,
     OESError,
     OESInvalidRequestError,
     OESRateLimitError,
-    OESResponseError,
     ca_bundle_error,
     error_from_response,
-    is_certificate_error,
+    missing_token_error,
     redact_error,
-    tls_certificate_error,
+    transport_error,
 )
 
 if TYPE_CHECKING:
@@ -50,7 +48,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-USER_AGENT = f"airflow-provider-oes/{__version__}"
 DEFAULT_MAX_CONNECTIONS = 10
 """Open TCP connections per client: enough for a few concurrent requests, few enough to be polite."""
 
@@ -203,12 +200,7 @@ class OESAsyncClient:
         settings = self.settings
         subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
         if not settings.token:
-            raise OESAuthenticationError(
-                f"connection {settings.conn_id!r} has no access token: put the BitGo access token in its "
-                "Password field",
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            )
+            raise missing_token_error(settings.conn_id, allocation_id=allocation_id, enterprise_id=enterprise_id)
         ticket = await self.gate.acquire() if self.gate is not None else None
         self.requests_sent += 1
         try:
@@ -218,23 +210,14 @@ class OESAsyncClient:
                 body = await _read_limited(
                     response, limit, f"{subject} of enterprise {enterprise_id!r}", settings.read_timeout
                 )
-        except httpx.TimeoutException as exc:
-            raise OESConnectionError(
-                f"timed out talking to the OES API for {subject} of enterprise {enterprise_id!r} "
-                f"({type(exc).__name__}); connect/read timeouts are "
-                f"{settings.connect_timeout}/{settings.read_timeout} s",
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            ) from None
         except httpx.HTTPError as exc:
-            if is_certificate_error(exc):
-                raise tls_certificate_error(
-                    settings.base_url, allocation_id=allocation_id, enterprise_id=enterprise_id
-                ) from None
-            # Only the exception's class name: its text could carry the request URL.
-            raise OESConnectionError(
-                f"no complete answer from the OES API at {settings.base_url} for {subject} "
-                f"of enterprise {enterprise_id!r}: {type(exc).__name__}",
+            raise transport_error(
+                exc,
+                timed_out=isinstance(exc, httpx.TimeoutException),
+                base_url=settings.base_url,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                ca_bundle=settings.ca_bundle,
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             ) from None
@@ -274,11 +257,7 @@ async def _read_limited(response: httpx.Response, limit: int, what: str, timeout
 
 
 async def _read_capped(response: httpx.Response, limit: int, what: str) -> bytes:
-    declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise OESResponseError(
-            f"the OES API's answer for {what} declares {declared} bytes, over the {limit}-byte limit"
-        )
+    check_declared_length(response.headers.get("Content-Length"), limit, what)
     chunks: list[bytes] = []
     size = 0
     async for chunk in response.aiter_bytes():

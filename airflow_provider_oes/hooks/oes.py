@@ -9,10 +9,11 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_oes import __version__
 from airflow_provider_oes._api import (
     MAX_RESPONSE_BYTES,
+    USER_AGENT,
     allocation_path,
+    check_declared_length,
     parse_allocation_body,
     validate_allocation_id,
     validate_enterprise_id,
@@ -21,26 +22,21 @@ from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import (
     OESAuthenticationError,
-    OESConnectionError,
     OESError,
     OESInvalidRequestError,
     OESNotFoundError,
     OESPermissionDeniedError,
-    OESResponseError,
     ca_bundle_error,
-    check_ca_bundle,
     error_from_response,
-    is_certificate_error,
+    missing_token_error,
     redact_error,
-    tls_certificate_error,
+    transport_error,
 )
 
 if TYPE_CHECKING:
     import requests
 
     from airflow_provider_oes.models import Allocation
-
-USER_AGENT = f"airflow-provider-oes/{__version__}"
 
 
 class OESHook(BaseHook):
@@ -147,12 +143,7 @@ class OESHook(BaseHook):
 
         settings = self.settings
         if not settings.token:
-            raise OESAuthenticationError(
-                f"connection {self.oes_conn_id!r} has no access token: put the BitGo access token in its "
-                "Password field",
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            )
+            raise missing_token_error(self.oes_conn_id, allocation_id=allocation_id, enterprise_id=enterprise_id)
         try:
             response = self.session.get(
                 url,
@@ -171,25 +162,14 @@ class OESHook(BaseHook):
                 )
             finally:
                 response.close()
-        except requests.Timeout as exc:
-            raise OESConnectionError(
-                f"timed out talking to the OES API for allocation {allocation_id!r} of enterprise "
-                f"{enterprise_id!r} ({type(exc).__name__}); connect/read timeouts are "
-                f"{settings.connect_timeout}/{settings.read_timeout} s",
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            ) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            bad_bundle = check_ca_bundle(settings.ca_bundle) if settings.ca_bundle else None
-            if bad_bundle is not None:
-                raise bad_bundle from None
-            if is_certificate_error(exc):
-                raise tls_certificate_error(
-                    settings.base_url, allocation_id=allocation_id, enterprise_id=enterprise_id
-                ) from None
-            raise OESConnectionError(
-                f"no complete answer from the OES API at {settings.base_url} for allocation {allocation_id!r} "
-                f"of enterprise {enterprise_id!r}: {type(exc).__name__}",
+            raise transport_error(
+                exc,
+                timed_out=isinstance(exc, requests.Timeout),
+                base_url=settings.base_url,
+                connect_timeout=settings.connect_timeout,
+                read_timeout=settings.read_timeout,
+                ca_bundle=settings.ca_bundle,
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             ) from None
@@ -243,10 +223,7 @@ def _read_limited(response: requests.Response, what: str, deadline: float) -> by
     each byte within the socket's read timeout, from holding a poke for hours.
     """
     declared = response.headers.get("Content-Length")
-    if declared and declared.isdigit() and int(declared) > MAX_RESPONSE_BYTES:
-        raise OESResponseError(
-            f"the OES API's answer for {what} declares {declared} bytes, over the {MAX_RESPONSE_BYTES}-byte limit"
-        )
+    check_declared_length(declared, MAX_RESPONSE_BYTES, what)
     chunks: list[bytes] = []
     size = 0
     # With a Content-Length and no content coding, stop once that many bytes came off the wire instead of
