@@ -6,13 +6,14 @@ Against the simulator over real HTTP. ``dag.test()`` runs each deferred task's t
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs
 
 import pytest
 
-from tests.conftest import EXAMPLE_DAGS
+from tests.integration._dagrun import load_example_dag as _dag
+from tests.integration._dagrun import task_instances
+from tests.integration._dagrun import xcom_return_value as _xcom
 
 if TYPE_CHECKING:
     from airflow_provider_oes.testing.simulator import OESSimulator
@@ -22,47 +23,14 @@ pytestmark = [pytest.mark.integration, pytest.mark.dagrun]
 LIST_SUFFIX = "/clients/allocations"
 
 
-def _dag() -> Any:
-    path = EXAMPLE_DAGS / "example_oes_deferrable_fleet.py"
-    spec = importlib.util.spec_from_file_location("oes_example_deferrable_fleet", path)
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.dag
-
-
-def _task_instances(dag_run: Any) -> dict[str, Any]:
-    return {
-        (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): ti for ti in dag_run.get_task_instances()
-    }
-
-
-def _xcom(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            XComModel.get_many(
-                run_id=dag_run.run_id,
-                dag_ids=dag_run.dag_id,
-                task_ids=task_id,
-                map_indexes=map_index,
-                key="return_value",
-            )
-        ).first()
-        return XComModel.deserialize_value(row) if row is not None else None
-
-
 def test_deferrable_fleet_all_cleared(airflow_db: Any, oes_simulator: OESSimulator, oes_connection: str) -> None:
     quantities = ["1000", "98765432109876543210987654321", "5"]
     ids = [oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=1, quantity=q) for q in quantities]
 
-    dag_run = _dag().test(run_conf={"allocation_ids": ids})
+    dag_run = _dag("example_oes_deferrable_fleet").test(run_conf={"allocation_ids": ids})
 
     assert str(dag_run.state) == "success"
-    tis = _task_instances(dag_run)
+    tis = task_instances(dag_run)
     assert {k: str(ti.state) for k, ti in tis.items()} == {
         "list_allocation_ids": "success",
         "wait_for_allocation[0]": "success",
@@ -95,10 +63,10 @@ def test_deferrable_fleet_released_fails_that_task_with_reason(
         final_status="released", reserved_for_reads=1, final_reason="partner rejected the allocation"
     )
 
-    dag_run = _dag().test(run_conf={"allocation_ids": [cleared, released]})
+    dag_run = _dag("example_oes_deferrable_fleet").test(run_conf={"allocation_ids": [cleared, released]})
 
     assert str(dag_run.state) == "failed"
-    tis = _task_instances(dag_run)
+    tis = task_instances(dag_run)
     assert str(tis["wait_for_allocation[0]"].state) == "success"
     assert str(tis["wait_for_allocation[1]"].state) == "failed"
     assert str(tis["settle_cleared"].state) == "upstream_failed"

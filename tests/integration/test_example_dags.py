@@ -2,52 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
-from tests.conftest import EXAMPLE_DAGS
+from tests.integration._dagrun import load_example_dag as _dag
+from tests.integration._dagrun import task_states as _states
+from tests.integration._dagrun import xcom_return_value as _xcom
 
 if TYPE_CHECKING:
     from airflow_provider_oes.testing.simulator import OESSimulator
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagrun]
-
-
-def _dag(module: str) -> Any:
-    """Import an example DAG file (from the configured DAGs folder, so dag.test() syncs it)."""
-    path = EXAMPLE_DAGS / f"{module}.py"
-    spec = importlib.util.spec_from_file_location(f"oes_example_{module}", path)
-    assert spec is not None
-    assert spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod.dag
-
-
-def _states(dag_run: Any) -> dict[str, str | None]:
-    return {
-        (ti.task_id if ti.map_index < 0 else f"{ti.task_id}[{ti.map_index}]"): (str(ti.state) if ti.state else None)
-        for ti in dag_run.get_task_instances()
-    }
-
-
-def _xcom(dag_run: Any, task_id: str, map_index: int = -1) -> Any:
-    from airflow.models.xcom import XComModel
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        row = session.scalars(
-            XComModel.get_many(
-                run_id=dag_run.run_id,
-                dag_ids=dag_run.dag_id,
-                task_ids=task_id,
-                map_indexes=map_index,
-                key="return_value",
-            )
-        ).first()
-        return XComModel.deserialize_value(row) if row is not None else None
 
 
 def test_settlement_gating_clears_then_settles(
