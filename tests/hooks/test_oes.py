@@ -506,6 +506,9 @@ def test_test_connection_fails(conn: str, requests_mock: rm.Mocker, status: int,
     assert f"HTTP {status}" in message
     assert TOKEN not in message
     assert requests_mock.call_count == 1  # no retries in the UI test
+    probe_id = _last(requests_mock).path.rsplit("/", 1)[-1]
+    assert probe_id not in message.lower()  # the random probe id would only puzzle the user
+    assert "for a test request of enterprise 'ent1'" in message
 
 
 def test_test_connection_without_enterprise(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
