@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
+    from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.models import Allocation
 
 __all__ = [
@@ -352,12 +353,9 @@ def missing_token_error(
 
 def transport_error(
     exc: BaseException,
+    settings: OESConnectionSettings,
     *,
     timed_out: bool,
-    base_url: str,
-    connect_timeout: float,
-    read_timeout: float,
-    ca_bundle: str | None,
     allocation_id: str | None,
     enterprise_id: str,
 ) -> OESError:
@@ -368,14 +366,13 @@ def transport_error(
     exception's class name is quoted: its text can carry the request URL.
 
     :param exc: What the HTTP library raised.
+    :param settings: The connection's settings (base URL, timeouts and CA bundle are named in messages).
     :param timed_out: True when it was a connect or read timeout.
-    :param base_url: The API base URL that was called.
-    :param connect_timeout: The connection's connect timeout, named in the message.
-    :param read_timeout: The connection's read timeout, named in the message.
-    :param ca_bundle: The connection's ``ca_bundle`` extra, if set.
     :param allocation_id: The allocation asked for (``None`` for the list endpoint).
     :param enterprise_id: The enterprise asked under.
     """
+    base_url, ca_bundle = settings.base_url, settings.ca_bundle
+    connect_timeout, read_timeout = settings.connect_timeout, settings.read_timeout
     subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
     if timed_out:
         return OESConnectionError(

@@ -213,11 +213,8 @@ class OESAsyncClient:
         except httpx.HTTPError as exc:
             raise transport_error(
                 exc,
+                settings,
                 timed_out=isinstance(exc, httpx.TimeoutException),
-                base_url=settings.base_url,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                ca_bundle=settings.ca_bundle,
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             ) from None

@@ -21,11 +21,9 @@ from airflow_provider_oes._api import (
 from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import (
-    OESAuthenticationError,
     OESError,
     OESInvalidRequestError,
     OESNotFoundError,
-    OESPermissionDeniedError,
     ca_bundle_error,
     error_from_response,
     missing_token_error,
@@ -165,11 +163,8 @@ class OESHook(BaseHook):
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise transport_error(
                 exc,
+                settings,
                 timed_out=isinstance(exc, requests.Timeout),
-                base_url=settings.base_url,
-                connect_timeout=settings.connect_timeout,
-                read_timeout=settings.read_timeout,
-                ca_bundle=settings.ca_bundle,
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             ) from None
