@@ -11,12 +11,17 @@ if [ ! -x "$VENV/bin/python" ]; then
   echo "[setup] creating virtual environment $VENV" >&2
   "$PYTHON" -m venv "$VENV"
 fi
+# OES_AIRFLOW_VERSION pins Airflow (CI uses it to test the oldest supported release); default: the newest.
+airflow_pin=()
+if [ -n "${OES_AIRFLOW_VERSION:-}" ]; then
+  airflow_pin=("apache-airflow==$OES_AIRFLOW_VERSION")
+fi
 # Re-install when pyproject.toml changed since the last install.
 stamp="$VENV/.oes-installed"
 if [ ! -f "$stamp" ] || [ "$REPO/pyproject.toml" -nt "$stamp" ]; then
-  echo "[setup] installing airflow-provider-oes with its test extras into $VENV" >&2
+  echo "[setup] installing airflow-provider-oes with its test extras into $VENV ${airflow_pin[*]}" >&2
   "$VENV/bin/python" -m pip install -q --upgrade pip 2>&1 | grep -v "^WARNING: Location" >&2 || true
-  "$VENV/bin/python" -m pip install -q -e "$REPO[test]" 2>&1 | grep -v "^WARNING: Location" >&2 || true
+  "$VENV/bin/python" -m pip install -q -e "$REPO[test]" "${airflow_pin[@]}" 2>&1 | grep -v "^WARNING: Location" >&2 || true
   "$VENV/bin/python" -c "import airflow_provider_oes, airflow.sdk" || { echo "[setup] install failed" >&2; exit 1; }
   touch "$stamp"
 fi
