@@ -87,7 +87,7 @@ class RetryPolicy:
             kwargs["sleep"] = sleep
         return tenacity.Retrying(**kwargs)(attempt)  # type: ignore[arg-type]
 
-    async def acall(self, fn: Callable[[], Awaitable[T]]) -> T:
+    async def acall(self, fn: Callable[[], Awaitable[T]], sleep: Callable[[float], Awaitable[None]] | None = None) -> T:
         """Async twin of :meth:`call` for the trigger's client."""
         try:
             return await fn()
@@ -105,5 +105,8 @@ class RetryPolicy:
                 raise pending.pop()
             return await fn()
 
-        retrying = tenacity.AsyncRetrying(**self._tenacity_kwargs())  # type: ignore[arg-type]
+        kwargs = self._tenacity_kwargs()
+        if sleep is not None:
+            kwargs["sleep"] = sleep
+        retrying = tenacity.AsyncRetrying(**kwargs)  # type: ignore[arg-type]
         return await retrying(attempt)

@@ -10,6 +10,8 @@ import os
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -40,3 +42,24 @@ def airflow_db() -> Path:
         timeout=300,
     )
     return _AIRFLOW_HOME
+
+
+@pytest.fixture
+def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
+    """Make ``time.sleep`` (tenacity's and the sensor's) instant in the test's own thread; record the waits.
+
+    Other threads (a simulator, Airflow's in-process API left by a ``dag.test()``) keep the real sleep, so
+    they neither spin nor show up in the recorded waits.
+    """
+    sleeps: list[float] = []
+    real_sleep = time.sleep
+    test_thread = threading.get_ident()
+
+    def fake_sleep(seconds: float) -> None:
+        if threading.get_ident() == test_thread:
+            sleeps.append(seconds)
+        else:
+            real_sleep(seconds)
+
+    monkeypatch.setattr(time, "sleep", fake_sleep)
+    return sleeps

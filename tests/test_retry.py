@@ -120,13 +120,14 @@ def test_retry_after_honoured_and_capped() -> None:
     assert len(calls) == 3
 
 
-def test_acall_retries_transient_and_not_permanent(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_acall_retries_transient_and_not_permanent() -> None:
     slept: list[float] = []
 
     async def fake_sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    monkeypatch.setattr(asyncio, "sleep", fake_sleep)
+    # Passed in, not patched over asyncio.sleep: other threads' event loops (left by earlier tests) would
+    # call a patched asyncio.sleep too.
     state = {"n": 0}
 
     async def flaky() -> str:
@@ -135,7 +136,7 @@ def test_acall_retries_transient_and_not_permanent(monkeypatch: pytest.MonkeyPat
             raise OESServerError("down")
         return "ok"
 
-    assert asyncio.run(RetryPolicy(max_retries=3, initial_wait=0.01).acall(flaky)) == "ok"
+    assert asyncio.run(RetryPolicy(max_retries=3, initial_wait=0.01).acall(flaky, sleep=fake_sleep)) == "ok"
     assert state["n"] == 3
     assert len(slept) == 2
 
@@ -145,5 +146,5 @@ def test_acall_retries_transient_and_not_permanent(monkeypatch: pytest.MonkeyPat
 
     state["n"] = 0
     with pytest.raises(OESAuthenticationError):
-        asyncio.run(RetryPolicy(max_retries=3, initial_wait=0.01).acall(denied))
+        asyncio.run(RetryPolicy(max_retries=3, initial_wait=0.01).acall(denied, sleep=fake_sleep))
     assert state["n"] == 1

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import gzip
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -66,14 +65,6 @@ def set_conn(
 @pytest.fixture
 def conn(monkeypatch: pytest.MonkeyPatch) -> str:
     return set_conn(monkeypatch, enterprise_id="ent1", max_retries=3, retry_max_wait=5)
-
-
-@pytest.fixture
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Replace time.sleep (used by tenacity's default sleep) so retries are instant; record the waits."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(time, "sleep", sleeps.append)
-    return sleeps
 
 
 def test_env_var_connection_default_conn_id(conn: str, requests_mock: rm.Mocker) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -97,8 +96,7 @@ def test_errors_propagate(requests_mock: rm.Mocker, status: int, cls: type[Excep
     assert requests_mock.call_count == 1
 
 
-def test_transient_errors_propagate_after_retries(requests_mock: rm.Mocker, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(time, "sleep", lambda s: None)
+def test_transient_errors_propagate_after_retries(requests_mock: rm.Mocker, no_sleep: list[float]) -> None:
     requests_mock.get(URL, status_code=503)
     with pytest.raises(OESServerError):
         operator().execute({})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -66,14 +65,6 @@ def conn(monkeypatch: pytest.MonkeyPatch) -> str:
         ),
     )
     return "oes_default"
-
-
-@pytest.fixture
-def no_sleep(monkeypatch: pytest.MonkeyPatch) -> list[float]:
-    """Make retry backoff and sensor poke intervals instant; record what would have been slept."""
-    sleeps: list[float] = []
-    monkeypatch.setattr(time, "sleep", sleeps.append)
-    return sleeps
 
 
 def sensor(**kwargs: Any) -> AllocationStatusSensor:
