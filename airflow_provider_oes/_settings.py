@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._api import normalize_base_url
+from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.get_provider_info import EXTRA_FIELDS
 
@@ -73,13 +74,18 @@ class OESConnectionSettings:
     batch_size: int = 100
 
     @property
+    def retry_policy(self) -> RetryPolicy:
+        """The retry policy of the ``max_retries`` and ``retry_max_wait`` extras (sync hook and trigger alike)."""
+        return RetryPolicy(max_retries=self.max_retries, max_wait=self.retry_max_wait)
+
+    @property
     def verify(self) -> bool | str:
         """What to pass as TLS verification: always on; a CA bundle path when one is set."""
         return self.ca_bundle or True
 
     @classmethod
     def from_connection(cls, conn: Connection) -> OESConnectionSettings:
-        """Read and check an Airflow connection of type ``oes``.
+        """Read and check an Airflow connection of type ``oes``; register its token with the secrets masker.
 
         :raises OESInvalidRequestError: naming the bad field, for a bad host or extra.
         """
@@ -88,9 +94,15 @@ class OESConnectionSettings:
             raise OESInvalidRequestError(f"connection {conn.conn_id!r}: extra must be a JSON object")
         values = {name: _coerce(name, extra.get(name)) for name in EXTRA_FIELDS}
         values["enterprise_id"] = values["enterprise_id"] or None
-        return cls(
+        settings = cls(
             conn_id=conn.conn_id,
             base_url=normalize_base_url(conn.host, conn.port),
             token=conn.password or "",
             **values,
         )
+        if settings.token:
+            # Here, where the token is read, so that no caller (hook or trigger) can forget it.
+            from airflow.sdk.log import mask_secret
+
+            mask_secret(settings.token)
+        return settings

@@ -26,7 +26,6 @@ from airflow_provider_oes._api import (
     validate_allocation_id,
     validate_enterprise_id,
 )
-from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes.exceptions import (
     OESError,
     OESInvalidRequestError,
@@ -86,7 +85,7 @@ class OESAsyncClient:
 
         self.settings = settings
         self.gate = gate
-        self.retry_policy = RetryPolicy(max_retries=settings.max_retries, max_wait=settings.retry_max_wait)
+        self.retry_policy = settings.retry_policy
         try:
             self._http = httpx.AsyncClient(
                 base_url=settings.base_url,

@@ -62,17 +62,12 @@ class OESHook(BaseHook):
     @cached_property
     def settings(self) -> OESConnectionSettings:
         """The connection's settings, read once; the token is registered with Airflow's secrets masker."""
-        settings = OESConnectionSettings.from_connection(self.get_connection(self.oes_conn_id))
-        if settings.token:
-            from airflow.sdk.log import mask_secret
-
-            mask_secret(settings.token)
-        return settings
+        return OESConnectionSettings.from_connection(self.get_connection(self.oes_conn_id))
 
     @cached_property
     def retry_policy(self) -> RetryPolicy:
         """The retry policy built from the connection's ``max_retries`` and ``retry_max_wait`` extras."""
-        return RetryPolicy(max_retries=self.settings.max_retries, max_wait=self.settings.retry_max_wait)
+        return self.settings.retry_policy
 
     @cached_property
     def session(self) -> requests.Session:

@@ -248,12 +248,7 @@ async def _load_settings(conn_id: str) -> OESConnectionSettings:
         raise OESInvalidRequestError(
             f"could not read the Airflow connection {conn_id!r}: {type(exc).__name__}: {exc}"
         ) from None
-    settings = OESConnectionSettings.from_connection(conn)
-    if settings.token:
-        from airflow.sdk.log import mask_secret
-
-        mask_secret(settings.token)
-    return settings
+    return OESConnectionSettings.from_connection(conn)
 
 
 async def register(conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float) -> Registration:
