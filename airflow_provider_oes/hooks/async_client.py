@@ -132,17 +132,34 @@ class OESAsyncClient:
         :param enterprise_id: The client's enterprise id.
         :raises OESError: a subclass saying what went wrong.
         """
+        allocation, _ = await self.get_allocation_at(allocation_id, enterprise_id)
+        return allocation
+
+    async def get_allocation_at(self, allocation_id: str, enterprise_id: str) -> tuple[Allocation, float | None]:
+        """Like :meth:`get_allocation`, with the server's clock of the answer (its ``Date``, epoch s, if sent).
+
+        :param allocation_id: The allocation's UUID.
+        :param enterprise_id: The client's enterprise id.
+        :raises OESError: a subclass saying what went wrong.
+        """
         allocation_id = validate_allocation_id(allocation_id)
         enterprise_id = validate_enterprise_id(enterprise_id)
         path = allocation_path(enterprise_id, allocation_id)
 
-        async def once() -> Allocation:
+        async def once() -> tuple[Allocation, float | None]:
+            headers: dict[str, str] = {}
             body = await self._get(
-                path, None, MAX_RESPONSE_BYTES, allocation_id=allocation_id, enterprise_id=enterprise_id
+                path,
+                None,
+                MAX_RESPONSE_BYTES,
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+                headers_out=headers,
             )
-            return parse_allocation_body(
+            allocation = parse_allocation_body(
                 body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=self.settings.token
             )
+            return allocation, parse_http_date(headers.get("date"))
 
         return await self._redacted(self.retry_policy.acall(once))
 

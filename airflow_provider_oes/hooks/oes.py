@@ -15,6 +15,7 @@ from airflow_provider_oes._api import (
     allocation_path,
     check_declared_length,
     parse_allocation_body,
+    parse_http_date,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -55,6 +56,9 @@ class OESHook(BaseHook):
     def __init__(self, oes_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.oes_conn_id = oes_conn_id
+        self.last_server_time: float | None = None
+        """The API server's clock (its ``Date``, epoch s) of the last allocation read, if it sent one; reset by
+        every :meth:`get_allocation`, so a failed call leaves ``None``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(oes_conn_id={self.oes_conn_id!r})"
@@ -117,6 +121,7 @@ class OESHook(BaseHook):
         :param enterprise_id: The client's enterprise id; ``None`` uses the connection's ``enterprise_id``.
         :raises OESError: a subclass saying what went wrong (see :mod:`airflow_provider_oes.exceptions`).
         """
+        self.last_server_time = None
         allocation_id = validate_allocation_id(allocation_id)
         enterprise_id = self.resolve_enterprise_id(enterprise_id)
         return self._get_allocation(allocation_id, enterprise_id, self.retry_policy)
@@ -176,9 +181,12 @@ class OESHook(BaseHook):
                 allocation_id=allocation_id,
                 enterprise_id=enterprise_id,
             )
-        return parse_allocation_body(
+        allocation = parse_allocation_body(
             body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=settings.token
         )
+        # Only an answer that was read as an allocation proves its status at this server time.
+        self.last_server_time = parse_http_date(response.headers.get("Date"))
+        return allocation
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection against the real API (the connections UI "Test" button).

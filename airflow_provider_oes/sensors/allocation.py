@@ -121,14 +121,19 @@ class AllocationStatusSensor(BaseSensorOperator):
         return None
 
     def _defer_to_trigger(self) -> None:
+        from airflow_provider_oes._api import format_timestamp
         from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
+        # The API server's time of the check that just saw the allocation not final: the triggerer's change
+        # feed covers every change after it (no time of our own clock: it may differ from the server's).
+        checked = self.hook.last_server_time
         self.defer(
             trigger=AllocationStatusTrigger(
                 allocation_id=self.allocation_id,
                 enterprise_id=self.hook.resolve_enterprise_id(self.enterprise_id),
                 oes_conn_id=self.oes_conn_id,
                 poll_interval=float(self.poke_interval),
+                last_check=format_timestamp(checked) if checked is not None else None,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
