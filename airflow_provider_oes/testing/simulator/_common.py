@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import email.utils
+import functools
+import os
 import re
 import threading
 import time
@@ -13,6 +15,7 @@ from typing import TYPE_CHECKING, TypeVar
 from fastapi.responses import JSONResponse
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
     from types import TracebackType
 
 #: An enterprise the simulated caller is a member of, but which has no OES license (answers 403).
@@ -47,6 +50,19 @@ def _is_uuid(value: str) -> bool:
     return bool(_UUID_RE.match(value))
 
 
+def _uuid4_strings(count: int) -> list[str]:
+    """``count`` random (version 4) UUIDs as strings, about five times faster than ``uuid.uuid4()`` each."""
+    raw = bytearray(os.urandom(16 * count))
+    for offset in range(0, 16 * count, 16):
+        raw[offset + 6] = (raw[offset + 6] & 0x0F) | 0x40  # version 4
+        raw[offset + 8] = (raw[offset + 8] & 0x3F) | 0x80  # RFC 4122 variant
+    text = raw.hex()
+    return [
+        f"{text[i : i + 8]}-{text[i + 8 : i + 12]}-{text[i + 12 : i + 16]}-{text[i + 16 : i + 20]}-{text[i + 20 : i + 32]}"
+        for i in range(0, 32 * count, 32)
+    ]
+
+
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
@@ -68,13 +84,19 @@ def _from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
+@functools.lru_cache(maxsize=4096)
+def _iso_second(seconds: int) -> str:
+    return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def _iso_ms(ms: int) -> str:
     """
     Format epoch milliseconds like the API does: UTC, millisecond precision, ``Z`` suffix.
 
     :param ms: milliseconds since the epoch.
     """
-    return _from_ms(ms).strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # a page holds rows from few distinct seconds: formatting each second once keeps a 1000-row page cheap
+    return f"{_iso_second(ms // 1000)}{ms % 1000:03d}Z"
 
 
 class _Clock:
@@ -103,9 +125,10 @@ class _Clock:
         """The simulator's now, in epoch milliseconds."""
         return int((time.time() + self.offset) * 1000)
 
-    def ms_at_monotonic(self, moment: float) -> int:
-        """The simulator's time (epoch ms) at ``moment``, a ``time.monotonic()`` value."""
-        return int((time.time() + self.offset - (time.monotonic() - moment)) * 1000)
+    def wall_at_monotonic(self) -> Callable[[float], float]:
+        """A function from ``time.monotonic()`` values to the simulator's epoch seconds (one reading)."""
+        shift = time.time() + self.offset - time.monotonic()
+        return lambda moment: moment + shift
 
     def http_date(self) -> str:
         """Now as an HTTP ``Date`` header value (RFC 9110 IMF-fixdate, 1 s resolution)."""

@@ -151,7 +151,7 @@ class _ServerConditions:
 
         :param seconds: the offset; positive runs ahead.
         """
-        self._state.clock.offset = seconds
+        self._state.set_clock_offset(seconds)
 
     # ------------------------------------------------------------------ a refusing list endpoint
     def reject_list(self, status: int | None = 404, feed_only: bool = False) -> None:

@@ -62,23 +62,34 @@ class _Gateway:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        send = self._dated(send)
-        if not scope["path"].startswith("/api/"):
+        api = scope["path"].startswith("/api/")
+        answered = [False]
+        send = self._dated(send, answered if api else None)
+        if not api:
             await self.app(scope, receive, send)
             return
         try:
             await self._api_request(scope, receive, send)
         finally:
-            self.state.request_answered()
+            if not answered[0]:
+                self.state.request_answered()
 
-    def _dated(self, send: Send) -> Send:
-        """Wrap ``send`` so the answer carries ``Date`` from the simulator's clock (not the machine's)."""
-        clock = self.state.clock
+    def _dated(self, send: Send, answered: list[bool] | None) -> Send:
+        """
+        Wrap ``send`` so the answer carries ``Date`` from the simulator's clock (not the machine's).
+
+        :param answered: for an API request, set when its answer starts: flips waiting for answered
+            requests apply then, before the client can read the answer and send its next request.
+        """
+        state = self.state
 
         async def dated_send(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = [h for h in message.get("headers", []) if h[0].lower() != b"date"]
-                message = {**message, "headers": [*headers, (b"date", clock.http_date().encode("latin-1"))]}
+                message = {**message, "headers": [*headers, (b"date", state.clock.http_date().encode("latin-1"))]}
+                if answered is not None and not answered[0]:
+                    answered[0] = True
+                    state.request_answered()
             await send(message)
 
         return dated_send

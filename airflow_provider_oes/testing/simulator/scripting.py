@@ -22,6 +22,7 @@ from airflow_provider_oes.testing.simulator._common import (
     _is_uuid,
     _parse_iso,
     _to_ms,
+    _uuid4_strings,
 )
 from airflow_provider_oes.testing.simulator.state import _Allocation, _Flip
 
@@ -208,7 +209,7 @@ class _AllocationScripting:
             notes=None,
             **timeline,
         )
-        ids = [str(uuid.uuid4()) for _ in range(count)]
+        ids = _uuid4_strings(count)
         state = self._state
         with state.lock:
             clash = next((i for i in ids if i in state.allocations), None)
@@ -239,7 +240,8 @@ class _AllocationScripting:
         :param reason: new ``reason``; default None for cleared, the reserved reason for reserved,
             the final reason or "insufficient balance" for released.
         :param late_by: stamp ``updatedAt`` this many seconds in the past ("late commit": the change
-            becomes visible now but sorts behind rows a reader may already have passed).
+            becomes visible now but sorts behind rows a reader may already have passed); never before
+            ``createdAt``.
         """
         _check_status(status)
         with self._state.lock:

@@ -124,7 +124,7 @@ class _State:
         rate_limit: tuple[int, float] | None = None,
     ) -> None:
         self.lock = threading.Lock()
-        self.token = token
+        self._token = token
         self.enterprise_id = enterprise_id
         #: what :meth:`reset` restores: the clock offset and the rate limit given at construction
         self.initial_clock_offset = clock_offset
@@ -146,6 +146,19 @@ class _State:
         self._last_created_ms = 0
         self.reset()
 
+    @property
+    def token(self) -> str:
+        """The simulator's own accepted token."""
+        return self._token
+
+    @token.setter
+    def token(self, token: str) -> None:
+        # replacing the token (tests make the server refuse a client's token this way) un-accepts the old one
+        with self.lock:
+            self.tokens.discard(self._token)
+            self.tokens.add(token)
+            self._token = token
+
     def reset(self) -> None:
         with self.lock:
             self.allocations.clear()
@@ -157,11 +170,12 @@ class _State:
             self.list_rejection = None
             self._schedule.clear()
             self._after_requests.clear()
+            self._last_created_ms = 0
         self.faults.clear()
         self.rate_limit.reset()
         limit, window = self.initial_rate_limit or (None, 60.0)
         self.rate_limit.configure(limit, window)
-        self.clock.offset = self.initial_clock_offset
+        self.set_clock_offset(self.initial_clock_offset)
 
     # ------------------------------------------------------------------ requests seen
     def record_request(self, method: str, path: str, query: str, enterprise_header: str | None) -> None:
@@ -190,6 +204,12 @@ class _State:
         created = max(self.clock.now_ms(), self._last_created_ms + 1)
         self._last_created_ms = created
         return created
+
+    def set_clock_offset(self, seconds: float) -> None:
+        """Skew the clock; default ``createdAt`` values follow the new clock (even backwards)."""
+        with self.lock:
+            self.clock.offset = seconds
+            self._last_created_ms = 0
 
     def note_created_ms(self, created_ms: int) -> None:
         """Default ``createdAt`` values come after ``created_ms`` from now on (caller holds the lock)."""
@@ -244,9 +264,12 @@ class _State:
     def advance(self) -> None:
         """Apply every timeline event and scheduled flip that is due (caller holds the lock)."""
         now = time.monotonic()
+        if not self._schedule or self._schedule[0][0] > now:
+            return
+        wall_at = self.clock.wall_at_monotonic()  # one reading: flips due together get one stamp
         while self._schedule and self._schedule[0][0] <= now:
             due, _, flip = heapq.heappop(self._schedule)
-            self._apply(flip, self.clock.ms_at_monotonic(due))
+            self._apply(flip, int(wall_at(due) * 1000))
 
     def _push(self, at_monotonic: float, flip: _Flip) -> None:
         heapq.heappush(self._schedule, (at_monotonic, next(self._sequence), flip))
