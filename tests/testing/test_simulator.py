@@ -429,10 +429,26 @@ def test_simulator_process(tmp_path: Path) -> None:
         assert requests.get(url, headers=headers, timeout=10).json()["allocation"]["status"] == "reserved"
         assert requests.get(url, headers=headers, timeout=10).json()["allocation"]["status"] == "cleared"
         assert proc.client.request_count == 2
+        assert proc.client.rate_limit == (360, 60.0)
         pid = proc.pid
     assert proc.returncode == 0  # clean shutdown on SIGTERM
+    with OESSimulatorProcess(rate_limit=(5, 2.5), clock_offset=-30) as proc:
+        assert proc.client.rate_limit == (5, 2.5)
+        assert proc.client.clock_offset == -30
+        assert abs(proc.client.now().timestamp() - (time.time() - 30)) < 2
+    with OESSimulatorProcess(rate_limit=None) as proc:
+        assert proc.client.rate_limit is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("value", ["lots", "0/60", "10/-1"])
+def test_cli_rejects_a_bad_rate_limit_naming_it(value: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "airflow_provider_oes.testing.simulator", "--port", "0", "--rate-limit", value]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert f"expected REQUESTS/SECONDS (e.g. 360/60) or none, not {value!r}" in result.stderr
 
 
 def test_cli_entry_point_seeds_and_stops_on_sigint() -> None:
@@ -508,16 +524,27 @@ def test_fixture_state_is_fresh(pytester: pytest.Pytester) -> None:
             oes_simulator.add_allocation(allocation_id=AID)
             requests.get(oes_simulator.url + "/api/network/v1/enterprises/e/clients/allocations", timeout=10)
             oes_simulator.inject_fault("500")
+            oes_simulator.set_clock_offset(3600)
+            oes_simulator.set_rate_limit(1)
+            oes_simulator.reject_list(404)
+            oes_simulator.add_token("extra-token")
+            oes_simulator.schedule_flips([AID], status="released", start=60)
             assert oes_simulator.get_record(AID)["id"] == AID
             assert len(oes_simulator.faults) == 1
             assert oes_simulator.request_count == 1
+            assert oes_simulator.pending_flips == 1
 
         def test_clean(oes_simulator, oes_simulator_session):
             assert oes_simulator is oes_simulator_session
             assert oes_simulator.faults == []
             assert oes_simulator.request_count == 0
+            assert oes_simulator.pending_flips == 0
+            assert (oes_simulator.clock_offset, oes_simulator.rate_limit) == (0, (360, 60.0))
             with pytest.raises(KeyError):
                 oes_simulator.get_record(AID)
+            url = oes_simulator.url + "/api/network/v1/enterprises/sim-enterprise/clients/allocations"
+            assert requests.get(url, headers={"Authorization": "Bearer sim-token"}, timeout=10).status_code == 200
+            assert requests.get(url, headers={"Authorization": "Bearer extra-token"}, timeout=10).status_code == 401
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
