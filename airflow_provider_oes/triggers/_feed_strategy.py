@@ -20,7 +20,9 @@ whatever the number of waiting allocations. What the feed cannot vouch for is ch
   would need, ``ceil(waiting / batch_size)``. If paging back is cheaper it pages back, spending at most as
   many pages as the id batches would have cost; whoever the pages reached is covered, the rest is checked
   by id. So a restart costs the cheaper of the two whenever the first poll's rate holds, and never more
-  than the id batches plus as many pages.
+  than the id batches plus as many pages. While unvouched triggers are still arriving (a triggerer loads
+  them in chunks) the decision waits for them, at most ``MAX_DEFERRED_POLLS`` polls, so that it is taken
+  once for the whole fleet; triggers without any ``last_check`` are checked by id at once.
 * **Safety net.** Every ``reconcile_interval`` seconds (connection extra, default 600) a reconciliation
   starts that re-checks every waiting allocation by id, one batch per poll interval (so at steady state the
   poller sends at most the feed's page plus one batch per interval; at 100,000 waiting and batches of 200 a
@@ -53,6 +55,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+MAX_DEFERRED_POLLS = 3
+"""Polls the restart decision waits at most while unvouched triggers keep arriving."""
 LIST_REJECTED_STATUS_CODES = frozenset({400, 404, 405, 501})
 """A list request answered with one of these means the list endpoint itself is not usable: use single GETs."""
 
@@ -76,6 +80,8 @@ class FeedStrategy:
         """Who waited when the backfill was asked for (all rows it reads reach them)."""
         self._backfill_target: float | None = None
         self._backfill_exhausted = False
+        self._feedable_before = 0
+        self._deferred_ticks = 0
         self._reconcile_queue: list[str] = []
         self._next_reconcile: float | None = None
         self.id_check_requests = 0
@@ -195,10 +201,21 @@ class FeedStrategy:
                 row = feed.lookup(allocation_id)
                 if row is not None:
                     self._row(row)
-        if self.unvouched and self._backfill_members is None:
-            self._choose_backfill()
+        feedable = sum(1 for i in self.unvouched if _latest_check(poller.waiters[i]) is not None)
+        arriving = feedable > self._feedable_before and self._deferred_ticks < MAX_DEFERRED_POLLS
+        self._feedable_before = feedable
+        if arriving:
+            # Triggers are still arriving (a triggerer loads its triggers in chunks): decide for all of them
+            # together at the next poll, so paging back is weighed against the id batches of the whole fleet.
+            self._deferred_ticks += 1
+        else:
+            self._deferred_ticks = 0
+            if self.unvouched and self._backfill_members is None:
+                self._choose_backfill()
         target = self._backfill_target
-        if target is not None:
+        if arriving:
+            ids = [i for i in self.unvouched if _latest_check(poller.waiters[i]) is None]
+        elif target is not None:
             # A backfill is on its way: check by id only what it cannot cover.
             ids = [
                 i
