@@ -12,7 +12,7 @@ connection per event loop; triggers never build their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_oes._api import (
     MAX_LIST_RESPONSE_BYTES,
@@ -42,6 +42,7 @@ if TYPE_CHECKING:
 
     import httpx
 
+    from airflow_provider_oes._rate_limit import RequestGate
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.models import Allocation
 
@@ -49,19 +50,6 @@ T = TypeVar("T")
 
 DEFAULT_MAX_CONNECTIONS = 10
 """Open TCP connections per client: enough for a few concurrent requests, few enough to be polite."""
-
-
-class RequestGate(Protocol):
-    """What the client needs of a rate limiter (implemented by ``triggers._poller.RateLimiter``)."""
-
-    async def acquire(self) -> Any:
-        """Wait until one more request may be sent; return a ticket for :meth:`release`."""
-
-    def release(self, ticket: Any) -> None:
-        """The request of ``ticket`` is over (answered or failed)."""
-
-    def penalize(self, seconds: float) -> None:
-        """Hold every request back for ``seconds`` (the API answered 429)."""
 
 
 class OESAsyncClient:

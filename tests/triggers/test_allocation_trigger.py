@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import json
 import math
 import random
@@ -16,7 +15,6 @@ import pytest
 from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError, error_from_payload
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers import _poller
-from airflow_provider_oes.triggers._poller import RateLimiter
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
 if TYPE_CHECKING:
@@ -453,51 +451,6 @@ async def test_bad_connection_extra_gives_error_event(
 
 
 # ----------------------------------------------------------------------------- rate limiting
-
-
-async def test_rate_limiter_never_exceeds_its_window() -> None:
-    loop = asyncio.get_running_loop()
-    limiter = RateLimiter(max_requests=4, period=0.25)
-    stamps = []
-    for _ in range(10):
-        await limiter.acquire()
-        stamps.append(loop.time())
-    for i in range(len(stamps) - 4):
-        assert stamps[i + 4] - stamps[i] >= 0.25 - 1e-3  # any 5 requests span at least one period
-    assert limiter.waited_seconds > 0
-
-
-async def test_rate_limiter_paces_after_its_burst() -> None:
-    """10 per second with a burst of 3: three at once, then one every 0.1 s (no spending the window at once)."""
-    loop = asyncio.get_running_loop()
-    limiter = RateLimiter(max_requests=10, period=1.0, burst=3)
-    start = loop.time()
-    stamps = []
-    for _ in range(7):
-        await limiter.acquire()
-        stamps.append(loop.time() - start)
-    assert stamps[2] < 0.05
-    for earlier, later in itertools.pairwise(stamps[2:]):
-        assert later - earlier >= 0.1 - 5e-3
-
-
-async def test_rate_limiter_window_starts_when_the_answer_arrives() -> None:
-    """A slow request keeps its slot until period after its answer, so the server never sees too many."""
-    loop = asyncio.get_running_loop()
-    limiter = RateLimiter(max_requests=1, period=0.3, burst=1)
-    start = loop.time()
-    slow = await limiter.acquire()
-    await asyncio.sleep(0.2)
-    limiter.release(slow)  # answered at 0.2 s: the next request may go at 0.5 s, not at 0.3 s
-    await limiter.acquire()
-    assert loop.time() - start >= 0.5 - 5e-3
-
-
-def test_rate_limiter_rejects_a_useless_limit() -> None:
-    from airflow_provider_oes.exceptions import OESInvalidRequestError
-
-    with pytest.raises(OESInvalidRequestError, match="0 per 60"):
-        RateLimiter(0, 60)
 
 
 async def test_connection_rate_limit_holds_across_sweeps(
