@@ -29,9 +29,7 @@ __all__ = [
     "OESServerError",
     "ca_bundle_error",
     "check_ca_bundle",
-    "error_from_payload",
     "error_from_response",
-    "error_to_payload",
     "is_certificate_error",
     "redact_error",
     "tls_certificate_error",
@@ -391,48 +389,4 @@ def transport_error(
         f"{type(exc).__name__}",
         allocation_id=allocation_id,
         enterprise_id=enterprise_id,
-    )
-
-
-_EVENT_ERROR_CLASSES: dict[str, type[OESError]] = {
-    cls.__name__: cls
-    for cls in (
-        OESError,
-        OESInvalidRequestError,
-        OESAuthenticationError,
-        OESPermissionDeniedError,
-        OESNotFoundError,
-        OESRateLimitError,
-        OESServerError,
-        OESConnectionError,
-        OESResponseError,
-    )
-}
-
-
-def error_to_payload(exc: OESError) -> dict[str, Any]:
-    """Describe an :class:`OESError` as plain JSON, for a trigger event."""
-    return {
-        "error_type": type(exc).__name__,
-        "message": exc.message,
-        "status_code": exc.status_code,
-        "error": exc.error,
-        "name": exc.name,
-        "request_id": exc.request_id,
-        "allocation_id": exc.allocation_id,
-        "enterprise_id": exc.enterprise_id,
-    }
-
-
-def error_from_payload(payload: dict[str, Any]) -> OESError:
-    """Rebuild the error described by :func:`error_to_payload` (unknown types become :class:`OESError`)."""
-    cls = _EVENT_ERROR_CLASSES.get(str(payload.get("error_type")), OESError)
-    return cls(
-        str(payload.get("message") or "the OES trigger reported an error"),
-        status_code=payload.get("status_code"),
-        error=payload.get("error"),
-        name=payload.get("name"),
-        request_id=payload.get("request_id"),
-        allocation_id=payload.get("allocation_id"),
-        enterprise_id=payload.get("enterprise_id"),
     )

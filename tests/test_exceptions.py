@@ -1,4 +1,4 @@
-"""Unit tests of the error tree, the HTTP status -> error table and the trigger payload round-trip."""
+"""Unit tests of the public error tree: hierarchy, messages, pickling."""
 
 from __future__ import annotations
 
@@ -19,12 +19,10 @@ from airflow_provider_oes.exceptions import (
     OESRateLimitError,
     OESResponseError,
     OESServerError,
-    error_from_payload,
     error_from_response,
-    error_to_payload,
 )
 from airflow_provider_oes.models import Allocation
-from tests._factories import DEFAULT_ALLOCATION_ID, allocation_record
+from tests._factories import ALL_ERROR_CLASSES, DEFAULT_ALLOCATION_ID, allocation_record, full_error
 
 ERROR_BODY = json.dumps({"error": "something is off", "name": "SomeErrorName", "requestId": "req-123"}).encode()
 
@@ -121,36 +119,9 @@ def test_hierarchy() -> None:
     assert not OESResponseError.transient
 
 
-def _full_error(cls: type[OESError]) -> OESError:
-    kwargs: dict[str, object] = {
-        "status_code": 503,
-        "error": "err",
-        "name": "Name",
-        "request_id": "req-1",
-        "allocation_id": DEFAULT_ALLOCATION_ID,
-        "enterprise_id": "ent1",
-    }
-    if cls is OESRateLimitError:
-        return OESRateLimitError("rate limited", retry_after=2.5, **kwargs)
-    return cls("boom message", **kwargs)  # type: ignore[arg-type]
-
-
-ALL_CLASSES = [
-    OESError,
-    OESInvalidRequestError,
-    OESAuthenticationError,
-    OESPermissionDeniedError,
-    OESNotFoundError,
-    OESRateLimitError,
-    OESServerError,
-    OESConnectionError,
-    OESResponseError,
-]
-
-
-@pytest.mark.parametrize("cls", ALL_CLASSES)
+@pytest.mark.parametrize("cls", ALL_ERROR_CLASSES)
 def test_pickle_round_trip(cls: type[OESError]) -> None:
-    exc = _full_error(cls)
+    exc = full_error(cls)
     again = pickle.loads(pickle.dumps(exc))
     assert type(again) is cls
     assert str(again) == str(exc)
@@ -159,26 +130,6 @@ def test_pickle_round_trip(cls: type[OESError]) -> None:
         assert getattr(again, attr) == getattr(exc, attr)
     if cls is OESRateLimitError:
         assert again.retry_after == 2.5  # type: ignore[attr-defined]
-
-
-@pytest.mark.parametrize("cls", ALL_CLASSES)
-def test_payload_round_trip(cls: type[OESError]) -> None:
-    exc = _full_error(cls)
-    payload = error_to_payload(exc)
-    assert json.loads(json.dumps(payload)) == payload
-    assert payload["error_type"] == cls.__name__
-    again = error_from_payload(json.loads(json.dumps(payload)))
-    assert type(again) is cls
-    assert str(again) == str(exc)
-    for attr in ("status_code", "error", "name", "request_id", "allocation_id", "enterprise_id"):
-        assert getattr(again, attr) == getattr(exc, attr)
-
-
-def test_payload_of_unknown_type_becomes_base_error() -> None:
-    again = error_from_payload({"error_type": "NotAClass", "message": "weird"})
-    assert type(again) is OESError
-    assert str(again) == "weird"
-    assert str(error_from_payload({})) == "the OES trigger reported an error"
 
 
 def _released(reason: str | None = "insufficient balance") -> Allocation:

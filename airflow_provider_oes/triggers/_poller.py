@@ -35,7 +35,8 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
-from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError, error_to_payload
+from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError
+from airflow_provider_oes.triggers._events import error_event, terminal_event
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -50,19 +51,6 @@ MAX_BATCH_SIZE = 200
 """Ids per list request are capped here: 200 UUIDs keep the request line under 8 kB, a common proxy limit."""
 CONCURRENCY = 8
 """Requests one connection has in flight at once (the rate limiter still decides how many per window)."""
-
-
-def terminal_event(allocation: Allocation, enterprise_id: str) -> dict[str, Any]:
-    """The event payload for an allocation that reached a final status (what ``execute_complete`` parses)."""
-    return {"status": "terminal", "allocation": allocation.to_json_dict(), "enterprise_id": enterprise_id}
-
-
-def error_event(exc: OESError, allocation_id: str | None = None) -> dict[str, Any]:
-    """The event payload for a permanent error (rebuilt by ``error_from_payload`` in ``execute_complete``)."""
-    payload = {"status": "error", **error_to_payload(exc)}
-    if payload.get("allocation_id") is None and allocation_id is not None:
-        payload["allocation_id"] = allocation_id
-    return payload
 
 
 @dataclass

@@ -29,10 +29,10 @@ from airflow_provider_oes.exceptions import (
     OESResponseError,
     OESServerError,
     error_from_response,
-    error_to_payload,
 )
 from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
+from airflow_provider_oes.triggers._events import error_to_payload
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
 
 if TYPE_CHECKING:

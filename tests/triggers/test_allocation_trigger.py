@@ -12,9 +12,10 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError, error_from_payload
+from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers import _poller
+from airflow_provider_oes.triggers._events import error_from_payload
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
 if TYPE_CHECKING:
