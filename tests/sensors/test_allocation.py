@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import (
     TaskDeferred,
 )
 
+from airflow_provider_oes._errors import error_from_response
 from airflow_provider_oes.exceptions import (
     AllocationReleasedError,
     OESAuthenticationError,
@@ -28,7 +29,6 @@ from airflow_provider_oes.exceptions import (
     OESRateLimitError,
     OESResponseError,
     OESServerError,
-    error_from_response,
 )
 from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
