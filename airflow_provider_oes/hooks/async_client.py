@@ -47,6 +47,8 @@ class OESAsyncClient:
     :param settings: The connection's settings (base URL, token, timeouts, retries).
     :param gate: Optional rate limiter every HTTP attempt waits for; a 429 penalizes it.
     :param max_connections: Size of the connection pool.
+    :param transport: An httpx transport to send through instead of the network (tests use
+        ``httpx.MockTransport``); TLS settings then do not apply.
     """
 
     def __init__(
@@ -55,6 +57,7 @@ class OESAsyncClient:
         *,
         gate: RequestGate | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         import ssl
 
@@ -72,6 +75,7 @@ class OESAsyncClient:
                 verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+                transport=transport,
             )
         except OSError as exc:  # httpx loads the CA bundle here: a bad path must be an error event, not a crash
             if settings.ca_bundle:
