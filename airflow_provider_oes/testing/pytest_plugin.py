@@ -20,13 +20,14 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from airflow_provider_oes._constants import DEFAULT_CONN_ID as OES_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from airflow_provider_oes.testing.simulator import OESSimulator
 
-OES_CONN_ID = "oes_default"
-OES_CONN_ENV_VAR = "AIRFLOW_CONN_OES_DEFAULT"
+OES_CONN_ENV_VAR = f"AIRFLOW_CONN_{OES_CONN_ID.upper()}"
 
 
 @pytest.fixture(scope="session")

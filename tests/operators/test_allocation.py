@@ -51,7 +51,16 @@ def operator(**kwargs: Any) -> GetAllocationOperator:
 
 
 def test_template_fields() -> None:
-    assert tuple(GetAllocationOperator.template_fields) == ("allocation_id", "enterprise_id")
+    assert tuple(GetAllocationOperator.template_fields) == ("allocation_id", "enterprise_id", "oes_conn_id")
+
+
+def test_templated_fields_render_and_the_hook_uses_the_rendered_connection() -> None:
+    op = operator(
+        allocation_id="{{ params.aid }}", enterprise_id="{{ params.ent }}", oes_conn_id="oes_{{ params.env }}"
+    )
+    op.render_template_fields({"params": {"aid": DEFAULT_ALLOCATION_ID, "ent": "ent9", "env": "prod"}})
+    assert (op.allocation_id, op.enterprise_id, op.oes_conn_id) == (DEFAULT_ALLOCATION_ID, "ent9", "oes_prod")
+    assert op.hook.oes_conn_id == "oes_prod"
 
 
 @pytest.mark.parametrize("status", ["reserved", "cleared", "released", "pending_review"])

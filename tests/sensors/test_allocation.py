@@ -75,7 +75,19 @@ def sensor(**kwargs: Any) -> AllocationStatusSensor:
 
 
 def test_template_fields() -> None:
-    assert tuple(AllocationStatusSensor.template_fields) == ("allocation_id", "enterprise_id")
+    assert tuple(AllocationStatusSensor.template_fields) == ("allocation_id", "enterprise_id", "oes_conn_id")
+
+
+def test_templated_fields_render_and_the_hook_uses_the_rendered_connection() -> None:
+    s = AllocationStatusSensor(
+        task_id="s",
+        allocation_id="{{ params.aid }}",
+        enterprise_id="{{ params.ent }}",
+        oes_conn_id="oes_{{ params.env }}",
+    )
+    s.render_template_fields({"params": {"aid": DEFAULT_ALLOCATION_ID, "ent": "ent9", "env": "prod"}})
+    assert (s.allocation_id, s.enterprise_id, s.oes_conn_id) == (DEFAULT_ALLOCATION_ID, "ent9", "oes_prod")
+    assert s.hook.oes_conn_id == "oes_prod"
 
 
 def test_defaults() -> None:
