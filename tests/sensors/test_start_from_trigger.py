@@ -9,14 +9,16 @@ from __future__ import annotations
 
 import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pytest
 from airflow.sdk import DAG
 
 from airflow_provider_oes.sensors import allocation as sensor_module
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+if TYPE_CHECKING:
+    import pytest
 
 IDS = [
     "a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab",
