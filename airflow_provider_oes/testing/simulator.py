@@ -656,9 +656,22 @@ class OESSimulator:
     :param port: TCP port on 127.0.0.1; 0 picks a free one (read it back from :attr:`port`).
     :param token: bearer token the API accepts.
     :param enterprise_id: default enterprise (the caller is a member, and it is OES-licensed).
+    :param ssl_certfile: PEM certificate to serve HTTPS with (with ``ssl_keyfile``); ``None``: plain HTTP.
+    :param ssl_keyfile: PEM private key of ``ssl_certfile``.
     """
 
-    def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, enterprise_id: str = DEFAULT_ENTERPRISE_ID) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        token: str = DEFAULT_TOKEN,
+        enterprise_id: str = DEFAULT_ENTERPRISE_ID,
+        *,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        self._ssl = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
         if not token:
             raise ValueError("token must not be empty")
         if not enterprise_id:
@@ -696,6 +709,7 @@ class OESSimulator:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            **self._ssl,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -753,8 +767,8 @@ class OESSimulator:
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (``https://`` when serving TLS)."""
+        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def token(self) -> str:

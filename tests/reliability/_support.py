@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+import subprocess
+from typing import TYPE_CHECKING, Any
 
 from tests.reliability.conftest import FIGURES, TOKEN
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 
 def texts_of(obj: Any) -> list[str]:
@@ -30,3 +34,32 @@ def assert_no_token(*items: Any, token: str = TOKEN) -> None:
         leaked = [t for t in texts if token in t]
         FIGURES["token leaks"] += len(leaked)
         assert not leaked, f"the access token leaked into: {leaked[0][:300]!r}"
+
+
+def self_signed_cert(folder: Path) -> tuple[str, str]:
+    """Write a self-signed certificate for ``127.0.0.1`` (and ``localhost``) into ``folder``; return
+    (certificate path, key path). The certificate is its own CA: use it as a ``ca_bundle``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)

@@ -13,7 +13,6 @@ import json
 import logging
 import pickle
 import ssl
-import subprocess
 import threading
 import uuid
 from typing import TYPE_CHECKING, Any
@@ -35,7 +34,7 @@ from airflow_provider_oes.hooks.oes import OESHook
 from airflow_provider_oes.operators.allocation import GetAllocationOperator
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import FAULT_KINDS, UNLICENSED_ENTERPRISE_ID
-from tests.reliability._support import assert_no_token
+from tests.reliability._support import assert_no_token, self_signed_cert
 from tests.reliability.conftest import FIGURES, TOKEN
 
 if TYPE_CHECKING:
@@ -346,30 +345,7 @@ def test_redirects_are_not_followed(set_conn: Callable[..., str]) -> None:
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate; yields (url, path of the cert)."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
     body = json.dumps({"allocation": _record()}).encode()
 
     class Handler(http.server.BaseHTTPRequestHandler):
@@ -389,7 +365,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     server.socket = context.wrap_socket(server.socket, server_side=True)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
+    yield f"https://127.0.0.1:{server.server_address[1]}", cert
     server.shutdown()
     server.server_close()
 
