@@ -671,7 +671,8 @@ class OESSimulator:
     ) -> None:
         if (ssl_certfile is None) != (ssl_keyfile is None):
             raise ValueError("ssl_certfile and ssl_keyfile go together")
-        self._ssl = {"ssl_certfile": ssl_certfile, "ssl_keyfile": ssl_keyfile} if ssl_certfile else {}
+        self._ssl_certfile = ssl_certfile
+        self._ssl_keyfile = ssl_keyfile
         if not token:
             raise ValueError("token must not be empty")
         if not enterprise_id:
@@ -709,7 +710,8 @@ class OESSimulator:
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
-            **self._ssl,
+            ssl_certfile=self._ssl_certfile,
+            ssl_keyfile=self._ssl_keyfile,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -768,7 +770,7 @@ class OESSimulator:
     @property
     def url(self) -> str:
         """Base URL, e.g. ``http://127.0.0.1:8080`` (``https://`` when serving TLS)."""
-        return f"{'https' if self._ssl else 'http'}://127.0.0.1:{self.port}"
+        return f"{'https' if self._ssl_certfile else 'http'}://127.0.0.1:{self.port}"
 
     @property
     def token(self) -> str:
