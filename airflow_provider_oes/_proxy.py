@@ -121,7 +121,7 @@ def parse_proxy_url(raw: object, source: str) -> str:
         hostname = parts.hostname
         parts.port  # noqa: B018 - raises ValueError for a port that is not a number in 0-65535
     except ValueError:
-        raise bad("its host or port cannot be read") from None
+        raise bad("its host or port cannot be read; percent-encode any @ : / # in the user name and password") from None
     if parts.scheme.lower() not in PROXY_SCHEMES or "://" not in text:
         raise bad(f"scheme {parts.scheme or 'missing'!r} is not supported")
     if not hostname:
