@@ -4,14 +4,16 @@ The rule (:func:`select_proxy`):
 
 1. The connection's ``proxy_url`` extra, when set, carries every request of the connection, loopback
    included.
-2. Otherwise, when the ``use_env_proxy`` extra is on (the default), the environment's proxy for https:
+2. Otherwise, when the ``trust_env`` extra is on (the default), the environment's proxy for https:
    ``https_proxy``/``HTTPS_PROXY``, else ``all_proxy``/``ALL_PROXY`` (a lowercase variable, when present,
    wins over its uppercase twin, as in requests and httpx) -- unless the API host is loopback
    (``127.0.0.0/8``, ``::1``, ``localhost``) or ``no_proxy``/``NO_PROXY`` names it.
 3. Otherwise no proxy: a direct connection.
 
-Both clients are built with their library's own environment handling switched off (``trust_env=False``
-for requests and for httpx) and are handed this proxy explicitly, so neither library's defaults decide.
+Both clients are built with their library's own environment handling switched off (requests' and
+httpx's ``trust_env=False``, whatever the extra of the same name says) and are handed this proxy
+explicitly, so neither library's defaults decide. That also means they read no ``REQUESTS_CA_BUNDLE``,
+``SSL_CERT_FILE`` or ``.netrc``: the ``ca_bundle`` extra is the one way to trust a private CA.
 TLS to the API stays end to end: an https API is reached through a ``CONNECT`` tunnel and its certificate
 is verified as without a proxy (``ca_bundle``). The certificate of an ``https://`` proxy is verified with
 the same trust.
@@ -183,19 +185,19 @@ def _no_proxy_matches(no_proxy: str, host: str, port: int | None) -> bool:
 
 
 def select_proxy(
-    base_url: str, proxy_url: str | None, use_env_proxy: bool, environ: Mapping[str, str] | None = None
+    base_url: str, proxy_url: str | None, trust_env: bool, environ: Mapping[str, str] | None = None
 ) -> Proxy | None:
     """Return the proxy for requests to ``base_url``, or ``None`` for a direct connection (rule: module doc).
 
     :param base_url: The API base URL.
     :param proxy_url: The connection's ``proxy_url`` extra (already checked), or ``None``.
-    :param use_env_proxy: The connection's ``use_env_proxy`` extra.
+    :param trust_env: The connection's ``trust_env`` extra.
     :param environ: The environment to read (default: ``os.environ``).
     :raises OESInvalidRequestError: for an environment proxy URL that cannot be used, naming the variable.
     """
     if proxy_url:
         return Proxy(proxy_url, "connection extra 'proxy_url'")
-    if not use_env_proxy:
+    if not trust_env:
         return None
     environ = os.environ if environ is None else environ
     parts = urlsplit(base_url)

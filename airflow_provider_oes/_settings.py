@@ -76,7 +76,7 @@ class OESConnectionSettings:
     batching: bool = True
     batch_size: int = 100
     proxy_url: str | None = field(default=None, repr=False)
-    use_env_proxy: bool = True
+    trust_env: bool = True
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -93,12 +93,12 @@ class OESConnectionSettings:
         """The proxy every request of this connection goes through, or ``None`` for direct connections.
 
         Chosen once per settings object by :func:`airflow_provider_oes._proxy.select_proxy` (the
-        ``proxy_url`` extra, else the environment's proxy unless ``use_env_proxy`` is off or the API is
+        ``proxy_url`` extra, else the environment's proxy unless ``trust_env`` is off or the API is
         on loopback / in ``NO_PROXY``), for the sync hook and the async client alike.
 
         :raises OESInvalidRequestError: for an environment proxy variable that cannot be used.
         """
-        return select_proxy(self.base_url, self.proxy_url, self.use_env_proxy)
+        return select_proxy(self.base_url, self.proxy_url, self.trust_env)
 
     @classmethod
     def from_connection(cls, conn: Connection) -> OESConnectionSettings:

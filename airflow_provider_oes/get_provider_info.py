@@ -80,8 +80,10 @@ EXTRA_FIELDS: dict[str, _Extra] = {
         "(CONNECT tunnel). Empty: the environment's proxy, if any.",
         "string",
     ),
-    "use_env_proxy": _Extra(
-        "Use environment proxy",
+    # Not named "*proxy*": Airflow hides the value of any extra whose name contains "proxy" (a secret), and
+    # would show this checkbox's default as "***" in the connection form.
+    "trust_env": _Extra(
+        "Use proxy environment variables",
         "Without a Proxy URL, send requests through HTTPS_PROXY / ALL_PROXY (NO_PROXY honoured; never for "
         "127.0.0.1/localhost). Off: ignore the environment's proxy variables.",
         "boolean",

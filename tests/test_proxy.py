@@ -104,7 +104,7 @@ def set_conn(monkeypatch: pytest.MonkeyPatch) -> Callable[..., None]:
         ("https://[fd00::5]", None, True, {"HTTPS_PROXY": "http://env:1", "NO_PROXY": "fd00::/8"}, None),
         # lowercase no_proxy present (even empty) wins over NO_PROXY
         (API, None, True, {"HTTPS_PROXY": "http://env:1", "no_proxy": "", "NO_PROXY": "*"}, "http://env:1"),
-        # 3. use_env_proxy off: the environment is ignored
+        # 3. trust_env off: the environment is ignored
         (API, None, False, {"HTTPS_PROXY": "http://env:1", "ALL_PROXY": "http://all:1"}, None),
     ],
 )
@@ -225,17 +225,26 @@ def test_proxy_shows_no_credentials_and_lists_its_secrets() -> None:
 def test_extras_declared_for_the_form() -> None:
     fields = get_provider_info()["connection-types"][0]["conn-fields"]
     assert fields["proxy_url"]["schema"] == {"type": ["string", "null"]}
-    assert fields["use_env_proxy"]["schema"] == {"type": ["boolean", "null"], "default": True}
+    assert fields["trust_env"]["schema"] == {"type": ["boolean", "null"], "default": True}
     assert EXTRA_FIELDS["proxy_url"].label == "Proxy URL"
 
 
+def test_only_the_proxy_url_is_a_secret_to_airflows_masker() -> None:
+    """Airflow hides the value of an extra whose name looks secret ("proxy", "token", ...) in the API and the
+    form, where a default shows as "***". The proxy URL may carry credentials and is meant to be hidden;
+    no other extra may be, or the form would store "***" as its value."""
+    from airflow.sdk._shared.secrets_masker import should_hide_value_for_key
+
+    assert [name for name in EXTRA_FIELDS if should_hide_value_for_key(name)] == ["proxy_url"]
+
+
 def test_settings_read_the_proxy_extras() -> None:
-    settings = OESConnectionSettings.from_connection(_conn(proxy_url=f"  {PROXY} ", use_env_proxy="false"))
+    settings = OESConnectionSettings.from_connection(_conn(proxy_url=f"  {PROXY} ", trust_env="false"))
     assert settings.proxy_url == PROXY
-    assert settings.use_env_proxy is False
+    assert settings.trust_env is False
     assert settings.proxy == Proxy(PROXY, "connection extra 'proxy_url'")
     defaults = OESConnectionSettings.from_connection(_conn())
-    assert (defaults.proxy_url, defaults.use_env_proxy, defaults.proxy) == (None, True, None)
+    assert (defaults.proxy_url, defaults.trust_env, defaults.proxy) == (None, True, None)
     assert OESConnectionSettings.from_connection(_conn(proxy_url="")).proxy is None
 
 
@@ -303,7 +312,7 @@ def test_hook_session_uses_only_the_rule(set_conn: Callable[..., None], monkeypa
     [
         ({"HTTPS_PROXY": "http://env-proxy:3128"}, {}, {"https": "http://env-proxy:3128"}),
         ({"HTTPS_PROXY": "http://env-proxy:3128", "NO_PROXY": "bitgo-test.com"}, {}, {}),
-        ({"HTTPS_PROXY": "http://env-proxy:3128"}, {"use_env_proxy": False}, {}),
+        ({"HTTPS_PROXY": "http://env-proxy:3128"}, {"trust_env": False}, {}),
     ],
 )
 def test_hook_environment_proxy(
@@ -329,7 +338,7 @@ def test_hook_environment_proxy(
     [
         ({"HTTPS_PROXY": "http://env-proxy:3128"}, {}, True),
         ({"HTTPS_PROXY": "http://env-proxy:3128", "NO_PROXY": "bitgo-test.com"}, {}, False),
-        ({"HTTPS_PROXY": "http://env-proxy:3128"}, {"use_env_proxy": False}, False),
+        ({"HTTPS_PROXY": "http://env-proxy:3128"}, {"trust_env": False}, False),
         ({"NO_PROXY": "*"}, {"proxy_url": PROXY}, True),
         ({}, {}, False),
     ],

@@ -413,7 +413,7 @@ async def test_environment_proxy_carries_other_hosts_unless_no_proxy_or_switched
 ) -> None:
     """HTTPS_PROXY is honoured for a non-loopback API by both clients alike: the real proxy logs the CONNECT
     to oes.example.test and refuses it (HTTP 418: that host is blocked before any DNS lookup). NO_PROXY and
-    use_env_proxy=false make both clients go direct (checked on the configured clients: a direct request to
+    trust_env=false make both clients go direct (checked on the configured clients: a direct request to
     that host would leave this machine)."""
     import httpx
 
@@ -439,7 +439,7 @@ async def test_environment_proxy_carries_other_hosts_unless_no_proxy_or_switched
     from airflow_provider_oes.hooks.async_client import OESAsyncClient
 
     url = httpx.URL(f"https://{host}/api/v2/x")
-    for env, extras in (({"NO_PROXY": "localhost,.example.test"}, {}), ({}, {"use_env_proxy": False})):
+    for env, extras in (({"NO_PROXY": "localhost,.example.test"}, {}), ({}, {"trust_env": False})):
         for name, value in env.items():
             clean_env.setenv(name, value)
         set_conn(f"https://{host}", **extras)
