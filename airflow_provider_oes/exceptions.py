@@ -392,7 +392,14 @@ def transport_error(
     if bad_bundle is not None:
         return bad_bundle
     if is_certificate_error(exc):
-        return tls_certificate_error(base_url, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        error = tls_certificate_error(base_url, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        if proxy is not None and proxy.url.lower().startswith("https://"):
+            # Either certificate may be the one refused: the proxy's is checked with the same trust.
+            error.message = error.message.replace(
+                " could not be verified", f" (or that of the https proxy {proxy.display}) could not be verified"
+            )
+            error.args = (error.message,)
+        return error
     return OESConnectionError(
         f"no complete answer from the OES API at {base_url}{via} for {subject} of enterprise {enterprise_id!r}: "
         f"{type(exc).__name__}",

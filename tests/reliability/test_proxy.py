@@ -18,6 +18,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -32,7 +33,6 @@ from tests.reliability.conftest import ENTERPRISE_ID, TOKEN
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
-    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -49,10 +49,19 @@ class ForwardProxy:
     :param folder: Where its port file and log go.
     :param basic_auth: ``user:password`` the proxy requires, or ``None`` for an open proxy.
     :param blocked_hosts: Upstream hosts the proxy refuses (HTTP 418) before any DNS lookup or connection.
+    :param tls: (certificate, key) to serve the proxy itself over TLS: an ``https://`` proxy.
     """
 
-    def __init__(self, folder: Path, basic_auth: str | None = None, blocked_hosts: str | None = None) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        basic_auth: str | None = None,
+        blocked_hosts: str | None = None,
+        tls: tuple[str, str] | None = None,
+    ) -> None:
         self.folder = folder
+        self.tls = tls
+        self.scheme = "https" if tls else "http"
         self.log_path = folder / "proxy.log"
         self.out_path = folder / "proxy.out"
         port_file = folder / "proxy.port"
@@ -84,6 +93,8 @@ class ForwardProxy:
                 "--filtered-upstream-hosts",
                 blocked_hosts,
             ]
+        if tls:
+            command += ["--cert-file", tls[0], "--key-file", tls[1]]
         with self.out_path.open("wb") as out:
             # Its own session: proxy.py forks worker processes, ended with it by process group in stop().
             self.process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -101,7 +112,7 @@ class ForwardProxy:
 
     def url(self, credentials: str | None = None) -> str:
         """The proxy's URL, with ``user:password@`` when ``credentials`` are given."""
-        return f"http://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
+        return f"{self.scheme}://{credentials + '@' if credentials else ''}127.0.0.1:{self.port}"
 
     def log(self) -> str:
         """Everything the proxy logged so far (its log file and its stdout/stderr)."""
@@ -454,3 +465,52 @@ async def test_environment_proxy_carries_other_hosts_unless_no_proxy_or_switched
             await client.aclose()
         for name in env:
             clean_env.delenv(name)
+
+
+# ----------------------------------------------------------------------------- an https:// proxy
+@pytest.fixture(scope="module")
+def tls_proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ForwardProxy]:
+    """proxy.py serving TLS itself (an ``https://`` proxy) with its own self-signed certificate."""
+    folder = tmp_path_factory.mktemp("tls-proxy")
+    proxy = ForwardProxy(folder, f"{PROXY_USER}:{PROXY_PASSWORD}", tls=self_signed_cert(folder))
+    yield proxy
+    proxy.stop()
+
+
+async def test_an_https_proxy_is_verified_with_the_same_trust_by_both_clients(
+    https_sim: OESSimulator,
+    tls_proxy: ForwardProxy,
+    tls_files: tuple[str, str],
+    set_conn: Callable[..., str],
+    clean_env: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    """TLS to the proxy, and TLS to the API inside it: with a ca_bundle holding both CAs, the hook and the
+    deferred poller get through; with only the API's CA, the proxy's certificate is refused (permanent,
+    naming the proxy), by both clients alike."""
+    both = tmp_path / "both.pem"
+    assert tls_proxy.tls is not None
+    both.write_text(Path(tls_files[0]).read_text() + Path(tls_proxy.tls[0]).read_text())
+    proxy_url = tls_proxy.url(f"{PROXY_USER}:{PROXY_PASSWORD}")
+    target = _sim_target(https_sim)
+    set_conn(https_sim.url, proxy_url=proxy_url, ca_bundle=str(both), **TIMEOUTS)
+    aid = https_sim.add_allocation(final_status="cleared")
+    hook = OESHook()
+    assert hook.get_allocation(aid).id == aid
+    hook.close()
+    event = await _first_event(aid)
+    assert event["status"] == "terminal", event
+    assert await asyncio.to_thread(tls_proxy.wait_for_connects, target, 2) == 2
+
+    set_conn(https_sim.url, proxy_url=proxy_url, ca_bundle=tls_files[0], max_retries=3, **TIMEOUTS)
+    requests_before = https_sim.request_count
+    with pytest.raises(OESError, match="could not be verified") as info:
+        OESHook().get_allocation(aid)
+    assert not info.value.transient
+    assert f"https://***@127.0.0.1:{tls_proxy.port}" in str(info.value)
+    error = await _async_client_error(aid)
+    assert "could not be verified" in str(error)
+    assert not error.transient
+    assert f"https://***@127.0.0.1:{tls_proxy.port}" in str(error)
+    assert https_sim.request_count == requests_before
+    _assert_secrets_absent(info.value, error)
