@@ -132,6 +132,13 @@ class ForwardProxy:
             time.sleep(0.05)
         return self.connects(target)
 
+    def wait_for_log(self, text: str, count: int, timeout: float = 30) -> int:
+        """Wait until ``text`` occurs ``count`` times in the log (or ``timeout`` passed); return how often."""
+        deadline = time.monotonic() + timeout
+        while self.log().count(text) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return self.log().count(text)
+
     def stop(self) -> None:
         """Stop the proxy and its worker processes (its own process group)."""
         if self.process.poll() is None:
@@ -306,7 +313,8 @@ async def test_407_is_a_permanent_error_naming_the_proxy_for_hook_and_trigger(
     names the proxy without its credentials; the API never sees a request."""
     via_proxy(credentials, max_retries=3)
     aid = https_sim.add_allocation()
-    before = auth_proxy.log().count("ProxyAuthenticationFailed")
+    refused = "ProxyAuthenticationFailed"  # proxy.py's log line for each 407 it answers
+    before = auth_proxy.log().count(refused)
     with pytest.raises(OESAuthenticationError) as info:
         OESHook().get_allocation(aid)
     error = info.value
@@ -315,7 +323,7 @@ async def test_407_is_a_permanent_error_naming_the_proxy_for_hook_and_trigger(
     shown = f"http://{'***@' if credentials else ''}127.0.0.1:{auth_proxy.port}"
     assert shown in str(error)
     assert "connection extra 'proxy_url'" in str(error)
-    assert auth_proxy.log().count("ProxyAuthenticationFailed") == before + 1  # not retried
+    assert await asyncio.to_thread(auth_proxy.wait_for_log, refused, before + 1) >= before + 1
 
     event = await _first_event(aid)
     assert event["status"] == "error"
@@ -325,6 +333,9 @@ async def test_407_is_a_permanent_error_naming_the_proxy_for_hook_and_trigger(
     ok, message = OESHook().test_connection()
     assert not ok
     assert "407" in message
+    # One tunnel request each for the hook, the trigger and the connection test, although max_retries is 3:
+    # a 407 is not retried. (The proxy has one worker: once the last line is logged, the earlier ones are.)
+    assert await asyncio.to_thread(auth_proxy.wait_for_log, refused, before + 3) == before + 3
     assert https_sim.request_count == 0
     _assert_secrets_absent(error, event, message, capfd.readouterr().out)
 
@@ -441,7 +452,8 @@ async def test_environment_proxy_carries_other_hosts_unless_no_proxy_or_switched
     error = await _async_client_error("a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab")
     assert "answered HTTP 418" in str(error)
     assert "environment variable HTTPS_PROXY" in str(error)
-    assert auth_proxy.log().count(refused) == before + 2  # the CONNECTs to oes.example.test, one per client
+    # the CONNECTs to oes.example.test, one per client
+    assert await asyncio.to_thread(auth_proxy.wait_for_log, refused, before + 2) == before + 2
     _assert_secrets_absent(info.value, error)
 
     from airflow.sdk import BaseHook
