@@ -17,6 +17,7 @@ import requests_mock as rm
 import urllib3
 from airflow.sdk import Connection
 
+from airflow_provider_oes._errors import transport_error
 from airflow_provider_oes._proxy import Proxy, parse_proxy_url, redact_proxy_url, select_proxy
 from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import (
@@ -25,7 +26,6 @@ from airflow_provider_oes.exceptions import (
     OESError,
     OESInvalidRequestError,
     OESPermissionDeniedError,
-    transport_error,
 )
 from airflow_provider_oes.get_provider_info import EXTRA_FIELDS, get_provider_info
 from airflow_provider_oes.hooks.async_client import OESAsyncClient

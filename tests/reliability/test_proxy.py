@@ -28,8 +28,7 @@ from airflow_provider_oes.hooks.oes import OESHook
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import OESSimulator
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
-from tests.reliability._support import assert_no_token, self_signed_cert
-from tests.reliability.conftest import ENTERPRISE_ID, TOKEN
+from tests.reliability._support import ENTERPRISE_ID, TOKEN, assert_no_token, self_signed_cert
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
