@@ -357,6 +357,16 @@ async def test_async_client_uses_only_the_rule(
         await client.aclose()
 
 
+async def test_a_test_transport_is_not_bypassed_by_a_proxy() -> None:
+    """A transport given to the client (tests use httpx.MockTransport) replaces the network, proxy included."""
+    mock = httpx.MockTransport(lambda request: httpx.Response(404, json={"error": "not found"}))
+    client = OESAsyncClient(OESConnectionSettings.from_connection(_conn(proxy_url=PROXY)), transport=mock)
+    try:
+        assert client._http._transport_for_url(httpx.URL(f"{API}/api/x")) is mock
+    finally:
+        await client.aclose()
+
+
 # ----------------------------------------------------------------------------- error mapping
 def _requests_proxy_error(text: str) -> Exception:
     reason = urllib3.exceptions.ProxyError("Unable to connect to proxy", OSError(text))
