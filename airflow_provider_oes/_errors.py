@@ -325,6 +325,8 @@ def _proxy_refusal(
             **kwargs,
         )
     if status >= 500 or status == 429:
-        return OESConnectionError(f"{said}; the proxy could not reach the API, this is usually temporary", **kwargs)
+        return OESConnectionError(
+            f"{said}: the proxy is overloaded or cannot reach the API; usually temporary", **kwargs
+        )
     cls = OESPermissionDeniedError if status == 403 else OESInvalidRequestError
     return cls(f"{said}: the proxy does not allow this connection; ask its administrators", **kwargs)
