@@ -80,6 +80,8 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FullStack,
             "AIRFLOW__CORE__MAX_ACTIVE_TASKS_PER_DAG": "512",
             "AIRFLOW__CORE__DEFAULT_TASK_RETRIES": "0",
             "AIRFLOW__TRIGGERER__CAPACITY": "1000",
+            # The REST API answers at most this many task instances per page (100 by default): see all 200.
+            "AIRFLOW__API__MAXIMUM_PAGE_LIMIT": "1000",
         }
         with FullStack(connection, dags_folder=dags, env=env) as stack:
             stack.start(dag_ids=(SFT_DAG, WORKER_DAG), timeout=300)
