@@ -1,4 +1,4 @@
-"""The example DAGs under a real scheduler, dag-processor, triggerer and API server (LocalExecutor, SQLite).
+"""The example DAGs under a real scheduler, dag-processor, triggerer and API server (LocalExecutor, PostgreSQL).
 
 Everything is driven through Airflow's public REST API (trigger with ``conf``, task states, XCom, task logs)
 and the allocations are flipped in the OES simulator. The stack runs with ``[operators] default_deferrable =
@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.fullstack.conftest import BATCH_SIZE
+from tests.fullstack.conftest import BATCH_SIZE, use_triggerers
 from tests.harness.fullstack import (
     FINISHED_TI_STATES,
     FLEET_DAG,
@@ -157,6 +157,7 @@ def test_reschedule_mode_up_for_reschedule_then_cleared(
 
 def test_triggerer_killed_with_twenty_deferred_sensors(fullstack: FullStack, fullstack_simulator: OESSimulator) -> None:
     sim = fullstack_simulator
+    use_triggerers(fullstack, 1)  # the one that is killed holds all 20
     ids = [sim.add_allocation(final_status="reserved", quantity=str(1000 + i)) for i in range(FLEET)]
     to_clear, to_release, stay_reserved = ids[:7], ids[7:14], ids[14:]
     run_id = fullstack.trigger(FLEET_DAG, {"allocation_ids": ids})
