@@ -13,8 +13,10 @@ and to every pending event delivered.
 
 from __future__ import annotations
 
+import json
 import random
 import time
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
@@ -47,6 +49,20 @@ def _polled_ids(sim: OESSimulator, since: float) -> list[set[str]]:
         if at >= since and path.endswith("/clients/allocations"):
             found.append({i for i in parse_qs(query).get("allocationIds", [""])[0].split(",") if i})
     return found
+
+
+def _parse_time(value: str) -> datetime:
+    return datetime.fromisoformat(value.replace("Z", "+00:00"))
+
+
+def _trigger_started(fullstack: FullStack, run_id: str, map_index: int, job_id: int) -> datetime | None:
+    """When triggerer job ``job_id`` started the trigger of one mapped sensor (from its trigger log file)."""
+    pattern = f"logs/dag_id={FLEET_DAG}/run_id={run_id}/task_id={SENSOR}/map_index={map_index}/*.trigger.{job_id}.log"
+    for path in fullstack.stack.home.glob(pattern):
+        for line in path.read_text(errors="replace").splitlines():
+            if " starting" in line and '"timestamp"' in line:
+                return _parse_time(json.loads(line)["timestamp"])
+    return None
 
 
 def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_right(
@@ -100,6 +116,8 @@ def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_righ
 
     # --- flip, SIGKILL the victim at once, keep flipping while nobody runs its triggers.
     flip(0)
+    victim_heartbeat = _parse_time(fullstack.triggerer_heartbeats()[victim_job])
+    killed_wall = datetime.now(timezone.utc)
     killed_at = time.monotonic()
     fullstack.kill_triggerer(victim)
     flip(1)
@@ -168,6 +186,18 @@ def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_righ
         assert holders_now[sensors[i]] == survivor_job, sensors[i]
     assert fullstack.xcom(FLEET_DAG, run_id, SENSOR, map_index=reserved[0]) is None
 
+    # When the survivor really started each adopted trigger: the first line of its trigger log for that task.
+    adopted_starts = sorted(
+        started
+        for i in held[victim_job]
+        if (started := _trigger_started(fullstack, run_id, i, survivor_job)) is not None
+    )
+    assert adopted_starts, "no trigger log of the survivor for an adopted task"
+    print(
+        f"[failover] victim's last heartbeat {(killed_wall - victim_heartbeat).total_seconds():.1f} s before the kill; "
+        f"first adopted trigger started in the survivor {(adopted_starts[0] - killed_wall).total_seconds():.1f} s "
+        f"after the kill, last {(adopted_starts[-1] - killed_wall).total_seconds():.1f} s"
+    )
     print(
         f"[failover] victim {victim} held {len(held[victim_job])} triggers, survivor {survivor} "
         f"{len(held[survivor_job])}; health-check threshold {THRESHOLD:.0f} s\n"

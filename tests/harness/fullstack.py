@@ -227,6 +227,10 @@ class FullStack:
         answer = self.api_json("GET", "/api/v2/jobs?job_type=TriggererJob&job_state=running&limit=100")
         return {int(job["id"]): str(job["latest_heartbeat"]) for job in answer["jobs"]}
 
+    def triggerer_heartbeats(self) -> dict[int, str]:
+        """``{job id: latest heartbeat (ISO 8601)}`` of every triggerer job still marked running."""
+        return self._triggerer_jobs_alive()
+
     def triggerer_job_id(self, name: str, timeout: float = 60.0) -> int:
         """The job id of triggerer ``name`` (waits until its job appears; triggerers must start one by one).
 
