@@ -8,7 +8,7 @@ simulator runs in this test process (a uvicorn thread on 127.0.0.1); every compo
 ``AIRFLOW_CONN_OES_DEFAULT``.
 
 Tests that change the set of triggerers say what they leave behind: each test that needs N triggerers
-starts or stops them itself (:func:`use_triggerers`).
+starts or stops them itself (:func:`tests.fullstack._support.use_triggerers`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fullstack._support import BATCH_SIZE
 from tests.harness.fullstack import FullStack, oes_connection_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from airflow_provider_oes.testing.simulator import OESSimulator
-
-#: Ids per list request on the test connection: small, so 20 sensors need several batches per sweep.
-BATCH_SIZE = 8
 
 
 @pytest.fixture(scope="package")
@@ -48,17 +46,3 @@ def fullstack(fullstack_simulator: OESSimulator) -> Iterator[FullStack]:
     with stack:
         stack.start()
         yield stack
-
-
-def use_triggerers(stack: FullStack, count: int) -> list[str]:
-    """Make exactly ``count`` triggerers run (start new ones one by one, stop extra ones gracefully).
-
-    :param stack: The stack.
-    :param count: Triggerers wanted.
-    :return: Their component names, oldest first.
-    """
-    while len(stack.triggerer_names) > count:
-        stack.stop_triggerer(stack.triggerer_names[0])
-    while len(stack.triggerer_names) < count:
-        stack.triggerer_job_id(stack.start_triggerer().name)  # one at a time, so each job id is known
-    return stack.triggerer_names

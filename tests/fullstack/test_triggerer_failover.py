@@ -22,7 +22,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.fullstack.conftest import use_triggerers
+from tests.fullstack._support import use_triggerers
 from tests.harness.fullstack import FINISHED_TI_STATES, FLEET_DAG, FullStack, TaskState
 
 if TYPE_CHECKING:
