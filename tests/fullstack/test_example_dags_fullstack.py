@@ -10,6 +10,7 @@ the reschedule race apache/airflow#71172; a released allocation is never retried
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from typing import TYPE_CHECKING
@@ -24,6 +25,7 @@ from tests.harness.fullstack import (
     GATING_DAG,
     RESCHEDULE_DAG,
     FullStack,
+    StackTimeout,
     TaskState,
     expected_batches,
     requests_per_interval,
@@ -267,17 +269,29 @@ def test_triggerer_killed_with_twenty_deferred_sensors(fullstack: FullStack, ful
     # --- what the triggerers wrote. Each triggerer job writes its own file per task instance
     # (``<ti log>.trigger.<triggerer job id>.log``): the killed one started all 20 and fired nothing, the new
     # one started all 20 again and fired all 20 events (14 at once, 6 after the last flip).
-    by_job: dict[str, dict[str, list[str]]] = {}
-    for path in fullstack.stack.home.glob(f"logs/dag_id={FLEET_DAG}/**/*.trigger.*.log"):
-        if run_id not in str(path):
-            continue
-        job = path.name.rsplit(".trigger.", 1)[1].removesuffix(".log")
-        lines = by_job.setdefault(job, {"starts": [], "fired": []})
-        for line in path.read_text(errors="replace").splitlines():
-            if '"trigger ' in line and ' starting"' in line:
-                lines["starts"].append(line)
-            elif "Trigger fired event" in line:
-                lines["fired"].append(line)
+    def read_trigger_logs() -> dict[str, dict[str, list[str]]]:
+        found: dict[str, dict[str, list[str]]] = {}
+        for path in fullstack.stack.home.glob(f"logs/dag_id={FLEET_DAG}/**/*.trigger.*.log"):
+            if run_id not in str(path):
+                continue
+            job = path.name.rsplit(".trigger.", 1)[1].removesuffix(".log")
+            lines = found.setdefault(job, {"starts": [], "fired": []})
+            for line in path.read_text(errors="replace").splitlines():
+                if '"trigger ' in line and ' starting"' in line:
+                    lines["starts"].append(line)
+                elif "Trigger fired event" in line:
+                    lines["fired"].append(line)
+        return found
+
+    # The triggerer writes these files after the events went out: on a loaded machine the last lines can
+    # land a few seconds after the run finished, so wait for them (the assertions below still decide).
+    by_job = read_trigger_logs()
+    with contextlib.suppress(StackTimeout):
+        by_job = fullstack.wait_for(
+            lambda: (found := read_trigger_logs()) and sum(len(v["fired"]) for v in found.values()) >= FLEET and found,
+            30,
+            "the trigger log files to show every event",
+        )
     print(f"[fullstack] new triggerer fired the 14 events {takeover_seconds:.1f} s after the SIGKILL")
     print(f"[fullstack] old triggerer ({old}) log tail:\n{fullstack.component_log(old)[-600:]}")
     print(f"[fullstack] new triggerer ({new}) log tail:\n{fullstack.component_log(new)[-600:]}")

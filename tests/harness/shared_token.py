@@ -1,0 +1,188 @@
+"""Several processes sharing one BitGo token: a simulation on a virtual clock and the figures of a run.
+
+:func:`simulate` drives real :class:`~airflow_provider_oes._rate_limit.RateLimiter` instances (one per
+simulated process, each with the full static limit as its ceiling) against a model of BitGo's per-token
+limit (a sliding window of admitted requests; beyond it 429 with ``Retry-After`` in whole seconds, as the
+simulator answers), on a virtual clock: minutes of traffic in milliseconds, the same every run.
+
+:func:`analyse` turns what a server saw (``(time, admitted)`` per request, from the simulation or from the
+real simulator's ``seen_requests``) into the figures the tests assert and the benchmark prints.
+"""
+
+from __future__ import annotations
+
+import bisect
+import heapq
+import math
+from collections import deque
+from dataclasses import dataclass, field
+
+from airflow_provider_oes._rate_limit import RateLimiter, RequestTicket
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    """The most of ``times`` (any order) that fall in any half-open window ``[t, t + window)``."""
+    ordered = sorted(times)
+    return max((bisect.bisect_left(ordered, t + window, i) - i for i, t in enumerate(ordered)), default=0)
+
+
+@dataclass
+class Figures:
+    """What a server saw from the processes sharing one token.
+
+    :param limit: The token's limit (requests per window).
+    :param window: The window in seconds.
+    :param start: When the run started (same clock as the request times).
+    :param end: When it ended.
+    :param requests: ``(time, admitted)`` of every request, in order.
+    """
+
+    limit: int
+    window: float
+    start: float
+    end: float
+    requests: list[tuple[float, bool]]
+
+    @property
+    def throttled(self) -> list[float]:
+        """Times of the requests answered 429."""
+        return [t for t, admitted in self.requests if not admitted]
+
+    @property
+    def converged_at(self) -> float:
+        """Seconds from the start to the last 429 (0 when there was none)."""
+        return (self.throttled[-1] - self.start) if self.throttled else 0.0
+
+    def after_convergence(self) -> list[float]:
+        """Times of every request (admitted or not) after the last 429."""
+        last = self.throttled[-1] if self.throttled else float("-inf")
+        return [t for t, _ok in self.requests if t > last]
+
+    def max_in_any_window_after_convergence(self) -> int:
+        """The most requests the server received in any window after the last 429."""
+        return max_in_window(self.after_convergence(), self.window)
+
+    def per_window_after_convergence(self) -> float:
+        """Requests per window after the last 429, averaged over the rest of the run."""
+        times = self.after_convergence()
+        last = self.throttled[-1] if self.throttled else self.start
+        span = self.end - last
+        return len(times) * self.window / span if span > 0 else 0.0
+
+    def summary(self) -> str:
+        """One line for logs and the benchmark."""
+        return (
+            f"{len(self.requests)} requests, {len(self.throttled)} answered 429, last 429 at "
+            f"{self.converged_at:.1f} s; after it: max {self.max_in_any_window_after_convergence()} in any "
+            f"{self.window:g} s window (limit {self.limit}), {self.per_window_after_convergence():.1f} per window"
+        )
+
+
+@dataclass
+class _Process:
+    name: str
+    limiter: RateLimiter
+    joins_at: float
+    sent: int = 0
+    throttled: int = 0
+    in_flight: int = 0
+
+
+@dataclass
+class SimulationResult:
+    """The figures of a simulated run, plus each process's own counts.
+
+    :param figures: What the token's server saw.
+    :param sent: Requests sent by each process.
+    :param throttled: 429 answers each process got.
+    :param allowance: Each process's allowance (requests per period) at the end.
+    """
+
+    figures: Figures
+    sent: dict[str, int] = field(default_factory=dict)
+    throttled: dict[str, int] = field(default_factory=dict)
+    allowance: dict[str, int] = field(default_factory=dict)
+
+
+def simulate(
+    processes: int,
+    limit: int,
+    window: float,
+    duration: float,
+    joins_at: list[float] | None = None,
+    latency: float = 0.05,
+    concurrency: int = 8,
+) -> SimulationResult:
+    """Processes that each always have more to send than the token allows, on one virtual clock.
+
+    Each process runs ``concurrency`` workers (as the poller does); every worker asks its process's limiter,
+    sends, gets the answer ``latency`` seconds later, releases the ticket and, on 429, penalizes the limiter
+    with the ``Retry-After`` seconds. The server admits a request when fewer than ``limit`` admitted
+    requests of the token arrived in the last ``window`` seconds.
+
+    :param processes: How many processes share the token.
+    :param limit: The token's limit per window, also every process's static ceiling (no division by hand).
+    :param window: The window in seconds, also every process's period.
+    :param duration: Seconds of virtual time to run.
+    :param joins_at: When each process starts (default: all at 0).
+    :param latency: Seconds from sending a request to its answer.
+    :param concurrency: Requests one process has in flight at once.
+    """
+    now = [0.0]
+
+    def clock() -> float:
+        return now[0]
+
+    starts = joins_at or [0.0] * processes
+    procs = [_Process(f"p{i + 1}", RateLimiter(limit, window, clock=clock), starts[i]) for i in range(processes)]
+    admitted_log: deque[float] = deque()
+    seen: list[tuple[float, bool]] = []
+    # Events: (time, sequence, kind, process index, ticket). Kinds: "try" (a worker asks the limiter) and
+    # "answer" (the answer of a request sent earlier arrives).
+    events: list[tuple[float, int, str, int, RequestTicket | None, float]] = []
+    sequence = 0
+
+    def push(at: float, kind: str, index: int, ticket: RequestTicket | None = None, retry_after: float = 0.0) -> None:
+        nonlocal sequence
+        sequence += 1
+        heapq.heappush(events, (at, sequence, kind, index, ticket, retry_after))
+
+    for index, proc in enumerate(procs):
+        for _ in range(concurrency):
+            push(proc.joins_at, "try", index)
+    while events:
+        at, _seq, kind, index, ticket, retry_after = heapq.heappop(events)
+        if at > duration:
+            break
+        now[0] = at
+        proc = procs[index]
+        if kind == "try":
+            got = proc.limiter.try_acquire()
+            if not isinstance(got, RequestTicket):
+                push(at + max(got, 1e-6), "try", index)  # a rounding-size wait must still move time on
+                continue
+            proc.sent += 1
+            while admitted_log and admitted_log[0] <= at - window:
+                admitted_log.popleft()
+            admitted = len(admitted_log) < limit
+            seen.append((at, admitted))
+            if admitted:
+                admitted_log.append(at)
+                push(at + latency, "answer", index, got, -1.0)
+            else:
+                wait = max(1, math.ceil(admitted_log[0] + window - at))
+                push(at + latency, "answer", index, got, float(wait))
+        else:
+            assert ticket is not None
+            proc.limiter.release(ticket)
+            if retry_after >= 0:
+                proc.throttled += 1
+                proc.limiter.penalize(retry_after, ticket)
+            push(at, "try", index)
+    figures = Figures(limit, window, 0.0, duration, seen)
+    return SimulationResult(
+        figures,
+        sent={p.name: p.sent for p in procs},
+        throttled={p.name: p.throttled for p in procs},
+        allowance={p.name: p.limiter.allowance for p in procs},
+    )
