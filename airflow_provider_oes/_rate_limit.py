@@ -108,9 +108,12 @@ class AdaptiveLimit:
         """The allowance now (requests per period, ``floor`` <= allowance <= ``ceiling``)."""
         now = self._clock()
         elapsed = max(0.0, now - self._updated_at) / self.period
+        # Only the time past the quiet stretch counts for the cap (this is read lazily, maybe long after).
+        quiet_since = max(self._updated_at, self._last_decrease + self.quiet_periods * self.period)
         self._updated_at = now
-        if now - self._last_decrease >= self.quiet_periods * self.period:
-            self._cap = min(self.ceiling, self._cap + self.CAP_RECOVERY * self.ceiling * elapsed)
+        if now > quiet_since:
+            recovered = self.CAP_RECOVERY * self.ceiling * (now - quiet_since) / self.period
+            self._cap = min(self.ceiling, self._cap + recovered)
         self._allowance = min(self._cap, self._allowance + self.INCREASE * self.ceiling * elapsed)
         return self._allowance
 

@@ -85,7 +85,7 @@ class _Process:
     joins_at: float
     sent: int = 0
     throttled: int = 0
-    in_flight: int = 0
+    episodes: list[float] = field(default_factory=list)
 
 
 @dataclass
@@ -96,12 +96,14 @@ class SimulationResult:
     :param sent: Requests sent by each process.
     :param throttled: 429 answers each process got.
     :param allowance: Each process's allowance (requests per period) at the end.
+    :param episodes: When each process's limiter decreased (one congestion episode each).
     """
 
     figures: Figures
     sent: dict[str, int] = field(default_factory=dict)
     throttled: dict[str, int] = field(default_factory=dict)
     allowance: dict[str, int] = field(default_factory=dict)
+    episodes: dict[str, list[float]] = field(default_factory=dict)
 
 
 def simulate(
@@ -177,7 +179,10 @@ def simulate(
             proc.limiter.release(ticket)
             if retry_after >= 0:
                 proc.throttled += 1
+                before = proc.limiter.adaptive.decreases
                 proc.limiter.penalize(retry_after, ticket)
+                if proc.limiter.adaptive.decreases > before:
+                    proc.episodes.append(at)
             push(at, "try", index)
     figures = Figures(limit, window, 0.0, duration, seen)
     return SimulationResult(
@@ -185,4 +190,5 @@ def simulate(
         sent={p.name: p.sent for p in procs},
         throttled={p.name: p.throttled for p in procs},
         allowance={p.name: p.limiter.allowance for p in procs},
+        episodes={p.name: p.episodes for p in procs},
     )
