@@ -1,23 +1,43 @@
-"""Several processes sharing one BitGo token: a simulation on a virtual clock and the figures of a run.
+"""Several processes sharing one BitGo token: a simulation on a virtual clock, real processes, their figures.
 
 :func:`simulate` drives real :class:`~airflow_provider_oes._rate_limit.RateLimiter` instances (one per
 simulated process, each with the full static limit as its ceiling) against a model of BitGo's per-token
 limit (a sliding window of admitted requests; beyond it 429 with ``Retry-After`` in whole seconds, as the
 simulator answers), on a virtual clock: minutes of traffic in milliseconds, the same every run.
 
-:func:`analyse` turns what a server saw (``(time, admitted)`` per request, from the simulation or from the
-real simulator's ``seen_requests``) into the figures the tests assert and the benchmark prints.
+:class:`Figures` turns what a server saw (``(time, admitted)`` per request, from the simulation or from the
+real simulator's ``token_requests``) into the figures the tests assert and the benchmark prints.
+
+:func:`run_processes` starts real poller processes (:mod:`tests.harness.poller_process`) with one token
+against one simulator that enforces the per-token limit, flips allocations while they run, and collects
+what the simulator saw and what every process reported.
 """
 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import heapq
+import json
 import math
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._rate_limit import RateLimiter, RequestTicket
+
+if TYPE_CHECKING:
+    from airflow_provider_oes.testing.simulator import OESSimulator
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def max_in_window(times: list[float], window: float) -> int:
@@ -192,3 +212,163 @@ def simulate(
         allowance={p.name: p.limiter.allowance for p in procs},
         episodes={p.name: p.episodes for p in procs},
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Real processes against the real simulator.
+
+
+@dataclass
+class ProcessRun:
+    """What a run of real poller processes sharing one token produced.
+
+    :param figures: What the simulator saw during the steady phase (every request of the token).
+    :param expected: The final status each allocation was flipped to.
+    :param seen: The final status each allocation's event carried (once per allocation).
+    :param duplicates: Allocation ids that got more than one event.
+    :param limiters: Each process's last limiter report (allowance, cap, 429s, episodes, requests sent).
+    :param exit_codes: Each process's exit code.
+    """
+
+    figures: Figures
+    expected: dict[str, str]
+    seen: dict[str, str]
+    duplicates: list[str]
+    limiters: list[dict[str, Any]]
+    exit_codes: list[int | None]
+
+    @property
+    def missed(self) -> list[str]:
+        """Allocations whose flip no event reported (or reported wrongly)."""
+        return sorted(a for a, status in self.expected.items() if self.seen.get(a) != status)
+
+
+def run_processes(
+    sim: OESSimulator,
+    processes: int,
+    allocations_per_process: int,
+    steady_seconds: float,
+    flip_every: float,
+    poll_interval: float = 1.0,
+    finish_timeout: float = 180.0,
+) -> ProcessRun:
+    """Start ``processes`` poller processes on one token, flip allocations while they run, collect figures.
+
+    Every process gets the token's whole limit as its static limit (``rate_limit_requests`` /
+    ``rate_limit_period`` set to the simulator's per-token limit: no division by hand) and one GET per
+    allocation per ``poll_interval`` (batching off), so each alone would use the whole limit. During the
+    steady phase one allocation per process flips every ``flip_every`` seconds (cleared and released in
+    turn); then every other allocation clears and the processes must report them all.
+
+    :param sim: A running simulator with its per-token rate limit set.
+    :param processes: How many processes share the token.
+    :param allocations_per_process: Allocations each process waits for.
+    :param steady_seconds: Length of the measured phase, from the first process's start.
+    :param flip_every: Seconds between two flips in each process's set during the steady phase.
+    :param poll_interval: The triggers' poll interval.
+    :param finish_timeout: Seconds the processes get to report the final flips.
+    """
+    limit = sim.rate_limit
+    assert limit is not None, "the simulator must enforce a per-token rate limit"
+    connection = json.dumps(
+        {
+            "conn_type": "oes",
+            "host": sim.url,
+            "password": sim.token,
+            "extra": {
+                "enterprise_id": sim.enterprise_id,
+                "batching": False,
+                "rate_limit_requests": limit[0],
+                "rate_limit_period": limit[1],
+            },
+        }
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env["AIRFLOW_CONN_OES_DEFAULT"] = connection
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), env.get("PYTHONPATH", "")) if p)
+    groups = [
+        [sim.add_allocation(final_status="reserved") for _ in range(allocations_per_process)] for _ in range(processes)
+    ]
+    expected: dict[str, str] = {}
+    lines: list[list[dict[str, Any]]] = [[] for _ in range(processes)]
+    procs: list[subprocess.Popen[str]] = []
+    with tempfile.TemporaryDirectory(prefix="oes-shared-token-") as tmp:
+        try:
+            for index, ids in enumerate(groups):
+                ids_file = Path(tmp) / f"ids-{index}.json"
+                ids_file.write_text(json.dumps(ids))
+                proc = subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "tests.harness.poller_process",
+                        str(ids_file),
+                        sim.enterprise_id,
+                        "--poll-interval",
+                        str(poll_interval),
+                        "--timeout",
+                        str(steady_seconds + finish_timeout + 120),
+                    ],
+                    env=env,
+                    cwd=REPO_ROOT,
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL,
+                    text=True,
+                    start_new_session=True,
+                )
+                procs.append(proc)
+                threading.Thread(target=_read_lines, args=(proc, lines[index]), daemon=True).start()
+            deadline = time.monotonic() + 120
+            while not all(any("started" in line for line in got) for got in lines):
+                if time.monotonic() > deadline or any(p.poll() is not None for p in procs):
+                    raise RuntimeError(f"poller processes did not start: exit codes {[p.poll() for p in procs]}")
+                time.sleep(0.1)
+            start = min(next(line["started"] for line in got if "started" in line) for got in lines)
+            flipped = 0
+            while time.monotonic() < start + steady_seconds:
+                next_flip = start + (flipped + 1) * flip_every
+                time.sleep(max(0.0, min(next_flip, start + steady_seconds) - time.monotonic()))
+                if time.monotonic() >= start + steady_seconds:
+                    break
+                for ids in groups:
+                    if flipped < len(ids):
+                        status = "cleared" if flipped % 2 == 0 else "released"
+                        sim.set_status(ids[flipped], status, reason=None if status == "cleared" else "rejected")
+                        expected[ids[flipped]] = status
+                flipped += 1
+            end = time.monotonic()
+            for ids in groups:
+                for allocation_id in ids:
+                    if allocation_id not in expected:
+                        sim.set_status(allocation_id, "cleared")
+                        expected[allocation_id] = "cleared"
+            for proc in procs:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    proc.wait(timeout=max(1.0, end + finish_timeout - time.monotonic()))
+        finally:
+            for proc in procs:
+                if proc.poll() is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.killpg(proc.pid, signal.SIGKILL)
+                    proc.wait(timeout=30)
+    seen: dict[str, str] = {}
+    duplicates: list[str] = []
+    limiters: list[dict[str, Any]] = []
+    for got in lines:
+        reports = [line["limiter"] for line in got if "limiter" in line]
+        limiters.append(reports[-1] if reports else {})
+        for line in got:
+            if "id" in line:
+                if line["id"] in seen:
+                    duplicates.append(line["id"])
+                seen[line["id"]] = line["status"]
+    requests = [(t, ok) for t, ok in sim.token_requests(sim.token) if start <= t < end]
+    figures = Figures(limit[0], limit[1], start, end, requests)
+    return ProcessRun(figures, expected, seen, duplicates, limiters, [p.returncode for p in procs])
+
+
+def _read_lines(proc: subprocess.Popen[str], into: list[dict[str, Any]]) -> None:
+    assert proc.stdout is not None
+    for raw in proc.stdout:
+        with contextlib.suppress(ValueError):
+            into.append(json.loads(raw))
