@@ -228,6 +228,7 @@ class ProcessRun:
     :param duplicates: Allocation ids that got more than one event.
     :param limiters: Each process's last limiter report (allowance, cap, 429s, episodes, requests sent).
     :param exit_codes: Each process's exit code.
+    :param throttled_total: 429s the token got over the whole run (start-up and final flips included).
     """
 
     figures: Figures
@@ -236,6 +237,7 @@ class ProcessRun:
     duplicates: list[str]
     limiters: list[dict[str, Any]]
     exit_codes: list[int | None]
+    throttled_total: int
 
     @property
     def missed(self) -> list[str]:
@@ -362,9 +364,10 @@ def run_processes(
                 if line["id"] in seen:
                     duplicates.append(line["id"])
                 seen[line["id"]] = line["status"]
-    requests = [(t, ok) for t, ok in sim.token_requests(sim.token) if start <= t < end]
-    figures = Figures(limit[0], limit[1], start, end, requests)
-    return ProcessRun(figures, expected, seen, duplicates, limiters, [p.returncode for p in procs])
+    every = sim.token_requests(sim.token)
+    figures = Figures(limit[0], limit[1], start, end, [(t, ok) for t, ok in every if start <= t < end])
+    throttled_total = sum(1 for _t, ok in every if not ok)
+    return ProcessRun(figures, expected, seen, duplicates, limiters, [p.returncode for p in procs], throttled_total)
 
 
 def _read_lines(proc: subprocess.Popen[str], into: list[dict[str, Any]]) -> None:
