@@ -45,10 +45,14 @@ class RequestTicket:
     :param counted_from: Clock time from which the request counts in the window: when it was sent, moved to
         when its answer came back by :meth:`RateLimiter.release`.
     :param sent_at: Clock time when the request was let through (never moved).
+    :param answered: Its answer came back (:meth:`RateLimiter.release`).
+    :param throttled: The answer was 429 (:meth:`RateLimiter.penalize`).
     """
 
     counted_from: float
     sent_at: float = 0.0
+    answered: bool = False
+    throttled: bool = False
 
 
 class AdaptiveLimit:
@@ -57,7 +61,7 @@ class AdaptiveLimit:
     The static limit (``ceiling``, the connection's ``rate_limit_requests``) is never exceeded. Below it:
 
     * **multiplicative decrease**: a 429 means the token's window on BitGo's side is full, so the requests
-      this process sent in the last period (``usage``) are its share of that full window. The allowance
+      of this process that BitGo admitted in the last period (``usage``) are its share of that full window. The allowance
       drops to half of that share, and the *learned cap* to 90 % of it. One congestion episode decreases
       once: 429s for requests sent before the last decrease (already in flight) only pause.
     * **additive increase**: the allowance then grows back by a tenth of the ceiling per period, up to the
@@ -125,7 +129,7 @@ class AdaptiveLimit:
     def on_throttled(self, usage: int, sent_at: float | None) -> bool:
         """The API answered 429; return whether this started a new episode (and lowered the allowance).
 
-        :param usage: Requests this process sent in the last period (its share of the token's full window).
+        :param usage: Requests of this process admitted in the last period (its share of the token's full window).
         :param sent_at: When the throttled request was sent (``None``: unknown, treated as new).
         """
         self.current()
@@ -203,7 +207,12 @@ class RateLimiter:
         now = self._clock()
         self._blocked_until = max(self._blocked_until, now + max(0.0, seconds))
         self._prune(now)
-        self.adaptive.on_throttled(len(self._sent), ticket.sent_at if ticket is not None else None)
+        if ticket is not None:
+            ticket.throttled = True
+        # This process's share of the token's full window: what BitGo admitted from it in the last period.
+        # Requests still in flight may yet be refused, so they are left out (an estimate on the low side).
+        usage = sum(1 for sent in self._sent if sent.answered and not sent.throttled)
+        self.adaptive.on_throttled(usage, ticket.sent_at if ticket is not None else None)
 
     def _prune(self, now: float) -> None:
         while self._sent and self._sent[0].counted_from <= now - self.period:
@@ -256,3 +265,4 @@ class RateLimiter:
         :param ticket: What :meth:`acquire` returned.
         """
         ticket.counted_from = max(ticket.counted_from, self._clock())
+        ticket.answered = True
