@@ -111,6 +111,18 @@ class PostgresServer:
         self.root: Path | None = None
         self.postmaster_pid: int | None = None
         self._as_postgres = os.geteuid() == 0
+        if self._as_postgres:
+            import pwd
+
+            try:
+                pwd.getpwnam("postgres")
+            except KeyError:
+                raise PostgresUnavailable(
+                    "running as root, but there is no `postgres` user to run the server as (PostgreSQL refuses "
+                    "root): `apt-get install -y postgresql` creates it"
+                ) from None
+            if shutil.which("runuser") is None:
+                raise PostgresUnavailable("running as root, but `runuser` (util-linux) is missing")
 
     # ------------------------------------------------------------------ paths and URLs
     @property
