@@ -39,6 +39,10 @@ class AllocationStatusSensor(BaseSensorOperator):
     :param oes_conn_id: Airflow connection id of type ``oes``.
     :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
+
+    Given ``outlets=[asset, ...]``, the sensor attaches the cleared allocation (id, type, status, amount,
+    connectionId, reason) to each outlet's asset event ``extra`` in every mode, so a DAG scheduled on the
+    asset reads which allocation started it (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
     """
 
     template_fields: Sequence[str] = ("allocation_id", "enterprise_id")
@@ -78,7 +82,19 @@ class AllocationStatusSensor(BaseSensorOperator):
                 raise
             self.log.warning("Could not check allocation %s this time, will try again: %s", self.allocation_id, exc)
             return PokeReturnValue(is_done=False)
-        return self.evaluate(allocation)
+        result = self.evaluate(allocation)
+        if result.is_done:
+            self._attach_to_outlets(context, allocation, self.enterprise_id)
+        return result
+
+    def _attach_to_outlets(self, context: Context, allocation: Allocation, enterprise_id: str | None) -> None:
+        """On success, put the allocation on each outlet's asset event (for DAGs scheduled on those assets)."""
+        from airflow_provider_oes.assets import attach_allocation_to_outlets
+
+        if not self.outlets:
+            return
+        resolved = enterprise_id or self.hook.resolve_enterprise_id(self.enterprise_id)
+        attach_allocation_to_outlets(self, context, allocation, enterprise_id=resolved, oes_conn_id=self.oes_conn_id)
 
     def evaluate(self, allocation: Allocation) -> PokeReturnValue:
         """The status rules, in one place for poke, reschedule and deferrable modes.
@@ -163,4 +179,6 @@ class AllocationStatusSensor(BaseSensorOperator):
             raise OESResponseError(
                 f"the trigger for allocation {self.allocation_id!r} fired while it is {allocation.status!r}"
             )
+        # Outlet events are registered when the task succeeds on a worker, i.e. here, not in the trigger.
+        self._attach_to_outlets(context, allocation, enterprise_id or None)
         return result.xcom_value
