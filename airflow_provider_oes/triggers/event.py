@@ -335,7 +335,11 @@ class _Watcher:
         self._failures = 0
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.trigger!r})"
+        trigger = self.trigger
+        return (
+            f"AllocationEventTrigger({trigger.oes_conn_id}/{trigger.enterprise_id or '<connection enterprise>'} "
+            f"{'&'.join(f'{k}={v}' for k, v in trigger.query.list_params().items())})"
+        )
 
     async def _backoff(self, what: str, exc: BaseException) -> None:
         self._failures += 1
@@ -447,13 +451,16 @@ class _Watcher:
                 continue
             logged_error = None
             if self.window is None:
-                # First start from "now": the server's time of this first poll (or the feed's cutoff).
-                now = batch.polled_at
-                if now is None and subscription.floor is not None:
-                    now = subscription.floor + overlap.total_seconds()
-                if now is None:
+                # First start: from the configured start time, or from "now", the server's time of this first
+                # poll (or the feed's cutoff when the server sends no Date).
+                start: float | None = self._since(0.0)
+                if start is None:
+                    start = batch.polled_at
+                if start is None and subscription.floor is not None:
+                    start = subscription.floor + overlap.total_seconds()
+                if start is None:
                     continue
-                self.window = EventWindow(self.trigger.query, datetime.fromtimestamp(now, timezone.utc), overlap)
+                self.window = EventWindow(self.trigger.query, datetime.fromtimestamp(start, timezone.utc), overlap)
                 self._confirmed = self.window.snapshot()
                 log.info("%r: watching from %s (server time).", self, format_time(self.window.floor))
             allocations = []
