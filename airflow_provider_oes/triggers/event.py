@@ -498,7 +498,7 @@ class _Watcher:
                 )
                 yield {"event": payload}, _Commit(snapshot, ids)
                 if self.markers:
-                    yield {"event": None}, _Commit(snapshot)
+                    yield {"event": None}, _Commit(snapshot, ids)
             else:
                 # Nothing to emit (or not yet: one event per poll interval): keep the stream moving; the floor
                 # may be written, but not while allocations wait to be emitted (the state would claim them).
@@ -686,15 +686,20 @@ class _EventStreamProducer(_shared_stream_base()):  # type: ignore[misc]
         if watcher is None:
             return
         last: _Commit | None = None
+        confirmed: list[str] = []
         for entry in batch:
             commit: _Commit | None = entry.broker_payload
             if not entry.outcome.is_clean:
                 ids = ", ".join(commit.ids) if commit is not None and commit.ids else "none"
                 watcher.halt(f"Airflow did not confirm storing an item (allocations: {ids}; {entry.outcome})")
                 break
-            if commit is not None and commit.snapshot is not None:
-                last = commit
+            if commit is not None:
+                confirmed.extend(commit.ids)
+                if commit.snapshot is not None:
+                    last = commit
         if last is not None:
+            # Items are confirmed in order: every id of the batch up to here is stored, not only the last item's.
+            last = _Commit(last.snapshot, tuple(confirmed))
             try:
                 await watcher.commit(last)
             except Exception:  # never end the group from here: the trigger would restart in a loop
