@@ -57,9 +57,11 @@ def test_serialize_round_trip_gives_plain_json_and_the_same_trigger() -> None:
 
 
 def test_defaults_watch_cleared_from_now() -> None:
-    classpath, kwargs = AllocationEventTrigger(enterprise_id="ent1").serialize()
+    _classpath, kwargs = AllocationEventTrigger(enterprise_id="ent1").serialize()
     assert kwargs["statuses"] == ["cleared"]
-    assert kwargs["types"] is None and kwargs["currencies"] is None and kwargs["connection_ids"] is None
+    assert kwargs["types"] is None
+    assert kwargs["currencies"] is None
+    assert kwargs["connection_ids"] is None
     assert kwargs["start_time"] is None
     assert kwargs["oes_conn_id"] == "oes_default"
 
@@ -139,9 +141,7 @@ def test_local_filter_agrees_with_the_query() -> None:
     query = EventQuery(statuses=("cleared",), types=("allocation",), currencies=("ofctbtc",), connection_ids=("c1",))
 
     def allocation(**overrides: Any) -> Allocation:
-        return Allocation.model_validate(
-            allocation_record(**{"status": "cleared", "connectionId": "c1", **overrides})
-        )
+        return Allocation.model_validate(allocation_record(**{"status": "cleared", "connectionId": "c1", **overrides}))
 
     assert query.matches(allocation())
     assert not query.matches(allocation(status="released"))
@@ -341,7 +341,8 @@ async def test_polls_within_one_interval_make_one_event() -> None:
     server.flip(b, "cleared")
     sub.poll()
     held = await h.pull()
-    assert _ids(held) == [] and held[1] is None  # held back, and the state must not claim it yet
+    assert _ids(held) == []
+    assert held[1] is None
     server.tick(8)
     sub.poll()
     assert _ids(await h.pull()) == [b]
