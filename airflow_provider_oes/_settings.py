@@ -44,9 +44,13 @@ def _coerce(name: str, raw: Any) -> Any:
             if not math.isfinite(value):  # "inf"/"nan" parse as floats but are no usable timeout or wait
                 raise ValueError
         else:
-            return str(raw).strip()
+            text = str(raw).strip()
+            if spec.choices is not None and text not in spec.choices:
+                raise ValueError
+            return text
     except (TypeError, ValueError):
-        raise OESInvalidRequestError(f"connection extra {name!r} must be a {spec.type}, got {raw!r}") from None
+        kind = f"one of {', '.join(spec.choices)}" if spec.choices else f"a {spec.type}"
+        raise OESInvalidRequestError(f"connection extra {name!r} must be {kind}, got {raw!r}") from None
     if spec.minimum is not None and not value >= spec.minimum:
         raise OESInvalidRequestError(f"connection extra {name!r} must be at least {spec.minimum}, got {raw!r}")
     return value
@@ -70,8 +74,19 @@ class OESConnectionSettings:
     retry_max_wait: float = 30.0
     rate_limit_requests: int = 360
     rate_limit_period: float = 60.0
+    poll_strategy: str | None = None
     batching: bool = True
     batch_size: int = 100
+    feed_overlap: float = 30.0
+    feed_page_size: int = 1000
+    reconcile_interval: float = 600.0
+
+    @property
+    def strategy(self) -> str:
+        """The poller's strategy: ``poll_strategy`` if set, else ``single`` when ``batching`` is off, else ``feed``."""
+        if self.poll_strategy:
+            return self.poll_strategy
+        return "feed" if self.batching else "single"
 
     @property
     def retry_policy(self) -> RetryPolicy:

@@ -12,7 +12,7 @@ connection per event loop; triggers never build their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 from airflow_provider_oes._api import (
     MAX_LIST_RESPONSE_BYTES,
@@ -23,6 +23,7 @@ from airflow_provider_oes._api import (
     check_declared_length,
     parse_allocation_body,
     parse_allocations_list_body,
+    parse_http_date,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -38,7 +39,7 @@ from airflow_provider_oes.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Awaitable, Mapping, Sequence
 
     import httpx
 
@@ -49,6 +50,15 @@ T = TypeVar("T")
 
 DEFAULT_MAX_CONNECTIONS = 10
 """Open TCP connections per client: enough for a few concurrent requests, few enough to be polite."""
+
+
+class ListPage(NamedTuple):
+    """One page of the list endpoint: its raw records and the server's clock when it answered."""
+
+    records: list[Any]
+    """The records, unparsed (validate each with :func:`~airflow_provider_oes._api.parse_allocation_record`)."""
+    server_time: float | None
+    """The answer's ``Date`` header as epoch seconds (whole seconds), ``None`` when the server sent none."""
 
 
 class RequestGate(Protocol):
@@ -157,6 +167,40 @@ class OESAsyncClient:
         :param page_size: Records per page.
         :raises OESError: a subclass saying what went wrong with the request as a whole.
         """
+        page = await self.list_allocations_page(
+            enterprise_id,
+            allocation_ids=allocation_ids,
+            statuses=statuses,
+            page_number=page_number,
+            page_size=page_size,
+        )
+        return page.records
+
+    async def list_allocations_page(
+        self,
+        enterprise_id: str,
+        *,
+        allocation_ids: Sequence[str] | None = None,
+        filters: Mapping[str, Sequence[str]] | None = None,
+        statuses: Sequence[str] | None = None,
+        sort_field: str | None = None,
+        sort_direction: str | None = None,
+        page_number: int = 0,
+        page_size: int = 100,
+    ) -> ListPage:
+        """Fetch one page of the list endpoint with any of its filters; return its raw records and server time.
+
+        :param enterprise_id: The client's enterprise id.
+        :param allocation_ids: Only these allocations (``allocationIds``).
+        :param filters: Other comma-separated list filters by their query name (``types``, ``currencies``,
+            ``connectionIds``, ``partnerIds``).
+        :param statuses: Only these statuses (``statuses``).
+        :param sort_field: ``sortField`` (``updatedAt`` for the change feed).
+        :param sort_direction: ``ASC`` or ``DESC``.
+        :param page_number: Page to fetch, from 0.
+        :param page_size: Records per page.
+        :raises OESError: a subclass saying what went wrong with the request as a whole.
+        """
         enterprise_id = validate_enterprise_id(enterprise_id)
         if isinstance(page_number, bool) or not isinstance(page_number, int) or page_number < 0:
             raise OESInvalidRequestError(f"page_number must be an integer >= 0, got {page_number!r}")
@@ -167,13 +211,26 @@ class OESAsyncClient:
             params["allocationIds"] = ",".join(validate_allocation_id(i) for i in allocation_ids)
         if statuses is not None:
             params["statuses"] = ",".join(str(s) for s in statuses)
+        for name, values in (filters or {}).items():
+            params[name] = ",".join(str(v) for v in values)
+        if sort_field is not None:
+            params["sortField"] = sort_field
+        if sort_direction is not None:
+            params["sortDirection"] = sort_direction
         path = allocations_path(enterprise_id)
 
-        async def once() -> list[Any]:
+        async def once() -> ListPage:
+            headers: dict[str, str] = {}
             body = await self._get(
-                path, params, MAX_LIST_RESPONSE_BYTES, allocation_id=None, enterprise_id=enterprise_id
+                path,
+                params,
+                MAX_LIST_RESPONSE_BYTES,
+                allocation_id=None,
+                enterprise_id=enterprise_id,
+                headers_out=headers,
             )
-            return parse_allocations_list_body(body, enterprise_id=enterprise_id, secret=self.settings.token)
+            records = parse_allocations_list_body(body, enterprise_id=enterprise_id, secret=self.settings.token)
+            return ListPage(records, parse_http_date(headers.get("date")))
 
         return await self._redacted(self.retry_policy.acall(once))
 
@@ -192,8 +249,12 @@ class OESAsyncClient:
         *,
         allocation_id: str | None,
         enterprise_id: str,
+        headers_out: dict[str, str] | None = None,
     ) -> bytes:
-        """One HTTP attempt: wait for the rate limiter, send, read at most ``limit`` bytes, map errors."""
+        """One HTTP attempt: wait for the rate limiter, send, read at most ``limit`` bytes, map errors.
+
+        :param headers_out: When given, receives the answer's ``Date`` header (key ``date``) if it has one.
+        """
         import httpx
 
         settings = self.settings
@@ -209,6 +270,8 @@ class OESAsyncClient:
                 body = await _read_limited(
                     response, limit, f"{subject} of enterprise {enterprise_id!r}", settings.read_timeout
                 )
+                if headers_out is not None and "date" in response.headers:
+                    headers_out["date"] = response.headers["date"]
         except httpx.HTTPError as exc:
             raise transport_error(
                 exc,

@@ -236,6 +236,16 @@ async def _connection(conn_id: str) -> _Connection:
         return connection
 
 
+async def release_connection(conn_id: str, connection: _Connection) -> None:
+    """One user of the connection (a poller or a change feed) is done; the last one closes its HTTP client."""
+    connection.pollers -= 1
+    if connection.pollers == 0:
+        registry = _registry()
+        if registry.connections.get(conn_id) is connection:
+            del registry.connections[conn_id]
+        await connection.client.aclose()
+
+
 async def _load_settings(conn_id: str) -> OESConnectionSettings:
     """Read the connection with the async lookup (the sync one can deadlock the triggerer's loop)."""
     from airflow.sdk import BaseHook
@@ -407,13 +417,7 @@ class AllocationPoller:
             for waiter in waiters:
                 waiter.future.cancel()
         self.waiters.clear()
-        connection = self.connection
-        connection.pollers -= 1
-        if connection.pollers == 0:
-            conn_id = self.key[0]
-            if self._registry.connections.get(conn_id) is connection:
-                del self._registry.connections[conn_id]
-            await connection.client.aclose()
+        await release_connection(self.key[0], self.connection)
 
     async def _sweep(self) -> None:
         """Ask once about every allocation waited for now."""
