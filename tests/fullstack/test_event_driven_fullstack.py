@@ -108,7 +108,7 @@ class Ledger:
         counts: Counter[str] = Counter()
         for run in self.runs(SETTLE_DAG):
             states = self.stack.task_states(SETTLE_DAG, run["dag_run_id"])
-            for key, ti in states.items():
+            for _key, ti in states.items():
                 if ti.task_id == "settle" and ti.state == "success":
                     value = self.stack.xcom(SETTLE_DAG, run["dag_run_id"], "settle", ti.map_index)
                     counts[value["id"]] += 1
@@ -123,7 +123,7 @@ def _flip_at_random(sim: OESSimulator, plan: list[tuple[str, str]], span: float,
     for i in range(1, len(moments), 3):
         moments[i] = moments[i - 1]
     start = time.monotonic()
-    for (allocation_id, status), moment in zip(plan, moments):
+    for (allocation_id, status), moment in zip(plan, moments, strict=True):
         delay = start + moment - time.monotonic()
         if delay > 0:
             time.sleep(delay)
