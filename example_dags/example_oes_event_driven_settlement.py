@@ -17,6 +17,9 @@ Each allocation is emitted once, also across triggerer restarts (Airflow 3.3; se
 "Event-driven settlement" for the exact guarantee). Settle idempotently by allocation id all the same: that is
 what makes the rare duplicate after a crash harmless.
 
+Both DAGs start paused (``is_paused_upon_creation``): Airflow runs an asset's watcher only while a DAG
+scheduled on the asset is unpaused, so watching starts when you unpause them.
+
 Configuration (asset URIs must be known when the file is parsed, so they come from the environment here):
 ``OES_ENTERPRISE_ID`` (default: the local simulator's ``sim-enterprise``) and ``OES_EVENT_POLL_INTERVAL``
 (seconds, default 10). The connection is ``oes_default``.
@@ -79,6 +82,8 @@ with DAG(
     schedule=[CLEARED],
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    # Money moves on this DAG's runs: it starts paused, and watching begins when someone unpauses it.
+    is_paused_upon_creation=True,
     tags=["oes", "example", "event-driven"],
 ) as dag:
 
@@ -103,6 +108,7 @@ with DAG(
     schedule=[RELEASED],
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    is_paused_upon_creation=True,
     tags=["oes", "example", "event-driven"],
 ) as alert_dag:
 

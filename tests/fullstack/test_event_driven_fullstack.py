@@ -166,6 +166,9 @@ def test_every_cleared_allocation_settled_exactly_once_across_a_triggerer_kill(
         }
         return {("cleared",), ("released",)} <= seen
 
+    # The example DAGs start paused (so other stacks that parse example_dags/ never watch): unpause them.
+    for dag_id in (SETTLE_DAG, ALERT_DAG):
+        assert stack.api_json("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})["is_paused"] is False
     stack.wait_for(watching, 120, "the triggerer to watch both assets")
     time.sleep(POLL_INTERVAL * 1.5)  # past the first poll: "now" is fixed
 
