@@ -144,8 +144,8 @@ class AllocationEventTrigger(BaseEventTrigger):
     :param poll_interval: Seconds between polls of the feed, and the least time between two events of this
         watcher.
     :param start_time: On the very first start, emit allocations that became final from this time on (ISO 8601,
-        server time) instead of from "now": replays history. Ignored once the watcher has state; changing it
-        makes a new watcher with its own, fresh state.
+        server time) instead of from "now" (the server's ``Date`` of the first poll, in whole seconds): replays
+        history. Ignored once the watcher has state; changing it makes a new watcher with its own, fresh state.
     """
 
     def __init__(
@@ -329,6 +329,9 @@ class _Watcher:
         self.emitted_events = 0
         self._confirmed: dict[str, Any] | None = None  # the window after the last event Airflow confirmed
         self._unconfirmed: dict[str, None] = {}  # ids handed to Airflow, storage not confirmed yet (ordered)
+        self.unrecorded: dict[str, None] = {}
+        """Ids whose event Airflow confirmed but whose state write has not succeeded yet (a restart now would
+        emit them again)."""
         self._saved: dict[str, Any] | None = None  # what was written last
         self._saved_at = -math.inf
         self._halted = False
@@ -560,13 +563,18 @@ class _Watcher:
             return
         for allocation_id in commit.ids:
             self._unconfirmed.pop(allocation_id.lower(), None)
+            # Confirmed, but recorded only once a write succeeds (the window may already have pruned the id,
+            # when its updatedAt fell below the floor: then only the written floor keeps it from coming back).
+            self.unrecorded[allocation_id.lower()] = None
         self._confirmed = commit.snapshot
         snapshot = {**commit.snapshot, "inflight": sorted(self._unconfirmed)}
         saved = self._saved or {}
         if snapshot == saved:
+            self.unrecorded.clear()
             return
         if (
-            snapshot.get("emitted") == saved.get("emitted")
+            not self.unrecorded
+            and snapshot.get("emitted") == saved.get("emitted")
             and snapshot.get("inflight") == saved.get("inflight")
             and self._clock() - self._saved_at < CHECKPOINT_SECONDS
         ):
@@ -574,6 +582,7 @@ class _Watcher:
         if await self._save_quietly(snapshot, "emitted"):
             self._saved = snapshot
             self._saved_at = self._clock()
+            self.unrecorded.clear()
 
     def halt(self, reason: str) -> None:
         """Stop writing state (an event was not confirmed): the next start resumes from the last confirmed one."""

@@ -154,9 +154,8 @@ async def _play(steps: list[tuple[str, int, str]]) -> World:
             world.server.records[bad_id]["amount"] = {"currency": "ofctbtc", "quantity": "1.5"}  # never a float
         elif kind == "restart":
             assert world.watcher is not None
-            confirmed = set((world.watcher._confirmed or {}).get("emitted") or {})
-            written = set((world.store.values.get(world.trigger.state_key) or {}).get("emitted") or {})
-            world.may_repeat |= confirmed - written
+            # The store refused the write that would have recorded these: they come again (at least once).
+            world.may_repeat |= set(world.watcher.unrecorded)
             await world.stop()
             world.start()
         elif kind == "tick":
@@ -177,7 +176,7 @@ async def _play(steps: list[tuple[str, int, str]]) -> World:
     return world
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(STEPS, max_size=30))
 def test_never_ends_and_emits_every_cleared_allocation_exactly_once(steps: list[tuple[str, int, str]]) -> None:
     original = event_module.HEARTBEAT_SECONDS
@@ -190,4 +189,3 @@ def test_never_ends_and_emits_every_cleared_allocation_exactly_once(steps: list[
     twice = {i for i, count in world.emitted.items() if count > 1}
     # None twice, except where the state store refused the write that would have recorded it before a restart.
     assert twice <= world.may_repeat, world.emitted
-    assert all(count <= 2 for count in world.emitted.values()), world.emitted
