@@ -18,7 +18,7 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers._event_state import EventQuery, StateStore
 from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
-from tests.triggers._event_fakes import OVERLAP, Accessor, Feed, Server, Subscription, opener
+from tests.triggers._event_fakes import OVERLAP, Accessor, Feed, Server, Subscription, opener, requires_airflow_33
 
 CLASSPATH = "airflow_provider_oes.triggers.event.AllocationEventTrigger"
 
@@ -26,6 +26,7 @@ CLASSPATH = "airflow_provider_oes.triggers.event.AllocationEventTrigger"
 # ---------------------------------------------------------------------- construction and serialization
 
 
+@requires_airflow_33
 def test_serialize_round_trip_gives_plain_json_and_the_same_trigger() -> None:
     trigger = AllocationEventTrigger(
         enterprise_id="ent1",
@@ -56,6 +57,7 @@ def test_serialize_round_trip_gives_plain_json_and_the_same_trigger() -> None:
     assert rebuilt.state_key == trigger.state_key
 
 
+@requires_airflow_33
 def test_defaults_watch_cleared_from_now() -> None:
     _classpath, kwargs = AllocationEventTrigger(enterprise_id="ent1").serialize()
     assert kwargs["statuses"] == ["cleared"]
@@ -66,6 +68,7 @@ def test_defaults_watch_cleared_from_now() -> None:
     assert kwargs["oes_conn_id"] == "oes_default"
 
 
+@requires_airflow_33
 def test_equivalent_filters_are_one_watcher_for_airflow() -> None:
     """Airflow identifies a watcher trigger by the hash of its kwargs: order and duplicates must not matter."""
     a = AllocationEventTrigger(enterprise_id="e", statuses=["cleared", "released"], currencies=["b", "a"])
@@ -74,6 +77,7 @@ def test_equivalent_filters_are_one_watcher_for_airflow() -> None:
     assert a.shared_stream_key() == b.shared_stream_key()
 
 
+@requires_airflow_33
 def test_state_key_follows_the_query_not_the_poll_interval() -> None:
     base = AllocationEventTrigger(enterprise_id="e")
     assert AllocationEventTrigger(enterprise_id="e", poll_interval=3).state_key == base.state_key
@@ -101,6 +105,7 @@ def test_state_key_follows_the_query_not_the_poll_interval() -> None:
         ({"oes_conn_id": ""}, "''"),
     ],
 )
+@requires_airflow_33
 def test_bad_arguments_fail_at_dag_parse_naming_the_value(kwargs: dict[str, Any], named: str) -> None:
     with pytest.raises(OESInvalidRequestError) as info:
         AllocationEventTrigger(**{"enterprise_id": "ent1", **kwargs})
@@ -109,7 +114,7 @@ def test_bad_arguments_fail_at_dag_parse_naming_the_value(kwargs: dict[str, Any]
 
 def test_airflow_without_state_store_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
     """Airflow 3.2 has no asset state store and no shared-stream acknowledgements: a clear error at DAG parse."""
-    monkeypatch.delattr(BaseEventTrigger, "create_shared_stream_producer")
+    monkeypatch.delattr(BaseEventTrigger, "create_shared_stream_producer", raising=False)  # as on 3.2
     with pytest.raises(OESInvalidRequestError, match=r"needs Airflow 3\.3 or later"):
         AllocationEventTrigger(enterprise_id="ent1")
 
@@ -117,6 +122,7 @@ def test_airflow_without_state_store_is_refused_clearly(monkeypatch: pytest.Monk
 # ---------------------------------------------------------------------- filters
 
 
+@requires_airflow_33
 def test_filters_map_onto_the_list_endpoints_query() -> None:
     trigger = AllocationEventTrigger(
         enterprise_id="e",
@@ -134,6 +140,7 @@ def test_filters_map_onto_the_list_endpoints_query() -> None:
     assert AllocationEventTrigger(enterprise_id="e").query.list_params() == {"statuses": "cleared"}
 
 
+@requires_airflow_33
 def test_local_filter_agrees_with_the_query() -> None:
     from airflow_provider_oes.models import Allocation
     from tests._factories import allocation_record
@@ -206,6 +213,7 @@ def _no_heartbeat_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(event_module, "CHECKPOINT_SECONDS", 0.0)
 
 
+@requires_airflow_33
 async def test_first_start_begins_at_the_servers_now_and_emits_one_event_per_poll() -> None:
     server = Server()
     old = server.add()
@@ -241,6 +249,7 @@ async def test_first_start_begins_at_the_servers_now_and_emits_one_event_per_pol
     await h.close()
 
 
+@requires_airflow_33
 async def test_start_time_replays_history_on_first_start() -> None:
     server = Server()
     earlier = [server.add() for _ in range(3)]
@@ -258,6 +267,7 @@ async def test_start_time_replays_history_on_first_start() -> None:
     await h.close()
 
 
+@requires_airflow_33
 async def test_restart_after_confirmed_event_emits_nothing_twice_and_misses_nothing() -> None:
     server = Server()
     store = Accessor()
@@ -289,6 +299,7 @@ async def test_restart_after_confirmed_event_emits_nothing_twice_and_misses_noth
     await second.close()
 
 
+@requires_airflow_33
 async def test_crash_after_handover_before_confirmation_emits_again_and_names_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -322,6 +333,7 @@ async def test_crash_after_handover_before_confirmation_emits_again_and_names_it
     await second.close()
 
 
+@requires_airflow_33
 async def test_polls_within_one_interval_make_one_event() -> None:
     """Several polls inside one poll interval (a feed shared with a faster subscriber): one event, later."""
     server = Server()
@@ -349,6 +361,7 @@ async def test_polls_within_one_interval_make_one_event() -> None:
     await h.close()
 
 
+@requires_airflow_33
 async def test_crash_before_handover_emits_on_restart() -> None:
     """The in-flight write is made; the triggerer dies before the yield: the allocation is emitted later."""
     server = Server()
@@ -375,6 +388,7 @@ async def test_crash_before_handover_emits_on_restart() -> None:
     await second.close()
 
 
+@requires_airflow_33
 async def test_window_stays_bounded_by_the_overlap() -> None:
     server = Server()
     store = Accessor()
@@ -399,6 +413,7 @@ async def test_window_stays_bounded_by_the_overlap() -> None:
     await h.close()
 
 
+@requires_airflow_33
 async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     sleeps: list[float] = []
 

@@ -14,14 +14,14 @@ import pytest
 
 from airflow_provider_oes.triggers import _feed
 from airflow_provider_oes.triggers.event import AllocationEventTrigger
-from tests.triggers._event_fakes import Accessor
+from tests.triggers._event_fakes import Accessor, requires_airflow_33
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from airflow_provider_oes.testing.simulator import OESSimulator
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, requires_airflow_33]
 
 LIST_SUFFIX = "/clients/allocations"
 

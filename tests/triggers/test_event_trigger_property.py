@@ -22,7 +22,9 @@ from airflow_provider_oes.exceptions import OESAuthenticationError, OESServerErr
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers._event_state import StateStore
 from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
-from tests.triggers._event_fakes import Accessor, Feed, Server
+from tests.triggers._event_fakes import Accessor, Feed, Server, requires_airflow_33
+
+pytestmark = requires_airflow_33
 
 STEPS = st.one_of(
     st.tuples(st.just("final"), st.integers(1, 4), st.sampled_from(["cleared", "released"])),
