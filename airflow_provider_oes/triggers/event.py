@@ -131,8 +131,11 @@ class AllocationEventTrigger(BaseEventTrigger):
 
     Read it downstream with :func:`~airflow_provider_oes.assets.allocations_from_asset_event`.
 
-    The filters map onto the list endpoint's own (``statuses``, ``types``, ``currencies``, ``connectionIds``),
-    so the API returns only what the watcher wants.
+    The filters are the list endpoint's own (``statuses``, ``types``, ``currencies``, ``connectionIds``).
+    ``types``, ``currencies`` and ``connection_ids`` are sent as the feed's query, so the API returns only
+    those rows. ``statuses`` is applied to the feed's rows instead: the feed always reads both final statuses,
+    so that the ``cleared`` and ``released`` watchers of an enterprise, and its deferred sensors, read **one**
+    feed (one request per interval) rather than one each.
 
     :param enterprise_id: The client's enterprise id; ``None`` uses the connection's ``enterprise_id`` extra
         (read in the triggerer).
@@ -591,6 +594,18 @@ class _Watcher:
             log.warning("%r: %s; the state stays at the last confirmed event.", self, reason)
 
 
+def feed_query(query: EventQuery) -> Any:
+    """The change-feed query a watcher reads: its filters, but both final statuses (see the class docstring).
+
+    :param query: The watcher's filters.
+    """
+    from airflow_provider_oes.triggers._feed import FeedQuery
+
+    return FeedQuery(
+        statuses=FINAL_STATUSES, types=query.types, currencies=query.currencies, connection_ids=query.connection_ids
+    )
+
+
 def _feed_closed(feed: Any) -> bool:
     """True once the feed stopped (its task ended): a subscription to it gets nothing more."""
     return bool(getattr(feed, "_closed", False))
@@ -598,7 +613,7 @@ def _feed_closed(feed: Any) -> bool:
 
 async def _open_feed_subscription(watcher: _Watcher) -> Any:
     """Subscribe to the loop's change feed for the watcher's connection, enterprise and query."""
-    from airflow_provider_oes.triggers._feed import FeedQuery, open_feed
+    from airflow_provider_oes.triggers._feed import open_feed
     from airflow_provider_oes.triggers._poller import _connection
 
     trigger = watcher.trigger
@@ -614,14 +629,7 @@ async def _open_feed_subscription(watcher: _Watcher) -> Any:
                 f"of connection {trigger.oes_conn_id!r}"
             )
         enterprise_id = validate_enterprise_id(settings.enterprise_id)
-    query = trigger.query
-    feed = await open_feed(
-        trigger.oes_conn_id,
-        enterprise_id,
-        FeedQuery(
-            statuses=query.statuses, types=query.types, currencies=query.currencies, connection_ids=query.connection_ids
-        ),
-    )
+    feed = await open_feed(trigger.oes_conn_id, enterprise_id, feed_query(trigger.query))
     return feed.subscribe(interval=trigger.poll_interval, since=watcher._since(float(feed.overlap)))
 
 

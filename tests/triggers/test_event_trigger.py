@@ -138,6 +138,17 @@ def test_filters_map_onto_the_list_endpoints_query() -> None:
         "connectionIds": "c1,c2",
     }
     assert AllocationEventTrigger(enterprise_id="e").query.list_params() == {"statuses": "cleared"}
+    # What the change feed sends: the same filters, and both final statuses (shared by every watcher).
+    wire = event_module.feed_query(trigger.query)
+    assert wire.statuses == ("cleared", "released")
+    assert wire.filters() == {
+        "types": ("deallocation",),
+        "currencies": ("ofctbtc", "ofcteth"),
+        "connectionIds": ("c1", "c2"),
+    }
+    assert event_module.feed_query(AllocationEventTrigger(enterprise_id="e", statuses="released").query) == (
+        event_module.feed_query(AllocationEventTrigger(enterprise_id="e").query)
+    )
 
 
 @requires_airflow_33

@@ -103,7 +103,7 @@ async def test_filters_are_the_list_queries_own_and_matching_finals_come_out_onc
     queries = _list_queries(oes_simulator)
     assert queries
     for query in queries:
-        assert query["statuses"] == ["cleared"]
+        assert query["statuses"] == ["cleared,released"]  # statuses are applied to the rows (shared feed)
         assert query["types"] == ["allocation"]
         assert query["currencies"] == ["ofctbtc"]
         assert query["connectionIds"] == [connection_id]
@@ -112,21 +112,29 @@ async def test_filters_are_the_list_queries_own_and_matching_finals_come_out_onc
     await run.stop()
 
 
-async def test_watchers_of_one_query_share_one_feed(
+async def test_cleared_and_released_watchers_share_one_feed(
     oes_simulator: OESSimulator, make_connection: Callable[..., str]
 ) -> None:
     conn_id = make_connection(feed_overlap=2)
-    first = Collected(AllocationEventTrigger(oes_conn_id=conn_id, poll_interval=0.3), Accessor())
-    second = Collected(AllocationEventTrigger(oes_conn_id=conn_id, poll_interval=0.3, start_time=None), Accessor())
+    cleared = Collected(AllocationEventTrigger(oes_conn_id=conn_id, poll_interval=0.3), Accessor())
+    released = Collected(
+        AllocationEventTrigger(oes_conn_id=conn_id, statuses="released", poll_interval=0.3), Accessor()
+    )
     await asyncio.sleep(1.0)
     feeds = [f for f in _feed._feeds().values() if f.conn_id == conn_id]
     assert len(feeds) == 1  # one feed, one request per interval, for both watchers
-    allocation_id = oes_simulator.add_allocation(final_status="reserved")
-    oes_simulator.set_status(allocation_id, "cleared")
-    assert await first.wait_for(1) == [allocation_id]
-    assert await second.wait_for(1) == [allocation_id]
-    await first.stop()
-    await second.stop()
+    assert feeds[0].query == _feed.FeedQuery()  # the default query: the one the deferred sensors' feed reads
+    to_clear = oes_simulator.add_allocation(final_status="reserved")
+    to_release = oes_simulator.add_allocation(final_status="reserved")
+    oes_simulator.set_status(to_clear, "cleared")
+    oes_simulator.set_status(to_release, "released")
+    assert await cleared.wait_for(1) == [to_clear]
+    assert await released.wait_for(1) == [to_release]
+    await asyncio.sleep(0.7)
+    assert cleared.ids() == [to_clear]
+    assert released.ids() == [to_release]
+    await cleared.stop()
+    await released.stop()
 
 
 async def test_permanent_api_error_keeps_the_trigger_alive_and_loud(
