@@ -68,7 +68,7 @@ The rules
   counted in ``ChangeFeed.late_rows`` with the worst lateness (``max_lateness``: the skew plus commit lag
   actually seen) and logged, as a warning once it exceeds half the overlap. Rows seen for the first time
   below the cutoff (on the last page read) are still handed out: they are true, final states.
-* **Duplicates are harmless.** Rows are deduplicated by ``(id, updatedAt)`` for ``retention`` seconds
+* **Duplicates are harmless.** Rows are deduplicated by ``(id, updatedAt, status)`` for ``retention`` seconds
   (default 900) behind the watermark; older rows are neither held nor handed out again, except by a backfill.
 * **Order is checked.** A page that is not sorted newest first (a server ignoring ``sortField``) would make
   the cutoff meaningless: it is reported as an unsupported feed, never trusted.
@@ -468,6 +468,10 @@ class ChangeFeed:
             return False
         return last_check - self.overlap >= max(self.covered_from, self.horizon)
 
+    def held_since(self, moment: float) -> int:
+        """How many held rows have ``updatedAt`` at or after ``moment`` (the change rate, for cost estimates)."""
+        return sum(1 for row in self._held.values() if row.updated_at >= moment)
+
     def lookup(self, allocation_id: str) -> FeedRow | None:
         """The newest row the feed holds for an allocation id, if any.
 
@@ -654,8 +658,10 @@ class ChangeFeed:
         """Hold the row if it is new; True when it should be handed out."""
         key = row.id.lower()
         held = self._held.get(key)
-        if held is not None and held.updated_at >= row.updated_at:
-            return False
+        if held is not None and (
+            held.updated_at > row.updated_at or (held.updated_at == row.updated_at and held.status == row.status)
+        ):
+            return False  # seen (a status change without a new updatedAt is still a change)
         if horizon is not None and row.updated_at < horizon and (backfill_to is None or row.updated_at < backfill_to):
             return False  # older than what the feed holds: handed out long ago (or to be caught by a backfill)
         self._held[key] = row

@@ -6,14 +6,14 @@ loop:
 
 * **one connection** (:class:`_Connection`) per Airflow connection id: one
   :class:`~airflow_provider_oes.hooks.async_client.OESAsyncClient` (one HTTP connection pool) and one
-  :class:`RateLimiter`, shared by every trigger that uses that connection id;
+  :class:`~airflow_provider_oes._rate_limit.RateLimiter`, shared by every trigger that uses that connection id;
 * **one poller** (:class:`AllocationPoller`) per ``(connection id, enterprise id)``: triggers register the
   allocation they wait for and await a future. Once per poll interval the poller asks the list endpoint
   for ``batch_size`` ids at a time (``allocationIds=a,b,c``), resolves the future of every allocation that
   turned ``cleared`` or ``released``, confirms ids missing from the list with the single GET, and keeps the
   rest waiting. With the connection's ``batching`` extra off it sends one single GET per allocation instead.
 
-Every HTTP attempt, retries included, first waits for the connection's :class:`RateLimiter` (a sliding
+Every HTTP attempt, retries included, first waits for the connection's rate limiter (a sliding
 window: never more than ``rate_limit_requests`` in any ``rate_limit_period`` seconds). A 429 holds the whole
 connection back for its ``Retry-After`` (or a backoff). When the limit does not allow a full sweep per
 interval, sweeps simply take longer: every allocation is still checked once per sweep, in order.
@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._api import parse_allocation_record
+from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
-from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError, error_to_payload
+from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError
+from airflow_provider_oes.triggers._events import error_event, terminal_event
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.hooks.async_client import OESAsyncClient
     from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
 
 log = logging.getLogger(__name__)
 
@@ -51,108 +52,6 @@ MAX_BATCH_SIZE = 200
 """Ids per list request are capped here: 200 UUIDs keep the request line under 8 kB, a common proxy limit."""
 CONCURRENCY = 8
 """Requests one connection has in flight at once (the rate limiter still decides how many per window)."""
-
-
-def terminal_event(allocation: Allocation, enterprise_id: str) -> dict[str, Any]:
-    """The event payload for an allocation that reached a final status (what ``execute_complete`` parses)."""
-    return {"status": "terminal", "allocation": allocation.to_json_dict(), "enterprise_id": enterprise_id}
-
-
-def error_event(exc: OESError, allocation_id: str | None = None) -> dict[str, Any]:
-    """The event payload for a permanent error (rebuilt by ``error_from_payload`` in ``execute_complete``)."""
-    payload = {"status": "error", **error_to_payload(exc)}
-    if payload.get("allocation_id") is None and allocation_id is not None:
-        payload["allocation_id"] = allocation_id
-    return payload
-
-
-class RateLimiter:
-    """At most ``max_requests`` requests in any ``period`` seconds, paced evenly, plus 429 back-off.
-
-    Two rules, both must allow a request:
-
-    * a sliding window (the hard guarantee): never more than ``max_requests`` in any ``period``. A request
-      stays in the window from when it is sent until ``period`` after its answer came back (see
-      :meth:`release`), so that however the network delays each request, BitGo cannot see more than
-      ``max_requests`` arrive within ``period``;
-    * a token bucket refilled at ``max_requests / period`` per second holding at most ``burst`` tokens
-      (the pacing): a big sweep is spread over the window instead of spending the whole window's budget
-      in its first seconds and then starving every trigger until the window slides on.
-
-    Waiters are served first come, first served (an :class:`asyncio.Lock` is FIFO).
-
-    :param max_requests: Requests allowed per window.
-    :param period: Window length in seconds.
-    :param burst: Requests that may go back to back; default a tenth of ``max_requests`` (36 of 360).
-    :param clock: Monotonic clock (replaceable in tests).
-    """
-
-    def __init__(
-        self,
-        max_requests: int,
-        period: float,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if max_requests < 1 or period <= 0:
-            raise OESInvalidRequestError(
-                f"the rate limit must allow at least 1 request per positive period, got {max_requests} per {period} s"
-            )
-        self.max_requests = max_requests
-        self.period = period
-        self.burst = max(1, min(max_requests, burst if burst is not None else max_requests // 10))
-        self._rate = max_requests / period
-        self._clock = clock
-        self._sent: deque[list[float]] = deque()  # one mutable [timestamp] per request, in sending order
-        self._tokens = float(self.burst)
-        self._refilled_at = clock()
-        self._blocked_until = 0.0
-        self._lock: asyncio.Lock | None = None
-        self.waited_seconds = 0.0
-        """Total time requests spent waiting for the limiter (for the benchmark and logs)."""
-
-    def penalize(self, seconds: float) -> None:
-        """Hold every request back for ``seconds`` from now (the API answered 429).
-
-        :param seconds: How long to pause the connection.
-        """
-        self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
-
-    def _wait_needed(self, now: float) -> float:
-        self._tokens = min(float(self.burst), self._tokens + (now - self._refilled_at) * self._rate)
-        self._refilled_at = now
-        while self._sent and self._sent[0][0] <= now - self.period:
-            self._sent.popleft()
-        wait = self._blocked_until - now
-        if self._tokens < 1:
-            wait = max(wait, (1 - self._tokens) / self._rate)
-        if len(self._sent) >= self.max_requests:
-            wait = max(wait, self._sent[0][0] + self.period - now)
-        return wait
-
-    async def acquire(self) -> list[float]:
-        """Wait until one more request is allowed, then count it as sent; return its ticket for :meth:`release`."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            while True:
-                now = self._clock()
-                wait = self._wait_needed(now)
-                if wait <= 0:
-                    break
-                self.waited_seconds += wait
-                await asyncio.sleep(wait)
-            self._tokens -= 1
-            ticket = [now]
-            self._sent.append(ticket)
-            return ticket
-
-    def release(self, ticket: list[float]) -> None:
-        """The request of ``ticket`` got its answer (or failed): its window now starts at this moment.
-
-        :param ticket: What :meth:`acquire` returned.
-        """
-        ticket[0] = max(ticket[0], self._clock())
 
 
 @dataclass
@@ -165,13 +64,15 @@ class _Connection:
     pollers: int = 0
 
 
-@dataclass
+@dataclass(slots=True)  # one per waiting trigger: 100,000 of them in a big triggerer
 class _Waiter:
     """One trigger waiting for one allocation."""
 
     allocation_id: str
     poll_interval: float
     future: asyncio.Future[dict[str, Any]]
+    last_check: float | None = None
+    """Server time (epoch s) at which the allocation was last seen not final; ``None``: unknown."""
 
 
 @dataclass
@@ -225,7 +126,7 @@ async def _connection(conn_id: str) -> _Connection:
         limiter = RateLimiter(settings.rate_limit_requests, settings.rate_limit_period)
         client = OESAsyncClient(settings, gate=limiter, max_connections=CONCURRENCY)
         connection = registry.connections[conn_id] = _Connection(settings, client, limiter)
-        if settings.batching and settings.batch_size > MAX_BATCH_SIZE:
+        if settings.strategy != "single" and settings.batch_size > MAX_BATCH_SIZE:
             log.warning(
                 "Connection %r asks for batches of %d allocation ids; using %d per request so the request "
                 "line stays under 8 kB.",
@@ -261,13 +162,16 @@ async def _load_settings(conn_id: str) -> OESConnectionSettings:
     return OESConnectionSettings.from_connection(conn)
 
 
-async def register(conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float) -> Registration:
+async def register(
+    conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float, last_check: float | None = None
+) -> Registration:
     """Add one waiting allocation to the shared poller of its connection and enterprise (starting it if needed).
 
     :param conn_id: Airflow connection id of type ``oes``.
     :param enterprise_id: Validated enterprise id.
     :param allocation_id: Validated allocation id.
     :param poll_interval: Seconds between checks wanted by this trigger (the poller uses the smallest).
+    :param last_check: Server time (epoch s) at which the allocation was last seen not final, if known.
     :raises OESError: when the connection cannot be read.
     """
     connection = await _connection(conn_id)
@@ -276,7 +180,7 @@ async def register(conn_id: str, enterprise_id: str, allocation_id: str, poll_in
     poller = registry.pollers.get(key)
     if poller is None:
         poller = registry.pollers[key] = AllocationPoller(registry, key, connection)
-    return Registration(poller, poller.add(allocation_id, poll_interval))
+    return Registration(poller, poller.add(allocation_id, poll_interval, last_check))
 
 
 class Registration:
@@ -317,6 +221,10 @@ class AllocationPoller:
         self.last_sweep_seconds = 0.0
         self.finished = 0
         """Allocations that got their event (final status or permanent error)."""
+        self.strategy = connection.settings.strategy
+        """``feed``, ``id_batches`` or ``single``: the connection's choice, until a fallback changes it."""
+        self.feed_strategy: FeedStrategy | None = None
+        """The running change-feed strategy, while ``strategy == "feed"``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -326,16 +234,19 @@ class AllocationPoller:
         """Ids per list request: the connection's ``batch_size``, at most :data:`MAX_BATCH_SIZE`."""
         return min(self.connection.settings.batch_size, MAX_BATCH_SIZE)
 
-    def add(self, allocation_id: str, poll_interval: float) -> _Waiter:
+    def add(self, allocation_id: str, poll_interval: float, last_check: float | None = None) -> _Waiter:
         """Wait for one allocation; start the polling task if it is not running.
 
         :param allocation_id: Validated allocation id (several triggers may wait for the same one).
         :param poll_interval: Seconds between checks.
+        :param last_check: Server time (epoch s) at which it was last seen not final, if known.
         """
         if self._stopped:  # pragma: no cover - register() never hands out a stopped poller
             raise RuntimeError("this poller has stopped")
-        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future(), last_check)
         self.waiters.setdefault(allocation_id, []).append(waiter)
+        if self.feed_strategy is not None:
+            self.feed_strategy.added(allocation_id, last_check)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"oes-poller-{self.key[0]}-{self.enterprise_id}"
@@ -368,10 +279,23 @@ class AllocationPoller:
                 "OES poller started for connection %r, enterprise %r: %s, at most %d requests per %g s",
                 self.key[0],
                 self.enterprise_id,
-                f"batches of {self.batch_size} ids per list request" if settings.batching else "one GET per allocation",
+                {
+                    "feed": "the enterprise's change feed",
+                    "id_batches": f"batches of {self.batch_size} ids per list request",
+                }.get(self.strategy, "one GET per allocation"),
                 settings.rate_limit_requests,
                 settings.rate_limit_period,
             )
+            if self.strategy == "feed":
+                from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
+
+                self.feed_strategy = FeedStrategy(self)
+                try:
+                    fall_back = await self.feed_strategy.run()
+                finally:
+                    self.feed_strategy = None
+                if fall_back:
+                    self.strategy = "id_batches"
             while self.waiters:
                 started = loop.time()
                 waiting = len(self.waiters)
@@ -422,7 +346,7 @@ class AllocationPoller:
     async def _sweep(self) -> None:
         """Ask once about every allocation waited for now."""
         ids = list(self.waiters)
-        if self.connection.settings.batching:
+        if self.strategy != "single":
             size = self.batch_size
             batches = [ids[i : i + size] for i in range(0, len(ids), size)]
             await _bounded(batches, self._poll_batch, CONCURRENCY)
@@ -434,6 +358,10 @@ class AllocationPoller:
         if not batch:
             return
         client = self.connection.client
+        if self.strategy == "single":  # switched while this sweep ran
+            for allocation_id in batch:
+                await self._poll_one(allocation_id)
+            return
         try:
             records = await client.list_allocations(self.enterprise_id, allocation_ids=batch, page_size=len(batch))
         except OESError as exc:
@@ -445,9 +373,34 @@ class AllocationPoller:
                     exc,
                 )
                 return
+            from airflow_provider_oes.triggers._feed_strategy import LIST_REJECTED_STATUS_CODES
+
+            if exc.status_code in LIST_REJECTED_STATUS_CODES:
+                # The list endpoint itself is not usable here: one GET each still works (and a real
+                # "no such allocation" or "no such enterprise" then reaches only the allocations it concerns).
+                if self.strategy != "single":
+                    self.strategy = "single"
+                    log.warning(
+                        "OES poller %r/%r: the list endpoint rejected a check by ids (%s); switching to one GET "
+                        "per allocation for this poller.",
+                        self.key[0],
+                        self.enterprise_id,
+                        exc,
+                    )
+                for allocation_id in batch:
+                    await self._poll_one(allocation_id)
+                return
             for allocation_id in batch:
                 self._finish(allocation_id, error_event(exc, allocation_id))
             return
+        seen = self._apply_records(batch, records)
+        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
+        for allocation_id in missing:
+            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
+            await self._poll_one(allocation_id)
+
+    def _apply_records(self, batch: list[str], records: list[Any]) -> set[str]:
+        """Wake the waiters of ``batch`` whose record in ``records`` is final; return the ids found in them."""
         wanted = {allocation_id.lower(): allocation_id for allocation_id in batch}
         seen: set[str] = set()
         for record in records:
@@ -462,10 +415,7 @@ class AllocationPoller:
                 self._finish(asked, error_event(exc, asked))
                 continue
             self._observe(asked, allocation)
-        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
-        for allocation_id in missing:
-            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
-            await self._poll_one(allocation_id)
+        return seen
 
     async def _poll_one(self, allocation_id: str) -> None:
         if allocation_id not in self.waiters:

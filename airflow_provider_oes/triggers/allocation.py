@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_oes._constants import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -19,14 +21,10 @@ if TYPE_CHECKING:
 class AllocationStatusTrigger(BaseTrigger):
     """Fire once when the allocation is final, or when a permanent error makes waiting pointless.
 
-    Events (read by :meth:`AllocationStatusSensor.execute_complete
-    <airflow_provider_oes.sensors.allocation.AllocationStatusSensor.execute_complete>`, which applies the
-    status rules):
-
-    * ``{"status": "terminal", "allocation": <the API's JSON>, "enterprise_id": ...}`` once the allocation is
-      ``cleared`` or ``released``;
-    * ``{"status": "error", **error_to_payload(exc)}`` for a permanent error (HTTP 400/401/403/404, an invalid
-      answer, a bad connection or id).
+    Events (their shapes, and the checks the sensor applies on arrival, are in
+    :mod:`airflow_provider_oes.triggers._events`): a ``terminal`` event once the allocation is ``cleared`` or
+    ``released``; an ``error`` event for a permanent error (HTTP 400/401/403/404, an invalid answer, a bad
+    connection or id).
 
     ``reserved`` and unknown statuses keep it waiting; transient errors left after the connection's retries
     are logged as warnings and polling goes on (the sensor's ``timeout`` bounds the wait).
@@ -35,38 +33,44 @@ class AllocationStatusTrigger(BaseTrigger):
     :param enterprise_id: The client's enterprise id (already resolved from the connection by the sensor).
     :param oes_conn_id: Airflow connection id of type ``oes``.
     :param poll_interval: Seconds between checks; triggers sharing a poller are checked at the smallest one.
+    :param last_check: When the sensor last saw the allocation not final, in the API server's time (ISO 8601,
+        from the ``Date`` of its GET). With it the shared poller's change feed covers the allocation without
+        asking about it; without it (or when too old) the poller checks it by id first. Triggers serialized by
+        older versions have none and keep working.
     """
 
     def __init__(
         self,
         allocation_id: str,
         enterprise_id: str,
-        oes_conn_id: str = "oes_default",
+        oes_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 60.0,
+        last_check: str | None = None,
     ) -> None:
         super().__init__()
         self.allocation_id = allocation_id
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
         self.poll_interval = poll_interval
+        self.last_check = last_check
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(allocation_id={self.allocation_id!r}, enterprise_id={self.enterprise_id!r}, "
-            f"oes_conn_id={self.oes_conn_id!r}, poll_interval={self.poll_interval!r})"
+            f"oes_conn_id={self.oes_conn_id!r}, poll_interval={self.poll_interval!r}, last_check={self.last_check!r})"
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and plain-data kwargs, to rebuild the trigger in the triggerer."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "allocation_id": self.allocation_id,
-                "enterprise_id": self.enterprise_id,
-                "oes_conn_id": self.oes_conn_id,
-                "poll_interval": self.poll_interval,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "allocation_id": self.allocation_id,
+            "enterprise_id": self.enterprise_id,
+            "oes_conn_id": self.oes_conn_id,
+            "poll_interval": self.poll_interval,
+        }
+        if self.last_check is not None:  # absent rather than null: the same kwargs as before it existed
+            kwargs["last_check"] = self.last_check
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def _checked_poll_interval(self) -> float:
         from airflow_provider_oes.exceptions import OESInvalidRequestError
@@ -76,16 +80,38 @@ class AllocationStatusTrigger(BaseTrigger):
             raise OESInvalidRequestError(f"poll_interval must be a positive number of seconds, got {value!r}")
         return float(value)
 
+    def _checked_last_check(self) -> float | None:
+        from airflow_provider_oes._api import parse_timestamp
+
+        if self.last_check is None:
+            return None
+        value = parse_timestamp(self.last_check)
+        if value is None:
+            # Only a cost: the poller checks the allocation by id instead of trusting the feed for it.
+            self.log.warning(
+                "last_check %r is not an ISO 8601 time; allocation %s will be checked by id first",
+                str(self.last_check)[:40],
+                self.allocation_id,
+            )
+        return value
+
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait on the shared poller; yield exactly one event."""
         from airflow_provider_oes._api import validate_allocation_id, validate_enterprise_id
         from airflow_provider_oes.exceptions import OESError
-        from airflow_provider_oes.triggers._poller import error_event, register
+        from airflow_provider_oes.triggers._events import error_event
+        from airflow_provider_oes.triggers._poller import register
 
         try:
             allocation_id = validate_allocation_id(self.allocation_id)
             enterprise_id = validate_enterprise_id(self.enterprise_id)
-            registration = await register(self.oes_conn_id, enterprise_id, allocation_id, self._checked_poll_interval())
+            registration = await register(
+                self.oes_conn_id,
+                enterprise_id,
+                allocation_id,
+                self._checked_poll_interval(),
+                self._checked_last_check(),
+            )
         except OESError as exc:
             yield TriggerEvent(error_event(exc, str(self.allocation_id)))
             return

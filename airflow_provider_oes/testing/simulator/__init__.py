@@ -51,10 +51,13 @@ Semantics worth knowing:
 from __future__ import annotations
 
 from airflow_provider_oes.testing.simulator._common import (
+    BITGO_RATE_LIMIT,
     DEFAULT_CONNECTION_ID,
     DEFAULT_ENTERPRISE_ID,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_PARTNER_ID,
     DEFAULT_TOKEN,
+    ENTERPRISE_HEADER,
     MAX_PAGE_SIZE,
     UNLICENSED_ENTERPRISE_ID,
 )
@@ -64,10 +67,13 @@ from airflow_provider_oes.testing.simulator.remote import OESSimulatorClient, OE
 from airflow_provider_oes.testing.simulator.server import OESSimulator
 
 __all__ = [
+    "BITGO_RATE_LIMIT",
     "DEFAULT_CONNECTION_ID",
     "DEFAULT_ENTERPRISE_ID",
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_PARTNER_ID",
     "DEFAULT_TOKEN",
+    "ENTERPRISE_HEADER",
     "FAULT_KINDS",
     "MAX_PAGE_SIZE",
     "UNLICENSED_ENTERPRISE_ID",
