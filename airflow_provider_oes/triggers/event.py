@@ -608,7 +608,7 @@ def feed_query(query: EventQuery) -> Any:
 
 def _feed_closed(feed: Any) -> bool:
     """True once the feed stopped (its task ended): a subscription to it gets nothing more."""
-    return bool(getattr(feed, "_closed", False))
+    return bool(feed.closed)
 
 
 async def _open_feed_subscription(watcher: _Watcher) -> Any:

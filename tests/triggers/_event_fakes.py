@@ -90,6 +90,10 @@ class Feed:
         self._closed = False
         self.subscriptions: list[Subscription] = []
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def subscribe(self, *, interval: float, since: float | None) -> Subscription:
         sub = Subscription(self, interval, None if since is None else since - self.overlap)
         self.subscriptions.append(sub)
