@@ -514,3 +514,12 @@ async def test_transient_feed_errors_keep_the_feed(server: FakeOES) -> None:
         assert server.id_requests() == []
     finally:
         await fleet.close()
+
+
+async def test_trigger_without_enterprise_uses_the_connections(server: FakeOES) -> None:
+    # As a sensor started from the triggerer creates it: no enterprise id, no last check, no interval.
+    allocation_id = server.add("cleared", updated_at=T0 - 5000)
+    trigger = AllocationStatusTrigger(allocation_id, "", CONN, None)
+    events = [event.payload async for event in trigger.run()]
+    assert events[0]["status"] == "terminal"
+    assert events[0]["enterprise_id"] == ENTERPRISE
