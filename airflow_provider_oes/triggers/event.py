@@ -582,10 +582,13 @@ class _Watcher:
             and self._clock() - self._saved_at < CHECKPOINT_SECONDS
         ):
             return  # only the floor moved: checkpoint it now and then, not after every poll
+        recorded = list(self.unrecorded)
         if await self._save_quietly(snapshot, "emitted"):
             self._saved = snapshot
             self._saved_at = self._clock()
             self.unrecorded.clear()
+            if recorded:
+                log.info("%r: Airflow stored the event; recorded as emitted: %s", self, ", ".join(recorded))
 
     def halt(self, reason: str) -> None:
         """Stop writing state (an event was not confirmed): the next start resumes from the last confirmed one."""
