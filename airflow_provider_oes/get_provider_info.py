@@ -116,8 +116,6 @@ def _conn_field(extra: _Extra) -> dict[str, Any]:
         schema["default"] = extra.default
     if extra.minimum is not None:
         schema["minimum"] = extra.minimum
-    if extra.choices is not None:
-        schema["enum"] = [*extra.choices, None]
     return {"label": extra.label, "description": extra.description, "schema": schema}
 
 
