@@ -81,10 +81,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import math
 import weakref
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._api import parse_timestamp
@@ -190,23 +191,51 @@ class FeedQuery:
         return "&".join(parts)
 
 
-@dataclass(frozen=True)
 class FeedRow:
     """One row of the feed.
 
+    A feed holds up to ``retention`` seconds of rows (20,000 at 20 changes per second): it keeps each record as
+    compact JSON text, a fifth of the memory of the parsed dict, and parses it again only when asked.
+
     :param id: The allocation id as the API sent it.
     :param updated_at: Its ``updatedAt`` (server clock) in epoch seconds.
-    :param record: The record exactly as the API sent it (validate it before use).
+    :param record: The record exactly as the API sent it (validate it before use), or its JSON text.
     """
 
-    id: str
-    updated_at: float
-    record: dict[str, Any] = field(repr=False)
+    __slots__ = ("_record", "id", "status", "updated_at")
+
+    def __init__(self, id: str, updated_at: float, record: dict[str, Any] | str) -> None:
+        self.id = id
+        self.updated_at = updated_at
+        self._record = record
+        self.status: Any = record.get("status") if isinstance(record, dict) else self.record.get("status")
+        """The record's raw ``status``."""
+
+    def __repr__(self) -> str:
+        return f"FeedRow(id={self.id!r}, updated_at={self.updated_at!r}, status={self.status!r})"
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, FeedRow):
+            return NotImplemented
+        return (self.id, self.updated_at, self.status) == (other.id, other.updated_at, other.status)
+
+    def __hash__(self) -> int:
+        return hash((self.id, self.updated_at, self.status))
 
     @property
-    def status(self) -> Any:
-        """The record's raw ``status``."""
-        return self.record.get("status")
+    def record(self) -> dict[str, Any]:
+        """The record as the API sent it (a fresh dict each time when held as text)."""
+        record = self._record
+        if isinstance(record, str):
+            parsed: dict[str, Any] = json.loads(record)
+            return parsed
+        return record
+
+    def compact(self) -> FeedRow:
+        """The same row holding its record as JSON text (what the feed keeps)."""
+        if isinstance(self._record, str):
+            return self
+        return FeedRow(self.id, self.updated_at, json.dumps(self._record, separators=(",", ":")))
 
 
 @dataclass(frozen=True)
@@ -670,7 +699,7 @@ class ChangeFeed:
             return False  # seen (a status change without a new updatedAt is still a change)
         if horizon is not None and row.updated_at < horizon and (backfill_to is None or row.updated_at < backfill_to):
             return False  # older than what the feed holds: handed out long ago (or to be caught by a backfill)
-        self._held[key] = row
+        self._held[key] = row.compact()
         return True
 
     def _late(self, row: FeedRow, previous_watermark: float) -> None:

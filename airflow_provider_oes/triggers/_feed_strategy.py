@@ -312,9 +312,13 @@ class FeedStrategy:
                 self.unvouched.pop(allocation_id, None)
                 continue
             last_check = _latest_check(waiters)
-            # Every row since `covered` reached this poller while it waited (the poller takes every row).
+            # Every row the backfill read reached this poller while it waited (the poller takes every row);
+            # rows the feed handed out before this trigger registered are in what it holds.
             if covered is not None and last_check is not None and last_check - feed.overlap >= covered:
                 self.unvouched.pop(allocation_id, None)
+                row = feed.lookup(allocation_id)
+                if row is not None:
+                    self._row(row)
 
     # ------------------------------------------------------------------ id checks
 

@@ -525,3 +525,30 @@ async def test_trigger_without_enterprise_uses_the_connections(server: FakeOES) 
     events = [event.payload async for event in trigger.run()]
     assert events[0]["status"] == "terminal"
     assert events[0]["enterprise_id"] == ENTERPRISE
+
+
+async def test_restart_in_waves_wakes_triggers_whose_change_was_read_before_they_registered(
+    server: FakeOES,
+) -> None:
+    # A triggerer loads its triggers in chunks: the feed's first poll reads changes of allocations whose
+    # triggers register only afterwards, with last checks that need a backfill. Those must fire too.
+    server.now = T0 + 600
+    first = [server.add(updated_at=T0 - 1000) for _ in range(60)]
+    second = [server.add(updated_at=T0 - 1000) for _ in range(60)]
+    for k in range(30):
+        server.add("cleared", updated_at=T0 + 20 * k)
+    for i in second[:4]:
+        server.flip(i, "cleared", updated_at=T0 + 595)  # newest rows: on the first poll's first page
+    fleet = Fleet()
+    try:
+        for i in first:
+            fleet.start(i, last_check=T0)
+        await _polls(2)
+        for i in second:
+            fleet.start(i, last_check=T0)
+        await fleet.wait_for(second[:4])
+        await _polls(3)
+        assert _strategy().unvouched == {}
+        assert set(fleet.events) == set(second[:4])
+    finally:
+        await fleet.close()
