@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -11,13 +10,11 @@ from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
+from airflow_provider_oes._task import AllocationTaskMixin
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from airflow.sdk import Context
 
-    from airflow_provider_oes.hooks.oes import OESHook
     from airflow_provider_oes.models import Allocation
 
 
@@ -46,7 +43,7 @@ def _from_mapped_task(name: str, default: str) -> str:
     )
 
 
-class AllocationStatusSensor(BaseSensorOperator):
+class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     """Wait until a BitGo OES client allocation (or deallocation) is final.
 
     * ``reserved``: keep waiting (the API's reason is logged).
@@ -80,8 +77,6 @@ class AllocationStatusSensor(BaseSensorOperator):
     (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
-    ui_color = "#e8f1fb"
     # Used as they are for mapped sensors (``.partial(start_from_trigger=True).expand(allocation_id=[...])``),
     # whose __init__ does not run before the scheduler starts them; an unmapped sensor replaces it with its own
     # values in __init__. None before Airflow 3.3: there the scheduler would hand the triggerer unrendered
@@ -146,13 +141,6 @@ class AllocationStatusSensor(BaseSensorOperator):
                     "arguments from 3.3); task %s defers from a worker instead.",
                     self.task_id,
                 )
-
-    @cached_property
-    def hook(self) -> OESHook:
-        """The hook for ``oes_conn_id``, created once per task run."""
-        from airflow_provider_oes.hooks.oes import OESHook
-
-        return OESHook(oes_conn_id=self.oes_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the allocation once and apply the status rules."""

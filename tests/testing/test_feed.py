@@ -274,6 +274,22 @@ def test_bulk_create_waiting_allocations(oes_simulator: OESSimulator, api: Api) 
     assert api.ids(**FEED) == []
     with pytest.raises(ValueError, match="count"):
         oes_simulator.add_allocations(0)
+    with pytest.raises(TypeError, match="created_at"):
+        oes_simulator.add_allocations(2, created_at="2026-01-01T00:00:00Z")
+    with pytest.raises(ValueError, match="final_status"):
+        oes_simulator.add_allocations(2, final_status="done")
+
+
+def test_bulk_create_with_a_timeline(oes_simulator: OESSimulator, api: Api) -> None:
+    cleared = oes_simulator.add_allocations(3, final_status="cleared", connection_id="conn-x")
+    assert api.ids(**FEED) == cleared[::-1]  # final at creation: updatedAt = createdAt, 1 ms apart
+    later = oes_simulator.add_allocations(2, final_status="released", reserved_for_seconds=0.2)
+    assert {oes_simulator.get_record(i)["status"] for i in later} == {"reserved"}
+    wait_for(lambda: len(api.ids(**FEED)) == 5, what="the timed flips")
+    records = [oes_simulator.get_record(i) for i in later]
+    assert {r["status"] for r in records} == {"released"}
+    assert all(epoch_ms(r["updatedAt"]) == epoch_ms(r["createdAt"]) + 200 for r in records)
+    assert api.ids(connectionIds="conn-x") == cleared
 
 
 def test_feed_over_100k_waiting_allocations(oes_simulator: OESSimulator, api: Api) -> None:

@@ -271,8 +271,7 @@ class OESSimulatorProcess(_Runnable):
         self.port = port
         self.token = token
         self.enterprise_id = enterprise_id
-        self.rate_limit = rate_limit
-        self.clock_offset = clock_offset
+        self.rate_limit, self.clock_offset = rate_limit, clock_offset
         self.startup_timeout = startup_timeout
         self.url = ""
         self._proc: subprocess.Popen[str] | None = None

@@ -6,6 +6,7 @@ The Python scripting API for allocations: add them (one or in bulk), flip them n
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import time
 import uuid
@@ -55,6 +56,7 @@ def _timeline_fields(
     reserved_forever = final_status == "reserved"
     return {
         "final_status": final_status,
+        "reserved_for_seconds": reserved_for_seconds,
         "final_reason": final_reason,
         "reserved_reason": reserved_reason,
         "reserved_for_reads": reserved_for_reads,
@@ -162,73 +164,57 @@ class _AllocationScripting:
                 raise ValueError(f"allocation {allocation_id} already exists")
             created_ms = state.next_created_ms() if created is None else _to_ms(created)
             alloc = _Allocation(id=allocation_id, created_ms=created_ms, updated_ms=created_ms, **record, **timeline)
-            state.insert(alloc, reserved_for_seconds, time.monotonic())
+            state.insert(alloc, time.monotonic())
         return allocation_id
 
-    def add_allocations(
-        self,
-        count: int,
-        final_status: str = "reserved",
-        reserved_for_seconds: float | None = None,
-        reserved_for_reads: int | None = None,
-        reserved_reason: str = DEFAULT_RESERVED_REASON,
-        final_reason: str | None = None,
-        currency: str = "ofctbtc",
-        quantity: str | int = "100000000",
-        type: str = "allocation",
-        enterprise_id: str | None = None,
-        connection_id: str | None = None,
-        partner_id: str | None = None,
-        initiated_by: str = DEFAULT_INITIATED_BY,
-        retriable: bool = False,
-    ) -> list[str]:
+    def add_allocations(self, count: int, **options: Any) -> list[str]:
         """
         Add ``count`` allocations at once (100,000 in about a second); return their ids in createdAt order.
 
-        By default they wait (``reserved``) until flipped by :meth:`set_status` or :meth:`schedule_flips`.
-        Their ``createdAt`` are 1 ms apart, the last one the simulator's now. The other parameters mean
-        what they mean for :meth:`add_allocation` and apply to every allocation added.
+        By default they wait (``final_status="reserved"``) until flipped by :meth:`set_status` or
+        :meth:`schedule_flips`. Their ``createdAt`` are 1 ms apart, the last one the simulator's now.
 
         :param count: how many to add (>= 1).
+        :param options: keyword arguments of :meth:`add_allocation`, applied to every allocation added;
+            not ``allocation_id``, ``client_external_id`` or ``created_at``, which are each record's own.
         """
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError(f"count must be a positive integer, not {count!r}")
-        timeline = _timeline_fields(
-            final_status, reserved_for_seconds, reserved_for_reads, reserved_reason, final_reason
-        )
-        common = _record_fields(
-            quantity,
-            type,
-            currency=currency,
-            enterprise_id=enterprise_id or self._state.enterprise_id,
-            connection_id=connection_id or DEFAULT_CONNECTION_ID,
-            partner_id=partner_id or DEFAULT_PARTNER_ID,
-            initiated_by=initiated_by,
-            retriable=retriable,
-            partner_external_id=None,
-            notes=None,
-            **timeline,
-        )
-        ids = _uuid4_strings(count)
+        per_record = sorted({"allocation_id", "client_external_id", "created_at"} & options.keys())
+        if per_record:
+            raise TypeError(f"add_allocations() sets {', '.join(per_record)} itself for each allocation")
+        options.setdefault("final_status", "reserved")
         state = self._state
+        first_ms = state.clock.now_ms() - (count - 1)
+        # the first one goes through add_allocation, which checks every option; the others copy it
+        ids = [self.add_allocation(created_at=_from_ms(first_ms), **options)]
+        ids += _uuid4_strings(count - 1)
         with state.lock:
-            clash = next((i for i in ids if i in state.allocations), None)
-            if clash is not None:  # pragma: no cover - a uuid4 collision
-                raise ValueError(f"allocation {clash} already exists")
-            last_ms = state.clock.now_ms()
+            template = state.get(ids[0])
+            timeline = _timeline_fields(
+                template.final_status,
+                template.reserved_for_seconds,
+                template.reserved_for_reads,
+                template.reserved_reason,
+                template.final_reason,
+            )
+            own = ("id", "client_external_id", "created_ms", "updated_ms")
+            common = {f.name: getattr(template, f.name) for f in dataclasses.fields(template) if f.name not in own}
+            common.update(timeline)
             created_mono = time.monotonic()
-            for offset, allocation_id in enumerate(ids, start=1 - count):
-                created_ms = last_ms + offset
+            for offset, allocation_id in enumerate(ids[1:], start=1):
+                if allocation_id in state.allocations:  # pragma: no cover - a uuid4 collision
+                    raise ValueError(f"allocation {allocation_id} already exists")
+                created_ms = first_ms + offset
                 alloc = _Allocation(
                     id=allocation_id,
                     client_external_id=f"sim-{allocation_id[:8]}",
-                    extra_fields={},
                     created_ms=created_ms,
                     updated_ms=created_ms,
                     **common,
                 )
-                state.insert(alloc, reserved_for_seconds, created_mono)
-            state.note_created_ms(last_ms)
+                state.insert(alloc, created_mono)
+            state.note_created_ms(first_ms + count - 1)
         return ids
 
     def set_status(self, allocation_id: str, status: str, reason: str | None = None, late_by: float = 0.0) -> None:

@@ -74,6 +74,8 @@ class OESSimulator(_AllocationScripting, _ServerConditions, _Runnable):
     :param rate_limit: ``(requests, window seconds)`` allowed per token across all clients, BitGo's
         360 per 60 s by default; None for no limit (e.g. a benchmark of client CPU cost).
     :param clock_offset: seconds the simulator's clock runs ahead of the machine's (skew against clients).
+    :param ssl_certfile: PEM certificate to serve HTTPS with (with ``ssl_keyfile``); ``None``: plain HTTP.
+    :param ssl_keyfile: PEM private key of ``ssl_certfile``.
     """
 
     def __init__(
@@ -81,9 +83,16 @@ class OESSimulator(_AllocationScripting, _ServerConditions, _Runnable):
         port: int = 0,
         token: str = DEFAULT_TOKEN,
         enterprise_id: str = DEFAULT_ENTERPRISE_ID,
+        *,
         rate_limit: tuple[int, float] | None = BITGO_RATE_LIMIT,
         clock_offset: float = 0.0,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
     ) -> None:
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        self._ssl_certfile = ssl_certfile
+        self._ssl_keyfile = ssl_keyfile
         if not token:
             raise ValueError("token must not be empty")
         if not enterprise_id:
@@ -121,6 +130,8 @@ class OESSimulator(_AllocationScripting, _ServerConditions, _Runnable):
             date_header=False,  # the gateway stamps Date from the simulator's clock
             lifespan="off",
             timeout_graceful_shutdown=2,
+            ssl_certfile=self._ssl_certfile,
+            ssl_keyfile=self._ssl_keyfile,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -164,5 +175,5 @@ class OESSimulator(_AllocationScripting, _ServerConditions, _Runnable):
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (``https://`` when serving TLS)."""
+        return f"{'https' if self._ssl_certfile else 'http'}://127.0.0.1:{self.port}"

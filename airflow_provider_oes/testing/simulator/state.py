@@ -57,6 +57,7 @@ class _Allocation:
     final_status: str
     final_reason: str | None
     reserved_reason: str
+    reserved_for_seconds: float | None
     reserved_for_reads: int | None
     status: str
     reason: str | None
@@ -215,12 +216,12 @@ class _State:
         """Default ``createdAt`` values come after ``created_ms`` from now on (caller holds the lock)."""
         self._last_created_ms = max(self._last_created_ms, created_ms)
 
-    def insert(self, alloc: _Allocation, reserved_for_seconds: float | None, created_mono: float) -> None:
+    def insert(self, alloc: _Allocation, created_mono: float) -> None:
         """Add a new allocation (caller holds the lock and has checked the id is free)."""
         self.allocations[alloc.id] = alloc
         self.members.add(alloc.enterprise_id)
-        if alloc.waiting_time and reserved_for_seconds is not None:
-            self._push(created_mono + reserved_for_seconds, _Flip(alloc.id))
+        if alloc.waiting_time and alloc.reserved_for_seconds is not None:
+            self._push(created_mono + alloc.reserved_for_seconds, _Flip(alloc.id))
         self._finish_timeline(alloc, alloc.created_ms)
 
     def get(self, allocation_id: str) -> _Allocation:
@@ -278,10 +279,10 @@ class _State:
         alloc = self.allocations.get(flip.allocation_id)
         if alloc is None:  # removed by a reset after it was scheduled
             return
-        if flip.status is None:  # the timeline's time condition
+        if flip.status is None:  # the timeline's time condition, stamped createdAt + the seconds
             if alloc.scripted:
                 alloc.waiting_time = False
-                self._finish_timeline(alloc, stamp_ms)
+                self._finish_timeline(alloc, alloc.created_ms + round((alloc.reserved_for_seconds or 0) * 1000))
             return
         reason = flip.reason
         if reason is None and flip.status == "reserved":
