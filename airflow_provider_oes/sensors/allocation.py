@@ -70,6 +70,11 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         sensor defers from a worker instead. Mapped: ``.partial(start_from_trigger=True).expand(
         allocation_id=[...])`` with a literal list (Airflow 3.3.2 does not expand trigger arguments per map
         index: the triggerer picks this index's value from the list).
+
+    Given ``outlets=[asset, ...]``, the sensor attaches the cleared allocation (id, type, status, amount,
+    connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger``
+    included: the task resumes on a worker), so a DAG scheduled on the asset reads which allocation started it
+    (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
     """
 
     # Used as they are for mapped sensors (``.partial(start_from_trigger=True).expand(allocation_id=[...])``),
@@ -149,7 +154,19 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                 raise
             self.log.warning("Could not check allocation %s this time, will try again: %s", self.allocation_id, exc)
             return PokeReturnValue(is_done=False)
-        return self.evaluate(allocation)
+        result = self.evaluate(allocation)
+        if result.is_done:
+            self._attach_to_outlets(context, allocation, self.enterprise_id)
+        return result
+
+    def _attach_to_outlets(self, context: Context, allocation: Allocation, enterprise_id: str | None) -> None:
+        """On success, put the allocation on each outlet's asset event (for DAGs scheduled on those assets)."""
+        from airflow_provider_oes.assets import attach_allocation_to_outlets
+
+        if not self.outlets:
+            return
+        resolved = enterprise_id or self.hook.resolve_enterprise_id(self.enterprise_id)
+        attach_allocation_to_outlets(self, context, allocation, enterprise_id=resolved, oes_conn_id=self.oes_conn_id)
 
     def evaluate(self, allocation: Allocation) -> PokeReturnValue:
         """The status rules, in one place for poke, reschedule and deferrable modes.
@@ -219,4 +236,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         from airflow_provider_oes.triggers._events import read_event
 
         allocation = read_event(event, allocation_id=str(self.allocation_id), enterprise_id=self.enterprise_id)
-        return self.evaluate(allocation).xcom_value
+        result = self.evaluate(allocation)
+        if result.is_done:
+            # Outlet events are registered when the task succeeds on a worker, i.e. here, not in the trigger.
+            self._attach_to_outlets(context, allocation, None)
+        return result.xcom_value

@@ -437,6 +437,12 @@ class ChangeFeed:
         """Rows with ``updatedAt`` below this are no longer held (``None`` before the first poll)."""
         return None if self.watermark is None else self.watermark - self.retention
 
+    @property
+    def closed(self) -> bool:
+        """True once the feed stopped (its task ended, or its last subscriber left): its subscriptions get
+        nothing more, and :func:`open_feed` hands out a new feed for the key."""
+        return self._closed
+
     def subscribe(
         self,
         on_batch: Callable[[FeedBatch], None] | None = None,
