@@ -36,9 +36,22 @@ def cli_stack() -> Iterator[AirflowStack]:
 
 
 def _json_output(stdout: str) -> Any:
-    """Parse the JSON document of a ``-o json`` command (log lines may precede it)."""
-    start = min(i for i in (stdout.find("["), stdout.find("{")) if i >= 0)
-    return json.loads(stdout[start:])
+    """Parse the JSON document of a ``-o json`` command.
+
+    Log lines may precede it (Airflow 3.2 logs before ``connections get`` prints), and they can hold
+    brackets themselves (``[info]``, ``[2026-...]``): the document is the first line opening with ``[`` or
+    ``{`` from which a JSON array or object decodes that runs to the end of the output.
+    """
+    lines = stdout.splitlines(keepends=True)
+    for i, line in enumerate(lines):
+        if line.lstrip().startswith(("[", "{")):
+            try:
+                document = json.loads("".join(lines[i:]))
+            except json.JSONDecodeError:
+                continue
+            if isinstance(document, (list, dict)):
+                return document
+    raise AssertionError(f"no JSON document in the command's output:\n{stdout}")
 
 
 def _add(stack: AirflowStack, conn_id: str, host: str, token: str, extra: dict[str, Any]) -> None:
