@@ -81,6 +81,8 @@ print(f"sdist: {len(names)} files, no tests; wheel: {len(wnames)} files; metadat
 EOF
 
 echo "[dist] fresh virtual environment: pip install <wheel>; airflow providers get" >&2
+# Away from the checkout, so that nothing can import the package from the source tree.
+cd "$work"
 "$PYTHON" -m venv "$work/user"
 quiet_pip "$work/user/bin/python" -m pip install -q "${wheel[0]}" ${OES_AIRFLOW_VERSION:+"apache-airflow==$OES_AIRFLOW_VERSION"}
 export AIRFLOW_HOME="$work/airflow_home"
