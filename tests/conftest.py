@@ -16,8 +16,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_DAGS = REPO_ROOT / "example_dags"
+from tests._paths import EXAMPLE_DAGS
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="oes-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)

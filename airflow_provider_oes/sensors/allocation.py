@@ -9,6 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_provider_oes._constants import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -36,12 +38,12 @@ class AllocationStatusSensor(BaseSensorOperator):
     :param allocation_id: UUID of the allocation to wait for. Templated.
     :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's
         ``enterprise_id`` extra. Templated.
-    :param oes_conn_id: Airflow connection id of type ``oes``.
+    :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id")
+    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -49,7 +51,7 @@ class AllocationStatusSensor(BaseSensorOperator):
         *,
         allocation_id: str,
         enterprise_id: str | None = None,
-        oes_conn_id: str = "oes_default",
+        oes_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:
@@ -135,32 +137,12 @@ class AllocationStatusSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger fired: apply exactly the same status rules as :meth:`poke`.
+        """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.
 
         :raises AllocationReleasedError: when the allocation is ``released``.
         :raises OESError: when the trigger reported a permanent API error.
         """
-        from airflow_provider_oes._api import parse_allocation_record
-        from airflow_provider_oes.exceptions import OESResponseError, error_from_payload
+        from airflow_provider_oes.triggers._events import read_event
 
-        if not event:
-            raise OESResponseError(f"the trigger for allocation {self.allocation_id!r} returned no event")
-        if event.get("status") == "error":
-            raise error_from_payload(event)
-        if event.get("status") != "terminal":
-            # Only the trigger's two event shapes are trusted; a malformed event never becomes success.
-            raise OESResponseError(
-                f"the trigger for allocation {self.allocation_id!r} sent an event of unknown kind "
-                f"{str(event.get('status'))[:40]!r}; not trusted as success"
-            )
-        enterprise_id = str(event.get("enterprise_id") or self.enterprise_id or "")
-        allocation = parse_allocation_record(
-            event.get("allocation"), allocation_id=str(self.allocation_id), enterprise_id=enterprise_id
-        )
-        result = self.evaluate(allocation)
-        if not result.is_done:
-            # A trigger only fires on a final status; anything else is not trusted as success.
-            raise OESResponseError(
-                f"the trigger for allocation {self.allocation_id!r} fired while it is {allocation.status!r}"
-            )
-        return result.xcom_value
+        allocation = read_event(event, allocation_id=str(self.allocation_id), enterprise_id=self.enterprise_id)
+        return self.evaluate(allocation).xcom_value
