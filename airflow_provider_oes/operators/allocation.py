@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
+from airflow_provider_oes._task import AllocationTaskMixin
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Iterator, Sequence
@@ -15,10 +15,8 @@ if TYPE_CHECKING:
 
     from airflow.sdk import Context
 
-    from airflow_provider_oes.hooks.oes import OESHook
 
-
-class GetAllocationOperator(BaseOperator):
+class GetAllocationOperator(AllocationTaskMixin, BaseOperator):
     """Fetch a BitGo OES client allocation (or deallocation) once, without waiting for it to be final.
 
     The allocation is returned in the API's JSON shape (camelCase keys, amounts as base-unit strings),
@@ -33,9 +31,6 @@ class GetAllocationOperator(BaseOperator):
     :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
-    ui_color = "#e8f1fb"
-
     def __init__(
         self,
         *,
@@ -49,13 +44,6 @@ class GetAllocationOperator(BaseOperator):
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
 
-    @cached_property
-    def hook(self) -> OESHook:
-        """The hook for ``oes_conn_id``, created once per task run."""
-        from airflow_provider_oes.hooks.oes import OESHook
-
-        return OESHook(oes_conn_id=self.oes_conn_id)
-
     def execute(self, context: Context) -> dict[str, Any]:
         """Fetch the allocation and return its JSON shape (pushed to XCom by Airflow)."""
         allocation = self.hook.get_allocation(self.allocation_id, self.enterprise_id)
@@ -63,7 +51,7 @@ class GetAllocationOperator(BaseOperator):
         return allocation.to_json_dict()
 
 
-class ListAllocationsOperator(BaseOperator):
+class ListAllocationsOperator(AllocationTaskMixin, BaseOperator):
     """List the allocations (and deallocations) matching filters, for reconciliation, e.g. "all released yesterday".
 
     Pages through BitGo's list endpoint with :meth:`OESHook.list_allocations
@@ -108,7 +96,6 @@ class ListAllocationsOperator(BaseOperator):
         "output_path",
         "oes_conn_id",
     )
-    ui_color = "#e8f1fb"
 
     def __init__(
         self,
@@ -146,13 +133,6 @@ class ListAllocationsOperator(BaseOperator):
         self.max_records = max_records
         self.output_path = output_path
         self.oes_conn_id = oes_conn_id
-
-    @cached_property
-    def hook(self) -> OESHook:
-        """The hook for ``oes_conn_id``, created once per task run."""
-        from airflow_provider_oes.hooks.oes import OESHook
-
-        return OESHook(oes_conn_id=self.oes_conn_id)
 
     def execute(self, context: Context) -> list[dict[str, Any]] | dict[str, Any]:
         """List the matching allocations; return them (or, with ``output_path``, where they were written)."""

@@ -69,9 +69,23 @@ class OESSimulator(_Scripting, _Runnable):
     :param port: TCP port on 127.0.0.1; 0 picks a free one (read it back from :attr:`port`).
     :param token: bearer token the API accepts.
     :param enterprise_id: default enterprise (the caller is a member, and it is OES-licensed).
+    :param ssl_certfile: PEM certificate to serve HTTPS with (with ``ssl_keyfile``); ``None``: plain HTTP.
+    :param ssl_keyfile: PEM private key of ``ssl_certfile``.
     """
 
-    def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, enterprise_id: str = DEFAULT_ENTERPRISE_ID) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        token: str = DEFAULT_TOKEN,
+        enterprise_id: str = DEFAULT_ENTERPRISE_ID,
+        *,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        self._ssl_certfile = ssl_certfile
+        self._ssl_keyfile = ssl_keyfile
         if not token:
             raise ValueError("token must not be empty")
         if not enterprise_id:
@@ -108,6 +122,8 @@ class OESSimulator(_Scripting, _Runnable):
             access_log=False,
             lifespan="off",
             timeout_graceful_shutdown=2,
+            ssl_certfile=self._ssl_certfile,
+            ssl_keyfile=self._ssl_keyfile,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -151,5 +167,5 @@ class OESSimulator(_Scripting, _Runnable):
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (``https://`` when serving TLS)."""
+        return f"{'https' if self._ssl_certfile else 'http'}://127.0.0.1:{self.port}"
