@@ -403,7 +403,8 @@ def list_query_params(
     :param partner_ids: Only records of these partners (UUIDs; ``partnerIds``).
     :param created_on_or_after: Only records created at or after this time (time-zone aware datetime or ISO
         8601 string; ``createdOnOrAfter``).
-    :param created_before: Only records created before this time (``createdBefore``).
+    :param created_before: Only records created before this time (``createdBefore``; the spec's text says
+        "on or before": do not count on the bound itself either way).
     :param sort_field: ``id``, ``updatedAt``, ``quantity`` or ``currency``; ``None`` keeps the API's order,
         ``createdAt`` then ``id`` ascending (``sortField``).
     :param sort_direction: ``ASC`` or ``DESC`` for ``sort_field`` (``sortDirection``).
@@ -426,9 +427,9 @@ def list_query_params(
     params.update((key, value) for key, value in lists if value is not None)
     after = _timestamp_value("created_on_or_after", created_on_or_after)
     before = _timestamp_value("created_before", created_before)
-    if after is not None and before is not None and after >= before:
+    if after is not None and before is not None and after > before:
         raise OESInvalidRequestError(
-            f"created_on_or_after ({_format_utc(after)}) must be earlier than created_before ({_format_utc(before)})"
+            f"created_on_or_after ({_format_utc(after)}) must not be later than created_before ({_format_utc(before)})"
         )
     if after is not None:
         params["createdOnOrAfter"] = _format_utc(after)

@@ -108,9 +108,12 @@ def test_bad_values_are_named(kwargs: dict[str, Any], named: str, shown: str) ->
     assert shown in message
 
 
-def test_empty_or_reversed_creation_window_is_refused() -> None:
-    with pytest.raises(OESInvalidRequestError, match=r"created_on_or_after \(2026-11-25T00:00:00.000Z\) must be"):
-        list_query_params(created_on_or_after="2026-11-25T00:00:00Z", created_before="2026-11-25T00:00:00Z")
+def test_reversed_creation_window_is_refused() -> None:
+    with pytest.raises(OESInvalidRequestError, match=r"created_on_or_after \(2026-11-25T00:00:01.000Z\) must not"):
+        list_query_params(created_on_or_after="2026-11-25T00:00:01Z", created_before="2026-11-25T00:00:00Z")
+    # Equal bounds are a valid window: the spec describes createdBefore as "on or before".
+    same = list_query_params(created_on_or_after="2026-11-25T00:00:00Z", created_before="2026-11-25T00:00:00Z")
+    assert same["createdOnOrAfter"] == same["createdBefore"] == "2026-11-25T00:00:00.000Z"
 
 
 def test_enterprise_header_value() -> None:

@@ -32,7 +32,8 @@ def test_reconcile_lists_the_window_and_totals_exactly(
     ]
     # Outside the window or not released: not listed.
     oes_simulator.add_allocation(final_status="released", created_at=DAY - timedelta(seconds=1))
-    oes_simulator.add_allocation(final_status="released", created_at=DAY + timedelta(days=1))
+    # (createdBefore's bound itself is left out of the test: the spec's text says "on or before".)
+    oes_simulator.add_allocation(final_status="released", created_at=DAY + timedelta(days=1, seconds=1))
     oes_simulator.add_allocation(final_status="cleared", created_at=DAY + timedelta(hours=1))
 
     dag_run = load_example_dag("example_oes_reconcile_released").test(

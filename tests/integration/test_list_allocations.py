@@ -26,6 +26,7 @@ pytestmark = pytest.mark.integration
 
 BASE_TIME = datetime(2026, 11, 24, 0, 0, tzinfo=timezone.utc)
 CONNECTION_B = "c0ffee00-0000-4000-8000-00000000000b"
+PARTNER_B = "0a0b0c0d-0000-4000-8000-00000000000b"
 
 
 def _list_requests(sim: OESSimulator) -> list[Any]:
@@ -69,7 +70,10 @@ def test_every_filter_the_simulator_knows(oes_simulator: OESSimulator, oes_conne
         final_status="released", currency="ofcteth", created_at=BASE_TIME + timedelta(hours=1)
     )
     reserved_b = oes_simulator.add_allocation(
-        final_status="reserved", connection_id=CONNECTION_B, created_at=BASE_TIME + timedelta(hours=2)
+        final_status="reserved",
+        connection_id=CONNECTION_B,
+        partner_id=PARTNER_B,
+        created_at=BASE_TIME + timedelta(hours=2),
     )
     deallocation = oes_simulator.add_allocation(type="deallocation", created_at=BASE_TIME + timedelta(hours=3))
     hook = OESHook()
@@ -82,8 +86,11 @@ def test_every_filter_the_simulator_knows(oes_simulator: OESSimulator, oes_conne
     assert ids(types=["deallocation"]) == [deallocation]
     assert ids(currencies=["ofcteth"]) == [released_eth]
     assert ids(connection_ids=[CONNECTION_B]) == [reserved_b]
+    assert ids(partner_ids=[PARTNER_B]) == [reserved_b]
     assert ids(allocation_ids=[deallocation, cleared[1]]) == [cleared[1], deallocation]
-    assert ids(created_on_or_after=BASE_TIME + timedelta(hours=1), created_before=BASE_TIME + timedelta(hours=3)) == [
+    assert ids(
+        created_on_or_after=BASE_TIME + timedelta(hours=1), created_before=BASE_TIME + timedelta(hours=2, minutes=30)
+    ) == [
         released_eth,
         reserved_b,
     ]
@@ -167,3 +174,41 @@ def test_operator_writes_json_lines(oes_simulator: OESSimulator, oes_connection:
     with pytest.raises(Exception, match="more than max_records=7"):
         capped.execute({})  # type: ignore[arg-type]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+
+async def test_every_request_names_the_enterprise_in_a_header_the_gateway_accepts(
+    oes_simulator: OESSimulator, oes_connection: str
+) -> None:
+    """Hook (single GET, list, connection test), operator, sensor and async client all send ``enterprise-id``;
+    the simulator, like a gateway, answers 400 to a header that disagrees with the path."""
+    from airflow_provider_oes.hooks.async_client import OESAsyncClient
+    from airflow_provider_oes.operators.allocation import GetAllocationOperator
+    from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
+
+    enterprise = oes_simulator.enterprise_id
+    aid = oes_simulator.add_allocation(final_status="cleared")
+    hook = OESHook()
+    assert hook.get_allocation(aid).id == aid
+    assert [a.id for a in hook.list_allocations()] == [aid]
+    assert hook.test_connection()[0]
+    GetAllocationOperator(task_id="get", allocation_id=aid).execute({})  # type: ignore[arg-type]
+    assert AllocationStatusSensor(task_id="wait", allocation_id=aid).poke({})  # type: ignore[arg-type]
+    client = OESAsyncClient(hook.settings)
+    try:
+        assert (await client.get_allocation(aid, enterprise)).id == aid
+        assert [r["id"] for r in await client.list_allocations(enterprise)] == [aid]
+    finally:
+        await client.aclose()
+    headers = oes_simulator.enterprise_id_headers
+    assert len(headers) == 7
+    assert headers == [enterprise] * 7
+
+
+def test_a_header_disagreeing_with_the_path_is_refused_by_the_gateway(oes_simulator: OESSimulator) -> None:
+    """The simulator's side of the contract, seen through plain requests (the package never sends one)."""
+    import requests
+
+    url = f"{oes_simulator.url}/api/network/v1/enterprises/{oes_simulator.enterprise_id}/clients/allocations"
+    auth = {"Authorization": f"Bearer {oes_simulator.token}"}
+    assert requests.get(url, headers=auth, timeout=10).status_code == 200
+    assert requests.get(url, headers={**auth, "enterprise-id": "someone-else"}, timeout=10).status_code == 400
