@@ -10,10 +10,23 @@ work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 
 quiet_pip() { "$@" 2>&1 | grep -v "^WARNING: Location" || true; }
+# With OES_UV (CI sets it) environments are made and filled by uv, in seconds; otherwise venv and pip.
+new_env() {
+  if [ -n "${OES_UV:-}" ]; then "$OES_UV" venv -q --python "$PYTHON" "$1"; else "$PYTHON" -m venv "$1"; fi
+}
+install_into() {
+  local env="$1"
+  shift
+  if [ -n "${OES_UV:-}" ]; then
+    "$OES_UV" pip install -q --python "$env/bin/python" "$@"
+  else
+    quiet_pip "$env/bin/python" -m pip install -q "$@"
+  fi
+}
 
 echo "[dist] tools: build, twine, check-wheel-contents" >&2
-"$PYTHON" -m venv "$work/tools"
-quiet_pip "$work/tools/bin/python" -m pip install -q build twine check-wheel-contents
+new_env "$work/tools"
+install_into "$work/tools" build twine check-wheel-contents
 "$work/tools/bin/python" -c "import build, twine, check_wheel_contents" || { echo "[dist] tool install failed" >&2; exit 1; }
 
 echo "[dist] python -m build" >&2
@@ -83,8 +96,8 @@ EOF
 echo "[dist] fresh virtual environment: pip install <wheel>; airflow providers get" >&2
 # Away from the checkout, so that nothing can import the package from the source tree.
 cd "$work"
-"$PYTHON" -m venv "$work/user"
-quiet_pip "$work/user/bin/python" -m pip install -q "${wheel[0]}" ${OES_AIRFLOW_VERSION:+"apache-airflow==$OES_AIRFLOW_VERSION"}
+new_env "$work/user"
+install_into "$work/user" "${wheel[0]}" ${OES_AIRFLOW_VERSION:+"apache-airflow==$OES_AIRFLOW_VERSION"}
 export AIRFLOW_HOME="$work/airflow_home"
 # Only the JSON document: Airflow may log lines before it.
 "$work/user/bin/airflow" providers get airflow-provider-oes --full -o json >"$work/providers.json" 2>"$work/providers.err" || {
