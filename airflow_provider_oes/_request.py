@@ -16,10 +16,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_provider_oes._api import (
+    ENTERPRISE_ID_HEADER,
     MAX_LIST_RESPONSE_BYTES,
     MAX_RESPONSE_BYTES,
     allocation_path,
     allocations_path,
+    enterprise_id_header_value,
     parse_allocation_body,
     parse_allocations_list_body,
 )
@@ -50,7 +52,7 @@ class ApiCall(Generic[T]):
     :param enterprise_id: The enterprise asked under, named in errors.
     """
 
-    __slots__ = ("allocation_id", "enterprise_id", "limit", "params", "parse", "path", "settings", "what")
+    __slots__ = ("allocation_id", "enterprise_id", "headers", "limit", "params", "parse", "path", "settings", "what")
 
     def __init__(
         self,
@@ -73,6 +75,9 @@ class ApiCall(Generic[T]):
         subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
         self.what = f"{subject} of enterprise {enterprise_id!r}"
         """What was asked for, as error messages name it."""
+        self.headers = {ENTERPRISE_ID_HEADER: enterprise_id_header_value(enterprise_id)}
+        """Headers of this call besides the client's own: the enterprise, as BitGo's SDK sends it on every
+        request (a gateway can check it against the path)."""
 
     def check_token(self) -> None:
         """Step 1: refuse to send a request without an access token.
