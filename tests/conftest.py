@@ -16,6 +16,9 @@ from pathlib import Path
 
 import pytest
 
+# The StatsD listener fixtures (statsd_listener, statsd_metrics) for the metrics tests.
+pytest_plugins = ["tests._statsd"]
+
 REPO_ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = REPO_ROOT / "example_dags"
 

@@ -1,0 +1,332 @@
+"""The provider's metrics: their names, and the few calls that emit them through Airflow's own metrics.
+
+Airflow already ships metrics (StatsD, DogStatsD or OpenTelemetry, whichever the deployment switched on in
+``[metrics]``); this module sends through that, it brings no metrics library of its own. Both supported
+Airflow lines carry the Task SDK's ``airflow.sdk.observability.stats``: on 3.3 as module functions
+(``stats.incr``; ``airflow.stats.Stats`` is a deprecated shim there), on 3.2 as the ``Stats`` class.
+
+Names (all under ``oes.``; Airflow adds its own ``[metrics] statsd_prefix`` / ``otel_prefix`` in front):
+
+* ``oes.requests.<kind>.<outcome>`` (counter): HTTP attempts to BitGo, retries included. ``kind`` is
+  ``single`` (GET of one allocation), ``id_batch`` (list endpoint asked for given ids) or ``feed_page``
+  (list endpoint read as the change feed); ``outcome`` is ``2xx``, ``3xx``, ``4xx``, ``429``, ``5xx`` or
+  ``transport_error`` (no HTTP answer: refused, reset, timed out, TLS).
+* ``oes.retries.<kind>`` (counter): attempts that were retries of a failed one.
+* ``oes.events.<status>`` (counter): trigger events fired, by ``cleared``, ``released`` or ``error``.
+* ``oes.reconciliation.finds`` (counter): final allocations the safety-net reconciliation found that the
+  change feed had not delivered (should stay 0 against a server that keeps the spec).
+* ``oes.allocations.waiting`` (gauge): allocations the shared poller of a connection and enterprise waits for.
+* ``oes.rate_limit.in_window`` / ``oes.rate_limit.limit`` (gauges): requests in the connection's current
+  rate-limit window, and how many the window allows.
+* ``oes.rate_limit.rate`` (gauge): the adaptive limiter's current allowance, in requests per window.
+* ``oes.request_latency.<kind>`` (timer, ms): from sending a request to having its whole answer.
+* ``oes.event_delay.<status>`` (timer, ms): from the allocation's ``updatedAt`` (server clock) to its trigger
+  event (triggerer clock; clock skew shows here, negative values are reported as 0).
+* ``oes.sensor.wait_time.<status>`` (timer, ms): a sensor in ``poke`` or ``reschedule`` mode, from its first
+  check to the final status (across reschedules).
+
+Why the small fixed dimensions (kind, outcome, status) are part of the name and not tags: plain StatsD
+drops tags, and an alert on 429s must work there too. Tags carry what varies per deployment: ``conn_id`` and
+``enterprise_id`` (never the token), as StatsD tags (``statsd_influxdb_enabled``), DogStatsD tags
+(``statsd_datadog_enabled``) or OpenTelemetry attributes. The rate-limit gauges carry ``conn_id`` only: the
+limit belongs to the connection's token and is shared by all of its enterprises.
+
+Cost: with metrics off every call returns after one check of a module global. With them on a call costs
+what Airflow's own metric calls cost (a UDP datagram for StatsD); the call sites emit per HTTP attempt, per
+event and per poll interval, never per waiting allocation. A failure inside a metrics call is logged once
+and swallowed: metrics never break a poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from datetime import datetime, timezone
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+log = logging.getLogger(__name__)
+
+PREFIX = "oes"
+
+REQUEST_KINDS = ("single", "id_batch", "feed_page")
+"""What a request asked: one allocation, a batch of ids, or a page of the change feed."""
+OUTCOMES = ("2xx", "3xx", "4xx", "429", "5xx", "transport_error")
+"""How an HTTP attempt ended, by status class (429 apart: it is the one to alert on)."""
+EVENT_STATUSES = ("cleared", "released", "error")
+"""Trigger events by final status; ``error`` for a permanent error event."""
+
+REQUESTS = PREFIX + ".requests"
+RETRIES = PREFIX + ".retries"
+EVENTS = PREFIX + ".events"
+RECONCILIATION_FINDS = PREFIX + ".reconciliation.finds"
+WAITING = PREFIX + ".allocations.waiting"
+RATE_LIMIT_IN_WINDOW = PREFIX + ".rate_limit.in_window"
+RATE_LIMIT_LIMIT = PREFIX + ".rate_limit.limit"
+RATE_LIMIT_RATE = PREFIX + ".rate_limit.rate"
+REQUEST_LATENCY = PREFIX + ".request_latency"
+EVENT_DELAY = PREFIX + ".event_delay"
+SENSOR_WAIT_TIME = PREFIX + ".sensor.wait_time"
+
+_SAFE_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
+"""What Airflow's stat-name check accepts; anything else in a tag value would make it drop the metric."""
+
+_OFF: Any = object()
+_backend: Any = None
+"""``None``: not looked up yet; ``_OFF``: metrics are off; else Airflow's stats module (3.3) or class (3.2)."""
+_owns_init = False
+"""True when this module initialized the Task SDK's stats (nobody had in this process); reset() redoes it."""
+_force_init = False
+"""Set by ``reset(reinitialize=True)``: initialize the SDK's stats from the configuration on the next lookup."""
+_failed_once = False
+
+
+def tags_for(conn_id: str, enterprise_id: str | None = None) -> Mapping[str, str]:
+    """The tags of every metric about one connection (and enterprise): ``conn_id``, ``enterprise_id``.
+
+    Values are cached per pair and made safe for every backend (characters Airflow's StatsD name check
+    refuses become ``_``). Never pass anything secret: tags leave the process in clear text.
+
+    :param conn_id: Airflow connection id.
+    :param enterprise_id: Enterprise id; ``None`` leaves the tag out (connection-wide metrics).
+    """
+    return _tags(conn_id, enterprise_id)
+
+
+@lru_cache(maxsize=1024)
+def _tags(conn_id: str, enterprise_id: str | None) -> Mapping[str, str]:
+    result = {"conn_id": _safe(conn_id)}
+    if enterprise_id is not None:
+        result["enterprise_id"] = _safe(enterprise_id)
+    return result
+
+
+def _safe(value: str) -> str:
+    text = str(value)
+    if all(ch in _SAFE_TAG_CHARS for ch in text):
+        return text
+    return "".join(ch if ch in _SAFE_TAG_CHARS else "_" for ch in text)
+
+
+def outcome(status_code: int | None) -> str:
+    """The outcome class of an HTTP attempt: ``429``, ``2xx``..``5xx``, or ``transport_error`` for no answer.
+
+    :param status_code: The HTTP status, or ``None`` when no answer came.
+    """
+    if status_code is None:
+        return "transport_error"
+    if status_code == 429:
+        return "429"
+    return f"{status_code // 100}xx"
+
+
+def enabled() -> bool:
+    """True when the deployment switched on StatsD, DogStatsD or OpenTelemetry metrics in ``[metrics]``."""
+    backend = _backend if _backend is not None else _resolve()
+    return backend is not _OFF
+
+
+def request(kind: str, outcome: str, seconds: float, tags: Mapping[str, str]) -> None:
+    """One HTTP attempt ended: count it by kind and outcome, and time it.
+
+    :param kind: One of :data:`REQUEST_KINDS`.
+    :param outcome: One of :data:`OUTCOMES` (see :func:`outcome`).
+    :param seconds: From sending the request to having its whole answer (or the transport error).
+    :param tags: From :func:`tags_for`.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF:
+        return
+    try:
+        backend.incr(f"{REQUESTS}.{kind}.{outcome}", tags=tags)
+        backend.timing(f"{REQUEST_LATENCY}.{kind}", seconds * 1000.0, tags=tags)
+    except Exception:
+        _failed()
+
+
+def retry(kind: str, tags: Mapping[str, str]) -> None:
+    """An attempt is about to be retried.
+
+    :param kind: One of :data:`REQUEST_KINDS`.
+    :param tags: From :func:`tags_for`.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF:
+        return
+    try:
+        backend.incr(f"{RETRIES}.{kind}", tags=tags)
+    except Exception:
+        _failed()
+
+
+def event(status: str, tags: Mapping[str, str], updated_at: datetime | None = None) -> None:
+    """A trigger event was fired: count it by status; time it from the allocation's ``updatedAt``.
+
+    :param status: ``cleared``, ``released`` or ``error`` (an unknown status is counted under its own name).
+    :param tags: From :func:`tags_for`.
+    :param updated_at: The allocation's ``updatedAt`` (timezone-aware); ``None`` for error events.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF:
+        return
+    try:
+        backend.incr(f"{EVENTS}.{status}", tags=tags)
+        if updated_at is not None:
+            delay_ms = (time.time() - updated_at.timestamp()) * 1000.0
+            backend.timing(f"{EVENT_DELAY}.{status}", max(0.0, delay_ms), tags=tags)
+    except Exception:
+        _failed()
+
+
+def reconciliation_finds(count: int, tags: Mapping[str, str]) -> None:
+    """The reconciliation found ``count`` final allocations the change feed had missed.
+
+    :param count: How many (nothing is sent for 0).
+    :param tags: From :func:`tags_for`.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF or count <= 0:
+        return
+    try:
+        backend.incr(RECONCILIATION_FINDS, count, tags=tags)
+    except Exception:
+        _failed()
+
+
+def waiting(count: int, tags: Mapping[str, str]) -> None:
+    """Set the gauge of allocations one shared poller waits for.
+
+    :param count: Allocations waited for now.
+    :param tags: From :func:`tags_for` with the enterprise id.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF:
+        return
+    try:
+        backend.gauge(WAITING, count, tags=tags)
+    except Exception:
+        _failed()
+
+
+def rate_limit(in_window: int, limit: int, tags: Mapping[str, str], rate: float | None = None) -> None:
+    """Set the rate-limit gauges of a connection.
+
+    :param in_window: Requests in the current window.
+    :param limit: Requests the window allows.
+    :param tags: From :func:`tags_for` without the enterprise id (the limit is the connection's).
+    :param rate: The adaptive limiter's current allowance in requests per window; ``None`` when it has none.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF:
+        return
+    try:
+        backend.gauge(RATE_LIMIT_IN_WINDOW, in_window, tags=tags)
+        backend.gauge(RATE_LIMIT_LIMIT, limit, tags=tags)
+        if rate is not None:
+            backend.gauge(RATE_LIMIT_RATE, rate, tags=tags)
+    except Exception:
+        _failed()
+
+
+def sensor_wait(seconds: float, status: str, mode: str, tags: Mapping[str, str]) -> None:
+    """A sensor in poke or reschedule mode saw the final status ``seconds`` after its first check.
+
+    :param seconds: From the first check to this one.
+    :param status: ``cleared`` or ``released``.
+    :param mode: ``poke`` or ``reschedule`` (sent as the ``mode`` tag).
+    :param tags: From :func:`tags_for`.
+    """
+    backend = _backend if _backend is not None else _resolve()
+    if backend is _OFF:
+        return
+    try:
+        backend.timing(f"{SENSOR_WAIT_TIME}.{status}", max(0.0, seconds) * 1000.0, tags={**tags, "mode": mode})
+    except Exception:
+        _failed()
+
+
+def utcnow() -> datetime:
+    """Now, timezone-aware (what :func:`event` compares ``updatedAt`` with)."""
+    return datetime.now(timezone.utc)
+
+
+def reset(reinitialize: bool = False) -> None:
+    """Look at ``[metrics]`` again on the next call (tests change the configuration between cases).
+
+    :param reinitialize: Also rebuild the backend of Airflow's SDK stats from the configuration now, as a
+        process start does (a test switching metrics on or off within one process needs this).
+    """
+    global _backend, _force_init
+    _backend = None
+    _tags.cache_clear()
+    if reinitialize:
+        _force_init = True
+        _resolve()
+
+
+def _failed() -> None:
+    global _failed_once
+    if not _failed_once:
+        _failed_once = True
+        log.warning("Could not emit an OES metric; metrics errors are not logged again", exc_info=True)
+
+
+def _resolve() -> Any:
+    """Find Airflow's metrics entry point once per process (and after :func:`reset`)."""
+    global _backend, _force_init
+    try:
+        on = _metrics_on()
+        stats = _sdk_stats(force=_force_init) if on or _force_init else None
+        backend = stats if on else _OFF
+    except Exception:
+        log.warning("Airflow's metrics could not be set up; OES metrics are off", exc_info=True)
+        backend = _OFF
+    _force_init = False
+    _backend = backend
+    return backend
+
+
+def _metrics_on() -> bool:
+    from airflow.sdk import conf
+
+    return any(
+        conf.getboolean("metrics", option, fallback=False)
+        for option in ("statsd_on", "statsd_datadog_enabled", "otel_on")
+    )
+
+
+def _sdk_stats(force: bool = False) -> Any:
+    """The Task SDK's stats entry point, initialized from ``[metrics]`` if nobody in this process did.
+
+    A task runner initializes it before running a task; a triggerer initializes only the copy inside
+    airflow-core (the SDK's copy is set up when something imports ``airflow.sdk.serde``, or not at all),
+    and a bare process (tests, ``dag.test()``) not at all. Uninitialized, it silently drops every metric.
+    """
+    global _owns_init
+    from airflow.sdk.observability import stats
+    from airflow.sdk.observability.metrics import stats_utils
+
+    if hasattr(stats, "incr"):  # Airflow 3.3+: module functions over one module-level backend
+        import importlib
+
+        shared = importlib.import_module(stats.incr.__module__)
+        if force or _owns_init or getattr(shared, "_factory", None) is None:
+            from airflow.sdk import conf
+
+            stats.initialize(
+                factory=stats_utils.get_stats_factory(),
+                export_legacy_names=conf.getboolean("metrics", "legacy_names_on", fallback=True),
+            )
+            _owns_init = True
+        return stats
+    # Airflow 3.2: the Stats class (its metaclass builds the backend on first use).
+    # Typed as Any: the installed (newer) Airflow's stubs describe the 3.3 signatures.
+    stats_cls: Any = stats.Stats
+    get_stats_factory: Any = stats_utils.get_stats_factory
+    if force or _owns_init or type.__getattribute__(stats_cls, "factory") is None:
+        stats_cls.initialize(factory=get_stats_factory(stats_cls))
+        _owns_init = True
+    return stats_cls
