@@ -192,8 +192,8 @@ def test_uses_the_backend_airflow_already_initialized(monkeypatch: pytest.Monkey
         monkeypatch.setattr(shared, "_backend", None)
         monkeypatch.setattr(shared, "_export_legacy_names", False)
     else:  # Airflow 3.2
-        monkeypatch.setattr(type(stats.Stats), "factory", Recorder)
-        monkeypatch.setattr(type(stats.Stats), "instance", None)
+        monkeypatch.setattr(stats.Stats, "factory", Recorder)
+        monkeypatch.setattr(stats.Stats, "instance", None)
     _metrics.reset()
     _metrics.retry("id_batch", _metrics.tags_for("c", "e"))
     assert sent == [("incr", ("oes.retries.id_batch",), {"tags": {"conn_id": "c", "enterprise_id": "e"}})]
