@@ -1,0 +1,104 @@
+"""A deferred fleet's metrics, end to end: triggers on the shared poller, the real simulator, real StatsD over UDP.
+
+Airflow's StatsD metrics are switched on the way a deployment does it (``AIRFLOW__METRICS__*``), pointed at a
+UDP listener on 127.0.0.1; several :class:`AllocationStatusTrigger` run in one event loop as in a triggerer;
+the simulator answers one request 429 and drops another mid-body, both retried. The test then checks every
+``oes.*`` datagram against what the simulator saw: names, types, values and tags.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from airflow_provider_oes.testing.simulator import OESSimulator
+    from tests._statsd import Metric, StatsdListener
+
+pytestmark = pytest.mark.integration
+
+P = "airflow.oes."
+
+
+async def _run_fleet(sim: OESSimulator, conn_id: str, ids: list[str], poll_interval: float) -> list[dict[str, Any]]:
+    async def first_event(allocation_id: str) -> dict[str, Any]:
+        trigger = AllocationStatusTrigger(
+            allocation_id=allocation_id, enterprise_id=sim.enterprise_id, oes_conn_id=conn_id, poll_interval=poll_interval
+        )
+        async for event in trigger.run():
+            return event.payload
+        raise AssertionError("the trigger ended without an event")
+
+    return await asyncio.wait_for(asyncio.gather(*(first_event(i) for i in ids)), 60)
+
+
+def _sum(metrics: list[Metric], name: str) -> float:
+    return sum(m.value for m in metrics if m.name == name)
+
+
+async def test_fleet_emits_requests_retries_events_gauges_and_timers(
+    oes_simulator: OESSimulator,
+    make_connection: Callable[..., str],
+    statsd_metrics: Callable[..., StatsdListener],
+) -> None:
+    listener = statsd_metrics(tags="influxdb")
+    conn_id = make_connection(conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4)
+    # Final on the second read: every allocation is seen waiting once, then final.
+    expected = {oes_simulator.add_allocation(final_status=s, reserved_for_reads=1): s for s in ["cleared"] * 4 + ["released"] * 3}
+    oes_simulator.inject_fault("429", count=1, retry_after=0.1)
+    oes_simulator.inject_fault("drop", count=1)
+
+    events = await _run_fleet(oes_simulator, conn_id, list(expected), poll_interval=0.2)
+
+    assert {e["allocation"]["id"]: e["allocation"]["status"] for e in events} == expected
+    sent = oes_simulator.request_count
+    # Datagrams travel asynchronously: wait until every request's latency timer has come in.
+    metrics = listener.wait_for(lambda ms: sum(m.name.startswith(P + "request_latency.") for m in ms) >= sent)
+    by_name = Counter(m.name for m in metrics)
+
+    # --- tags: the connection and enterprise on every metric, the connection alone on the limiter's; never the token
+    enterprise_tags = {"conn_id": conn_id, "enterprise_id": oes_simulator.enterprise_id}
+    for metric in metrics:
+        expected_tags = {"conn_id": conn_id} if metric.name.startswith(P + "rate_limit.") else enterprise_tags
+        assert metric.tags == expected_tags, metric.raw
+    assert oes_simulator.token not in "\n".join(listener.lines)
+
+    # --- requests: one count per HTTP attempt the simulator saw, by kind and outcome
+    requests = {m.name: m for m in metrics if m.name.startswith(P + "requests.")}
+    assert all(m.kind == "c" for m in metrics if m.name.startswith(P + "requests."))
+    assert sum(_sum(metrics, name) for name in requests) == sent
+    assert _sum(metrics, P + "requests.id_batch.429") == 1
+    assert _sum(metrics, P + "requests.id_batch.transport_error") == 1
+    assert _sum(metrics, P + "requests.id_batch.2xx") == sent - 2
+    # Both failures were retried (and nothing else was).
+    assert _sum(metrics, P + "retries.id_batch") == 2
+    latencies = [m for m in metrics if m.name == P + "request_latency.id_batch"]
+    assert len(latencies) == sent
+    assert all(m.kind == "ms" and m.value > 0 for m in latencies)
+
+    # --- events by final status, each timed from the allocation's updatedAt
+    assert _sum(metrics, P + "events.cleared") == 4
+    assert _sum(metrics, P + "events.released") == 3
+    assert by_name[P + "events.error"] == 0
+    delays = [m for m in metrics if m.name.startswith(P + "event_delay.")]
+    assert Counter(m.name for m in delays) == {P + "event_delay.cleared": 4, P + "event_delay.released": 3}
+    # The flip happened at the allocation's second read, at most about one poll interval before its event.
+    assert all(m.kind == "ms" and 0 <= m.value < 5_000 for m in delays)
+
+    # --- gauges: waiting allocations per sweep (7, and 0 once the poller stopped), the limiter's window and limit
+    waiting = [m.value for m in metrics if m.name == P + "allocations.waiting"]
+    assert all(m.kind == "g" for m in metrics if m.name == P + "allocations.waiting")
+    assert max(waiting) == 7
+    assert waiting[-1] == 0
+    limits = {m.value for m in metrics if m.name == P + "rate_limit.limit"}
+    assert limits == {360}
+    in_window = [m.value for m in metrics if m.name == P + "rate_limit.in_window"]
+    assert len(in_window) == sent  # one reading per attempt, as it is counted in
+    assert max(in_window) == sent  # all of this test's requests fall within one 60 s window
