@@ -21,7 +21,8 @@ Names (all under ``oes.``; Airflow adds its own ``[metrics] statsd_prefix`` / ``
 * ``oes.rate_limit.rate`` (gauge): the adaptive limiter's current allowance, in requests per window.
 * ``oes.request_latency.<kind>`` (timer, ms): from sending a request to having its whole answer.
 * ``oes.event_delay.<status>`` (timer, ms): from the allocation's ``updatedAt`` (server clock) to its trigger
-  event (triggerer clock; clock skew shows here, negative values are reported as 0).
+  event (triggerer clock; clock skew shows here, negative values are reported as 0); at most
+  :data:`EVENT_DELAY_SAMPLES` per poller per poll interval, a uniform sample of its events.
 * ``oes.sensor.wait_time.<status>`` (timer, ms): a sensor in ``poke`` or ``reschedule`` mode, from its first
   check to the final status (across reschedules).
 
@@ -31,22 +32,24 @@ drops tags, and an alert on 429s must work there too. Tags carry what varies per
 (``statsd_datadog_enabled``) or OpenTelemetry attributes. The rate-limit gauges carry ``conn_id`` only: the
 limit belongs to the connection's token and is shared by all of its enterprises.
 
-Cost: with metrics off every call returns after one check of a module global. With them on a call costs
-what Airflow's own metric calls cost (a UDP datagram for StatsD); the call sites emit per HTTP attempt, per
-event and per poll interval, never per waiting allocation. A failure inside a metrics call is logged once
-and swallowed: metrics never break a poll.
+Cost: with metrics off every call returns after one check of a flag. With them on, each datagram costs
+what Airflow's own metric calls cost (its name and tag checks, then a UDP send for StatsD: tens of
+microseconds). So the call sites emit per HTTP attempt and per poll interval, never per waiting allocation,
+and a poller gathers its events between flushes (:class:`PollerMetrics`). A failure inside a metrics call is
+logged once and swallowed: metrics never break a poll.
 """
 
 from __future__ import annotations
 
 import logging
+import random
 import time
-from datetime import datetime, timezone
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
+    from datetime import datetime
 
 log = logging.getLogger(__name__)
 
@@ -70,6 +73,9 @@ RATE_LIMIT_RATE = PREFIX + ".rate_limit.rate"
 REQUEST_LATENCY = PREFIX + ".request_latency"
 EVENT_DELAY = PREFIX + ".event_delay"
 SENSOR_WAIT_TIME = PREFIX + ".sensor.wait_time"
+
+EVENT_DELAY_SAMPLES = 20
+"""Event-delay timings a poller sends per status per poll interval at most (a uniform sample of its events)."""
 
 _SAFE_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
 """What Airflow's stat-name check accepts; anything else in a tag value would make it drop the metric."""
@@ -162,73 +168,96 @@ def retry(kind: str, tags: Mapping[str, str]) -> None:
         _failed()
 
 
-def event(status: str, tags: Mapping[str, str], updated_at: datetime | None = None) -> None:
-    """A trigger event was fired: count it by status; time it from the allocation's ``updatedAt``.
+class PollerMetrics:
+    """What one shared poller reports, gathered between two flushes (the poller flushes once per poll interval).
 
-    :param status: ``cleared``, ``released`` or ``error`` (an unknown status is counted under its own name).
-    :param tags: From :func:`tags_for`.
-    :param updated_at: The allocation's ``updatedAt`` (timezone-aware); ``None`` for error events.
+    Events and reconciliation finds are counted here and sent as one counter increment per status per flush,
+    and the event delays as at most :data:`EVENT_DELAY_SAMPLES` timings per status per flush, drawn uniformly
+    from that interval's events (reservoir sampling: percentiles stay unbiased; the exact count is the
+    counter's). Each datagram costs Airflow's name and tag checks, tens of microseconds: a burst of 10,000
+    flips must not cost 10,000 of them. The gauges are set at each flush.
+
+    :param conn_id: Airflow connection id.
+    :param enterprise_id: Enterprise id of the poller.
     """
-    backend = _backend if _backend is not None else _resolve()
-    if backend is _OFF:
-        return
-    try:
-        backend.incr(f"{EVENTS}.{status}", tags=tags)
-        if updated_at is not None:
-            delay_ms = (time.time() - updated_at.timestamp()) * 1000.0
-            backend.timing(f"{EVENT_DELAY}.{status}", max(0.0, delay_ms), tags=tags)
-    except Exception:
-        _failed()
 
+    __slots__ = ("_delays", "_events", "_finds", "_seen", "conn_tags", "on", "tags")
 
-def reconciliation_finds(count: int, tags: Mapping[str, str]) -> None:
-    """The reconciliation found ``count`` final allocations the change feed had missed.
+    def __init__(self, conn_id: str, enterprise_id: str) -> None:
+        self.on = enabled()
+        """Whether metrics are on (looked up once, when the poller starts): off, every method returns at once."""
+        self.tags = tags_for(conn_id, enterprise_id)
+        self.conn_tags = tags_for(conn_id)
+        self._events: dict[str, int] = {}
+        self._seen: dict[str, int] = {}
+        self._delays: dict[str, list[float]] = {}
+        self._finds = 0
 
-    :param count: How many (nothing is sent for 0).
-    :param tags: From :func:`tags_for`.
-    """
-    backend = _backend if _backend is not None else _resolve()
-    if backend is _OFF or count <= 0:
-        return
-    try:
-        backend.incr(RECONCILIATION_FINDS, count, tags=tags)
-    except Exception:
-        _failed()
+    def event(self, status: str, updated_at: datetime | None = None) -> None:
+        """A trigger event was fired.
 
+        :param status: ``cleared``, ``released`` or ``error`` (see :data:`EVENT_STATUSES`).
+        :param updated_at: The allocation's ``updatedAt`` (timezone-aware); ``None`` for error events.
+        """
+        if not self.on:
+            return
+        self._events[status] = self._events.get(status, 0) + 1
+        if updated_at is None:
+            return
+        delay_ms = max(0.0, (time.time() - updated_at.timestamp()) * 1000.0)
+        seen = self._seen[status] = self._seen.get(status, 0) + 1
+        samples = self._delays.setdefault(status, [])
+        if seen <= EVENT_DELAY_SAMPLES:
+            samples.append(delay_ms)
+        else:
+            slot = random.randrange(seen)
+            if slot < EVENT_DELAY_SAMPLES:
+                samples[slot] = delay_ms
 
-def waiting(count: int, tags: Mapping[str, str]) -> None:
-    """Set the gauge of allocations one shared poller waits for.
+    def reconciliation_finds(self, count: int) -> None:
+        """The reconciliation found ``count`` final allocations the change feed had missed.
 
-    :param count: Allocations waited for now.
-    :param tags: From :func:`tags_for` with the enterprise id.
-    """
-    backend = _backend if _backend is not None else _resolve()
-    if backend is _OFF:
-        return
-    try:
-        backend.gauge(WAITING, count, tags=tags)
-    except Exception:
-        _failed()
+        :param count: How many.
+        """
+        if self.on:
+            self._finds += count
 
+    def flush(
+        self, waiting: int, in_window: int | None = None, limit: int | None = None, rate: float | None = None
+    ) -> None:
+        """Send what was gathered since the last flush, and set the gauges.
 
-def rate_limit(in_window: int, limit: int, tags: Mapping[str, str], rate: float | None = None) -> None:
-    """Set the rate-limit gauges of a connection.
-
-    :param in_window: Requests in the current window.
-    :param limit: Requests the window allows.
-    :param tags: From :func:`tags_for` without the enterprise id (the limit is the connection's).
-    :param rate: The adaptive limiter's current allowance in requests per window; ``None`` when it has none.
-    """
-    backend = _backend if _backend is not None else _resolve()
-    if backend is _OFF:
-        return
-    try:
-        backend.gauge(RATE_LIMIT_IN_WINDOW, in_window, tags=tags)
-        backend.gauge(RATE_LIMIT_LIMIT, limit, tags=tags)
-        if rate is not None:
-            backend.gauge(RATE_LIMIT_RATE, rate, tags=tags)
-    except Exception:
-        _failed()
+        :param waiting: Allocations the poller waits for now (0 when it stops).
+        :param in_window: Requests in the connection's current rate-limit window (``None``: no limiter).
+        :param limit: Requests the window allows.
+        :param rate: The adaptive limiter's current allowance in requests per window, if it has one.
+        """
+        if not self.on:
+            return
+        backend = _backend if _backend is not None else _resolve()
+        if backend is _OFF:
+            return
+        events, delays, finds = self._events, self._delays, self._finds
+        self._events, self._seen, self._delays, self._finds = {}, {}, {}, 0
+        tags = self.tags
+        try:
+            for status, count in events.items():
+                backend.incr(f"{EVENTS}.{status}", count, tags=tags)
+            for status, samples in delays.items():
+                name = f"{EVENT_DELAY}.{status}"
+                for delay_ms in samples:
+                    backend.timing(name, delay_ms, tags=tags)
+            if finds:
+                backend.incr(RECONCILIATION_FINDS, finds, tags=tags)
+            backend.gauge(WAITING, waiting, tags=tags)
+            if in_window is not None:
+                backend.gauge(RATE_LIMIT_IN_WINDOW, in_window, tags=self.conn_tags)
+            if limit is not None:
+                backend.gauge(RATE_LIMIT_LIMIT, limit, tags=self.conn_tags)
+            if rate is not None:
+                backend.gauge(RATE_LIMIT_RATE, rate, tags=self.conn_tags)
+        except Exception:
+            _failed()
 
 
 def sensor_wait(seconds: float, status: str, mode: str, tags: Mapping[str, str]) -> None:
@@ -246,11 +275,6 @@ def sensor_wait(seconds: float, status: str, mode: str, tags: Mapping[str, str])
         backend.timing(f"{SENSOR_WAIT_TIME}.{status}", max(0.0, seconds) * 1000.0, tags={**tags, "mode": mode})
     except Exception:
         _failed()
-
-
-def utcnow() -> datetime:
-    """Now, timezone-aware (what :func:`event` compares ``updatedAt`` with)."""
-    return datetime.now(timezone.utc)
 
 
 def reset(reinitialize: bool = False) -> None:

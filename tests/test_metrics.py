@@ -21,11 +21,11 @@ def _emit_one_of_each() -> None:
     _metrics.request("id_batch", "2xx", 0.25, conn)
     _metrics.request("single", "429", 0.01, conn)
     _metrics.retry("single", conn)
-    _metrics.event("cleared", conn, updated_at=datetime.now(timezone.utc) - timedelta(seconds=2))
-    _metrics.event("error", conn)
-    _metrics.reconciliation_finds(3, conn)
-    _metrics.waiting(1234, conn)
-    _metrics.rate_limit(17, 360, _metrics.tags_for("oes_a"), rate=300.0)
+    poller = _metrics.PollerMetrics("oes_a", "ent-1")
+    poller.event("cleared", updated_at=datetime.now(timezone.utc) - timedelta(seconds=2))
+    poller.event("error")
+    poller.reconciliation_finds(3)
+    poller.flush(1234, in_window=17, limit=360, rate=300.0)
     _metrics.sensor_wait(90.0, "released", "reschedule", conn)
 
 
@@ -100,7 +100,7 @@ def test_plain_statsd_keeps_kind_and_outcome_in_the_name(statsd_metrics: Callabl
 def test_datadog_tags(statsd_metrics: Callable[..., StatsdListener]) -> None:
     pytest.importorskip("datadog", reason="DogStatsD needs the datadog package (installed by the test extras)")
     listener = statsd_metrics(tags="datadog")
-    _metrics.waiting(7, _metrics.tags_for("oes_a", "ent-1"))
+    _metrics.PollerMetrics("oes_a", "ent-1").flush(7)
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [(m.name, m.kind, m.value, m.tags) for m in metrics] == [
         ("airflow.oes.allocations.waiting", "g", 7.0, {"conn_id": "oes_a", "enterprise_id": "ent-1"})
@@ -110,7 +110,7 @@ def test_datadog_tags(statsd_metrics: Callable[..., StatsdListener]) -> None:
 def test_unsafe_tag_values_are_sanitized_not_dropped(statsd_metrics: Callable[..., StatsdListener]) -> None:
     # Airflow drops a whole metric whose InfluxDB tags hold ',', '=' or spaces: make them safe instead.
     listener = statsd_metrics(tags="influxdb")
-    _metrics.waiting(1, _metrics.tags_for("conn,x=1 y", "ent:1"))
+    _metrics.PollerMetrics("conn,x=1 y", "ent:1").flush(1)
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [(m.name, m.tags) for m in metrics] == [
         ("airflow.oes.allocations.waiting", {"conn_id": "conn_x_1_y", "enterprise_id": "ent_1"})
@@ -120,20 +120,56 @@ def test_unsafe_tag_values_are_sanitized_not_dropped(statsd_metrics: Callable[..
 def test_future_updated_at_gives_zero_delay(statsd_metrics: Callable[..., StatsdListener]) -> None:
     # The server's clock ahead of the triggerer's must not produce negative timings.
     listener = statsd_metrics(tags="influxdb")
-    _metrics.event("released", _metrics.tags_for("c", "e"), updated_at=datetime.now(timezone.utc) + timedelta(hours=1))
-    metrics = listener.wait_for(lambda ms: len(ms) >= 2)
+    poller = _metrics.PollerMetrics("c", "e")
+    poller.event("released", updated_at=datetime.now(timezone.utc) + timedelta(hours=1))
+    poller.flush(0)
+    metrics = listener.wait_for(lambda ms: len(ms) >= 3)
     assert {(m.name, m.value) for m in metrics} == {
         ("airflow.oes.events.released", 1.0),
         ("airflow.oes.event_delay.released", 0.0),
+        ("airflow.oes.allocations.waiting", 0.0),
     }
+
+
+def test_a_burst_is_counted_exactly_and_its_delays_sampled(statsd_metrics: Callable[..., StatsdListener]) -> None:
+    # 1,000 flips seen in one interval: one counter datagram with the exact count, a bounded sample of delays.
+    listener = statsd_metrics(tags="influxdb")
+    poller = _metrics.PollerMetrics("c", "e")
+    now = datetime.now(timezone.utc)
+    for n in range(1000):
+        poller.event("cleared", updated_at=now - timedelta(milliseconds=10 * n))  # delays 0 .. 9.99 s
+    poller.flush(0)
+    metrics = listener.wait_for(lambda ms: len(ms) >= 2 + _metrics.EVENT_DELAY_SAMPLES)
+    counters = [m for m in metrics if m.name == "airflow.oes.events.cleared"]
+    assert [(m.kind, m.value) for m in counters] == [("c", 1000.0)]
+    delays = [m.value for m in metrics if m.name == "airflow.oes.event_delay.cleared"]
+    assert len(delays) == _metrics.EVENT_DELAY_SAMPLES
+    assert all(0 <= d < 10_000 + 5_000 for d in delays)
+    # Drawn from the whole interval, not its first 20 events (whose delays are all under 0.2 s + test time):
+    # 90 % of the events have a delay of 1 s or more.
+    assert sum(d >= 1_000 for d in delays) >= 10
+    # The next flush starts afresh: nothing gathered, only the gauge.
+    listener.clear()
+    poller.flush(5)
+    metrics = listener.wait_for(lambda ms: len(ms) >= 1)
+    assert [(m.name, m.value) for m in metrics] == [("airflow.oes.allocations.waiting", 5.0)]
 
 
 def test_nothing_sent_for_zero_reconciliation_finds(statsd_metrics: Callable[..., StatsdListener]) -> None:
     listener = statsd_metrics(tags="influxdb")
-    _metrics.reconciliation_finds(0, _metrics.tags_for("c", "e"))
-    _metrics.retry("single", _metrics.tags_for("c", "e"))  # marker, sent after
+    poller = _metrics.PollerMetrics("c", "e")
+    poller.reconciliation_finds(0)
+    poller.flush(1)
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
-    assert [m.name for m in metrics] == ["airflow.oes.retries.single"]
+    assert [m.name for m in metrics] == ["airflow.oes.allocations.waiting"]
+
+
+def test_poller_metrics_off_gather_nothing() -> None:
+    poller = _metrics.PollerMetrics("c", "e")
+    assert not poller.on
+    poller.event("cleared", updated_at=datetime.now(timezone.utc))
+    poller.reconciliation_finds(2)
+    assert (poller._events, poller._delays, poller._finds) == ({}, {}, 0)
 
 
 @pytest.mark.parametrize(

@@ -30,7 +30,10 @@ P = "airflow.oes."
 async def _run_fleet(sim: OESSimulator, conn_id: str, ids: list[str], poll_interval: float) -> list[dict[str, Any]]:
     async def first_event(allocation_id: str) -> dict[str, Any]:
         trigger = AllocationStatusTrigger(
-            allocation_id=allocation_id, enterprise_id=sim.enterprise_id, oes_conn_id=conn_id, poll_interval=poll_interval
+            allocation_id=allocation_id,
+            enterprise_id=sim.enterprise_id,
+            oes_conn_id=conn_id,
+            poll_interval=poll_interval,
         )
         async for event in trigger.run():
             return event.payload
@@ -51,7 +54,10 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     listener = statsd_metrics(tags="influxdb")
     conn_id = make_connection(conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4)
     # Final on the second read: every allocation is seen waiting once, then final.
-    expected = {oes_simulator.add_allocation(final_status=s, reserved_for_reads=1): s for s in ["cleared"] * 4 + ["released"] * 3}
+    expected = {
+        oes_simulator.add_allocation(final_status=s, reserved_for_reads=1): s
+        for s in ["cleared"] * 4 + ["released"] * 3
+    }
     oes_simulator.inject_fault("429", count=1, retry_after=0.1)
     oes_simulator.inject_fault("drop", count=1)
 
