@@ -1,8 +1,20 @@
-"""Builders of valid OES allocation JSON records, in the API's own camelCase shape, for unit tests."""
+"""Builders for unit tests: valid OES allocation JSON records (the API's camelCase shape) and full errors."""
 
 from __future__ import annotations
 
 from typing import Any
+
+from airflow_provider_oes.exceptions import (
+    OESAuthenticationError,
+    OESConnectionError,
+    OESError,
+    OESInvalidRequestError,
+    OESNotFoundError,
+    OESPermissionDeniedError,
+    OESRateLimitError,
+    OESResponseError,
+    OESServerError,
+)
 
 DEFAULT_ALLOCATION_ID = "a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
 DEFAULT_ENTERPRISE_ID = "ent1"
@@ -44,3 +56,31 @@ def allocation_body(**overrides: Any) -> dict[str, Any]:
     :param overrides: passed to :func:`allocation_record`.
     """
     return {"allocation": allocation_record(**overrides)}
+
+
+def full_error(cls: type[OESError]) -> OESError:
+    """An error of class ``cls`` with every field set (a rate-limit error also has ``retry_after``)."""
+    kwargs: dict[str, object] = {
+        "status_code": 503,
+        "error": "err",
+        "name": "Name",
+        "request_id": "req-1",
+        "allocation_id": DEFAULT_ALLOCATION_ID,
+        "enterprise_id": "ent1",
+    }
+    if cls is OESRateLimitError:
+        return OESRateLimitError("rate limited", retry_after=2.5, **kwargs)
+    return cls("boom message", **kwargs)  # type: ignore[arg-type]
+
+
+ALL_ERROR_CLASSES: list[type[OESError]] = [
+    OESError,
+    OESInvalidRequestError,
+    OESAuthenticationError,
+    OESPermissionDeniedError,
+    OESNotFoundError,
+    OESRateLimitError,
+    OESServerError,
+    OESConnectionError,
+    OESResponseError,
+]

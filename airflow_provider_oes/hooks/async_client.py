@@ -1,10 +1,11 @@
 """Async client of the OES API for triggers: one pooled ``httpx.AsyncClient`` per connection and event loop.
 
-It applies exactly the rules of the sync hook, imported rather than re-written: paths, id validation and body
-parsing from :mod:`airflow_provider_oes._api`, the HTTP-status-to-error table from
-:func:`airflow_provider_oes.exceptions.error_from_response`, and retries from
+It applies exactly the rules of the sync hook, imported rather than re-written: id validation from
+:mod:`airflow_provider_oes._api`, the steps of each request (token check, status-to-error table, parsing,
+redaction) from :mod:`airflow_provider_oes._request`, and retries from
 :class:`airflow_provider_oes._retry.RetryPolicy`. What it adds is the async transport, and a hook for a
-client-side rate limiter that every attempt (retries included) passes through.
+client-side rate limiter (:class:`~airflow_provider_oes._rate_limit.RequestGate`) that every attempt,
+retries included, passes through.
 
 Instances are created and shared by :mod:`airflow_provider_oes.triggers._poller`, which keeps one per
 connection per event loop; triggers never build their own.
@@ -12,36 +13,25 @@ connection per event loop; triggers never build their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_oes._api import (
-    MAX_LIST_RESPONSE_BYTES,
-    MAX_RESPONSE_BYTES,
     USER_AGENT,
-    allocation_path,
-    allocations_path,
     check_declared_length,
-    parse_allocation_body,
-    parse_allocations_list_body,
     validate_allocation_id,
     validate_enterprise_id,
 )
-from airflow_provider_oes.exceptions import (
-    OESError,
-    OESInvalidRequestError,
-    OESRateLimitError,
-    ca_bundle_error,
-    error_from_response,
-    missing_token_error,
-    redact_error,
-    transport_error,
-)
+from airflow_provider_oes._errors import ca_bundle_error
+from airflow_provider_oes._request import allocation_call, list_call, redacting
+from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimitError
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Sequence
+    from collections.abc import Sequence
 
     import httpx
 
+    from airflow_provider_oes._rate_limit import RequestGate
+    from airflow_provider_oes._request import ApiCall
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.models import Allocation
 
@@ -51,25 +41,14 @@ DEFAULT_MAX_CONNECTIONS = 10
 """Open TCP connections per client: enough for a few concurrent requests, few enough to be polite."""
 
 
-class RequestGate(Protocol):
-    """What the client needs of a rate limiter (implemented by ``triggers._poller.RateLimiter``)."""
-
-    async def acquire(self) -> Any:
-        """Wait until one more request may be sent; return a ticket for :meth:`release`."""
-
-    def release(self, ticket: Any) -> None:
-        """The request of ``ticket`` is over (answered or failed)."""
-
-    def penalize(self, seconds: float) -> None:
-        """Hold every request back for ``seconds`` (the API answered 429)."""
-
-
 class OESAsyncClient:
     """Async access to the OES allocation endpoints with one connection pool.
 
     :param settings: The connection's settings (base URL, token, timeouts, retries).
     :param gate: Optional rate limiter every HTTP attempt waits for; a 429 penalizes it.
     :param max_connections: Size of the connection pool.
+    :param transport: An httpx transport to send through instead of the network (tests use
+        ``httpx.MockTransport``); TLS settings then do not apply.
     """
 
     def __init__(
@@ -78,6 +57,7 @@ class OESAsyncClient:
         *,
         gate: RequestGate | None = None,
         max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
         import ssl
 
@@ -95,6 +75,7 @@ class OESAsyncClient:
                 verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
+                transport=transport,
             )
         except OSError as exc:  # httpx loads the CA bundle here: a bad path must be an error event, not a crash
             if settings.ca_bundle:
@@ -122,19 +103,10 @@ class OESAsyncClient:
         :param enterprise_id: The client's enterprise id.
         :raises OESError: a subclass saying what went wrong.
         """
-        allocation_id = validate_allocation_id(allocation_id)
-        enterprise_id = validate_enterprise_id(enterprise_id)
-        path = allocation_path(enterprise_id, allocation_id)
-
-        async def once() -> Allocation:
-            body = await self._get(
-                path, None, MAX_RESPONSE_BYTES, allocation_id=allocation_id, enterprise_id=enterprise_id
-            )
-            return parse_allocation_body(
-                body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=self.settings.token
-            )
-
-        return await self._redacted(self.retry_policy.acall(once))
+        call = allocation_call(
+            self.settings, validate_allocation_id(allocation_id), validate_enterprise_id(enterprise_id)
+        )
+        return await self._call(call)
 
     async def list_allocations(
         self,
@@ -167,73 +139,38 @@ class OESAsyncClient:
             params["allocationIds"] = ",".join(validate_allocation_id(i) for i in allocation_ids)
         if statuses is not None:
             params["statuses"] = ",".join(str(s) for s in statuses)
-        path = allocations_path(enterprise_id)
+        return await self._call(list_call(self.settings, enterprise_id, params))
 
-        async def once() -> list[Any]:
-            body = await self._get(
-                path, params, MAX_LIST_RESPONSE_BYTES, allocation_id=None, enterprise_id=enterprise_id
-            )
-            return parse_allocations_list_body(body, enterprise_id=enterprise_id, secret=self.settings.token)
+    async def _call(self, call: ApiCall[T]) -> T:
+        """The call with its retries; the token is stripped from any error."""
+        with redacting(self.settings.token):
+            return await self.retry_policy.acall(lambda: self._attempt(call))
 
-        return await self._redacted(self.retry_policy.acall(once))
-
-    async def _redacted(self, call: Awaitable[T]) -> T:
-        """Await ``call``; strip the token from any OESError (messages quote the server, which may echo it)."""
-        try:
-            return await call
-        except OESError as exc:
-            raise redact_error(exc, self.settings.token) from exc.__cause__
-
-    async def _get(
-        self,
-        path: str,
-        params: dict[str, str] | None,
-        limit: int,
-        *,
-        allocation_id: str | None,
-        enterprise_id: str,
-    ) -> bytes:
-        """One HTTP attempt: wait for the rate limiter, send, read at most ``limit`` bytes, map errors."""
+    async def _attempt(self, call: ApiCall[T]) -> T:
+        """One attempt: the steps of :mod:`airflow_provider_oes._request` around the rate limiter and httpx I/O."""
         import httpx
 
-        settings = self.settings
-        subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
-        if not settings.token:
-            raise missing_token_error(settings.conn_id, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        call.check_token()
         ticket = await self.gate.acquire() if self.gate is not None else None
         self.requests_sent += 1
         try:
             async with self._http.stream(
-                "GET", path, params=params, headers={"Authorization": f"Bearer {settings.token}"}
+                "GET", call.path, params=call.params, headers={"Authorization": f"Bearer {self.settings.token}"}
             ) as response:
-                body = await _read_limited(
-                    response, limit, f"{subject} of enterprise {enterprise_id!r}", settings.read_timeout
-                )
+                body = await _read_limited(response, call.limit, call.what, self.settings.read_timeout)
         except httpx.HTTPError as exc:
-            raise transport_error(
-                exc,
-                settings,
-                timed_out=isinstance(exc, httpx.TimeoutException),
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            ) from None
+            raise call.transport_error(exc, timed_out=isinstance(exc, httpx.TimeoutException)) from None
         finally:
             if self.gate is not None:
                 # The request is over: the limiter's window for it starts now, not when it was sent.
                 self.gate.release(ticket)
-        if response.status_code != 200:
-            error = error_from_response(
-                response.status_code,
-                body,
-                retry_after=response.headers.get("Retry-After"),
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            )
-            if isinstance(error, OESRateLimitError) and self.gate is not None:
+        try:
+            return call.answer(response.status_code, body, response.headers.get("Retry-After"))
+        except OESRateLimitError as error:
+            if self.gate is not None:
                 # Hold back every trigger on this connection, not only this call's retry.
                 self.gate.penalize(self.retry_policy.wait_seconds(1, error))
-            raise error
-        return body
+            raise
 
 
 async def _read_limited(response: httpx.Response, limit: int, what: str, timeout: float) -> bytes:

@@ -5,36 +5,24 @@ from __future__ import annotations
 import time
 import uuid
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_oes._api import (
-    MAX_RESPONSE_BYTES,
-    USER_AGENT,
-    allocation_path,
-    check_declared_length,
-    parse_allocation_body,
-    validate_allocation_id,
-    validate_enterprise_id,
-)
+from airflow_provider_oes._api import USER_AGENT, check_declared_length, validate_allocation_id, validate_enterprise_id
+from airflow_provider_oes._errors import ca_bundle_error
+from airflow_provider_oes._request import allocation_call, redacting
 from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes._settings import OESConnectionSettings
-from airflow_provider_oes.exceptions import (
-    OESError,
-    OESInvalidRequestError,
-    OESNotFoundError,
-    ca_bundle_error,
-    error_from_response,
-    missing_token_error,
-    redact_error,
-    transport_error,
-)
+from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESNotFoundError
 
 if TYPE_CHECKING:
     import requests
 
+    from airflow_provider_oes._request import ApiCall
     from airflow_provider_oes.models import Allocation
+
+T = TypeVar("T")
 
 
 class OESHook(BaseHook):
@@ -122,24 +110,22 @@ class OESHook(BaseHook):
         return self._get_allocation(allocation_id, enterprise_id, self.retry_policy)
 
     def _get_allocation(self, allocation_id: str, enterprise_id: str, policy: RetryPolicy) -> Allocation:
-        url = self.settings.base_url + allocation_path(enterprise_id, allocation_id)
-        try:
-            return policy.call(lambda: self._get_once(url, allocation_id, enterprise_id))
-        except OESError as exc:
-            # Messages quote the server's words; a server echoing the Authorization header must not
-            # make the token show up in logs or task failures.
-            raise redact_error(exc, self.settings.token) from exc.__cause__
+        call = allocation_call(self.settings, allocation_id, enterprise_id)
+        url = self.settings.base_url + call.path
+        with redacting(self.settings.token):
+            return policy.call(lambda: self._get_once(call, url))
 
-    def _get_once(self, url: str, allocation_id: str, enterprise_id: str) -> Allocation:
+    def _get_once(self, call: ApiCall[T], url: str) -> T:
+        """One attempt: the steps of :mod:`airflow_provider_oes._request` around this hook's requests I/O."""
         import requests
         import urllib3
 
         settings = self.settings
-        if not settings.token:
-            raise missing_token_error(self.oes_conn_id, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        call.check_token()
         try:
             response = self.session.get(
                 url,
+                params=call.params,
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE override a
                 # session-level verify (psf/requests#3829), which would ignore the ca_bundle extra.
@@ -148,37 +134,17 @@ class OESHook(BaseHook):
                 allow_redirects=False,
             )
             try:
-                body = _read_limited(
-                    response,
-                    f"allocation {allocation_id!r} of enterprise {enterprise_id!r}",
-                    time.monotonic() + settings.read_timeout,
-                )
+                body = _read_limited(response, call.limit, call.what, time.monotonic() + settings.read_timeout)
             finally:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
-            raise transport_error(
-                exc,
-                settings,
-                timed_out=isinstance(exc, requests.Timeout),
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            ) from None
+            raise call.transport_error(exc, timed_out=isinstance(exc, requests.Timeout)) from None
         except OSError as exc:
             # requests raises a bare OSError (after RequestException, which is one too) for a bad CA bundle.
             if settings.ca_bundle:
                 raise ca_bundle_error(settings.ca_bundle, exc) from None
             raise
-        if response.status_code != 200:
-            raise error_from_response(
-                response.status_code,
-                body,
-                retry_after=response.headers.get("Retry-After"),
-                allocation_id=allocation_id,
-                enterprise_id=enterprise_id,
-            )
-        return parse_allocation_body(
-            body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=settings.token
-        )
+        return call.answer(response.status_code, body, response.headers.get("Retry-After"))
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection against the real API (the connections UI "Test" button).
@@ -208,27 +174,27 @@ class OESHook(BaseHook):
         return UI_FIELD_BEHAVIOUR
 
 
-def _read_limited(response: requests.Response, what: str, deadline: float) -> bytes:
-    """Read at most MAX_RESPONSE_BYTES + 1 bytes by ``deadline`` (a ``time.monotonic()`` value).
+def _read_limited(response: requests.Response, limit: int, what: str, deadline: float) -> bytes:
+    """Read at most ``limit + 1`` bytes by ``deadline`` (a ``time.monotonic()`` value).
 
     The size cap stops an endless body from exhausting memory; the deadline stops a body that drips in,
     each byte within the socket's read timeout, from holding a poke for hours.
     """
     declared = response.headers.get("Content-Length")
-    check_declared_length(declared, MAX_RESPONSE_BYTES, what)
+    check_declared_length(declared, limit, what)
     chunks: list[bytes] = []
     size = 0
     # With a Content-Length and no content coding, stop once that many bytes came off the wire instead of
     # asking the socket once more for an end. A gzip body is read to its end: its decoder flushes only there.
     plain = not response.headers.get("Content-Encoding")
     expected = int(declared) if plain and declared and declared.isdigit() else None
-    while size <= MAX_RESPONSE_BYTES and (expected is None or response.raw.tell() < expected):
+    while size <= limit and (expected is None or response.raw.tell() < expected):
         if time.monotonic() > deadline:
             import requests
 
             raise requests.exceptions.ReadTimeout("the body did not arrive within the read timeout")
         # read1: one socket read at most, so the deadline is checked between reads.
-        chunk: bytes = response.raw.read1(MAX_RESPONSE_BYTES + 1 - size, decode_content=True)
+        chunk: bytes = response.raw.read1(limit + 1 - size, decode_content=True)
         if not chunk:
             break
         chunks.append(chunk)
@@ -236,7 +202,7 @@ def _read_limited(response: requests.Response, what: str, deadline: float) -> by
     data = b"".join(chunks)
     # Compare the bytes read off the wire (tell()), not the decoded ones: a small gzip body decodes to
     # fewer bytes than its Content-Length and is complete.
-    if declared and declared.isdigit() and len(data) <= MAX_RESPONSE_BYTES and response.raw.tell() < int(declared):
+    if declared and declared.isdigit() and len(data) <= limit and response.raw.tell() < int(declared):
         import requests
 
         raise requests.exceptions.ChunkedEncodingError("connection closed before the whole body arrived")

@@ -163,32 +163,12 @@ class AllocationStatusSensor(BaseSensorOperator):
         )
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger fired: apply exactly the same status rules as :meth:`poke`.
+        """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.
 
         :raises AllocationReleasedError: when the allocation is ``released``.
         :raises OESError: when the trigger reported a permanent API error.
         """
-        from airflow_provider_oes._api import parse_allocation_record
-        from airflow_provider_oes.exceptions import OESResponseError, error_from_payload
+        from airflow_provider_oes.triggers._events import read_event
 
-        if not event:
-            raise OESResponseError(f"the trigger for allocation {self.allocation_id!r} returned no event")
-        if event.get("status") == "error":
-            raise error_from_payload(event)
-        if event.get("status") != "terminal":
-            # Only the trigger's two event shapes are trusted; a malformed event never becomes success.
-            raise OESResponseError(
-                f"the trigger for allocation {self.allocation_id!r} sent an event of unknown kind "
-                f"{str(event.get('status'))[:40]!r}; not trusted as success"
-            )
-        enterprise_id = str(event.get("enterprise_id") or self.enterprise_id or "")
-        allocation = parse_allocation_record(
-            event.get("allocation"), allocation_id=str(self.allocation_id), enterprise_id=enterprise_id
-        )
-        result = self.evaluate(allocation)
-        if not result.is_done:
-            # A trigger only fires on a final status; anything else is not trusted as success.
-            raise OESResponseError(
-                f"the trigger for allocation {self.allocation_id!r} fired while it is {allocation.status!r}"
-            )
-        return result.xcom_value
+        allocation = read_event(event, allocation_id=str(self.allocation_id), enterprise_id=self.enterprise_id)
+        return self.evaluate(allocation).xcom_value

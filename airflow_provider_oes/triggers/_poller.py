@@ -6,14 +6,14 @@ loop:
 
 * **one connection** (:class:`_Connection`) per Airflow connection id: one
   :class:`~airflow_provider_oes.hooks.async_client.OESAsyncClient` (one HTTP connection pool) and one
-  :class:`RateLimiter`, shared by every trigger that uses that connection id;
+  :class:`~airflow_provider_oes._rate_limit.RateLimiter`, shared by every trigger that uses that connection id;
 * **one poller** (:class:`AllocationPoller`) per ``(connection id, enterprise id)``: triggers register the
   allocation they wait for and await a future. Once per poll interval the poller asks the list endpoint
   for ``batch_size`` ids at a time (``allocationIds=a,b,c``), resolves the future of every allocation that
   turned ``cleared`` or ``released``, confirms ids missing from the list with the single GET, and keeps the
   rest waiting. With the connection's ``batching`` extra off it sends one single GET per allocation instead.
 
-Every HTTP attempt, retries included, first waits for the connection's :class:`RateLimiter` (a sliding
+Every HTTP attempt, retries included, first waits for the connection's rate limiter (a sliding
 window: never more than ``rate_limit_requests`` in any ``rate_limit_period`` seconds). A 429 holds the whole
 connection back for its ``Retry-After`` (or a backoff). When the limit does not allow a full sweep per
 interval, sweeps simply take longer: every allocation is still checked once per sweep, in order.
@@ -28,15 +28,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 import weakref
-from collections import deque
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._api import parse_allocation_record
+from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
-from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError, error_to_payload
+from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError
+from airflow_provider_oes.triggers._events import error_event, terminal_event
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -51,108 +51,6 @@ MAX_BATCH_SIZE = 200
 """Ids per list request are capped here: 200 UUIDs keep the request line under 8 kB, a common proxy limit."""
 CONCURRENCY = 8
 """Requests one connection has in flight at once (the rate limiter still decides how many per window)."""
-
-
-def terminal_event(allocation: Allocation, enterprise_id: str) -> dict[str, Any]:
-    """The event payload for an allocation that reached a final status (what ``execute_complete`` parses)."""
-    return {"status": "terminal", "allocation": allocation.to_json_dict(), "enterprise_id": enterprise_id}
-
-
-def error_event(exc: OESError, allocation_id: str | None = None) -> dict[str, Any]:
-    """The event payload for a permanent error (rebuilt by ``error_from_payload`` in ``execute_complete``)."""
-    payload = {"status": "error", **error_to_payload(exc)}
-    if payload.get("allocation_id") is None and allocation_id is not None:
-        payload["allocation_id"] = allocation_id
-    return payload
-
-
-class RateLimiter:
-    """At most ``max_requests`` requests in any ``period`` seconds, paced evenly, plus 429 back-off.
-
-    Two rules, both must allow a request:
-
-    * a sliding window (the hard guarantee): never more than ``max_requests`` in any ``period``. A request
-      stays in the window from when it is sent until ``period`` after its answer came back (see
-      :meth:`release`), so that however the network delays each request, BitGo cannot see more than
-      ``max_requests`` arrive within ``period``;
-    * a token bucket refilled at ``max_requests / period`` per second holding at most ``burst`` tokens
-      (the pacing): a big sweep is spread over the window instead of spending the whole window's budget
-      in its first seconds and then starving every trigger until the window slides on.
-
-    Waiters are served first come, first served (an :class:`asyncio.Lock` is FIFO).
-
-    :param max_requests: Requests allowed per window.
-    :param period: Window length in seconds.
-    :param burst: Requests that may go back to back; default a tenth of ``max_requests`` (36 of 360).
-    :param clock: Monotonic clock (replaceable in tests).
-    """
-
-    def __init__(
-        self,
-        max_requests: int,
-        period: float,
-        burst: int | None = None,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
-        if max_requests < 1 or period <= 0:
-            raise OESInvalidRequestError(
-                f"the rate limit must allow at least 1 request per positive period, got {max_requests} per {period} s"
-            )
-        self.max_requests = max_requests
-        self.period = period
-        self.burst = max(1, min(max_requests, burst if burst is not None else max_requests // 10))
-        self._rate = max_requests / period
-        self._clock = clock
-        self._sent: deque[list[float]] = deque()  # one mutable [timestamp] per request, in sending order
-        self._tokens = float(self.burst)
-        self._refilled_at = clock()
-        self._blocked_until = 0.0
-        self._lock: asyncio.Lock | None = None
-        self.waited_seconds = 0.0
-        """Total time requests spent waiting for the limiter (for the benchmark and logs)."""
-
-    def penalize(self, seconds: float) -> None:
-        """Hold every request back for ``seconds`` from now (the API answered 429).
-
-        :param seconds: How long to pause the connection.
-        """
-        self._blocked_until = max(self._blocked_until, self._clock() + max(0.0, seconds))
-
-    def _wait_needed(self, now: float) -> float:
-        self._tokens = min(float(self.burst), self._tokens + (now - self._refilled_at) * self._rate)
-        self._refilled_at = now
-        while self._sent and self._sent[0][0] <= now - self.period:
-            self._sent.popleft()
-        wait = self._blocked_until - now
-        if self._tokens < 1:
-            wait = max(wait, (1 - self._tokens) / self._rate)
-        if len(self._sent) >= self.max_requests:
-            wait = max(wait, self._sent[0][0] + self.period - now)
-        return wait
-
-    async def acquire(self) -> list[float]:
-        """Wait until one more request is allowed, then count it as sent; return its ticket for :meth:`release`."""
-        if self._lock is None:
-            self._lock = asyncio.Lock()
-        async with self._lock:
-            while True:
-                now = self._clock()
-                wait = self._wait_needed(now)
-                if wait <= 0:
-                    break
-                self.waited_seconds += wait
-                await asyncio.sleep(wait)
-            self._tokens -= 1
-            ticket = [now]
-            self._sent.append(ticket)
-            return ticket
-
-    def release(self, ticket: list[float]) -> None:
-        """The request of ``ticket`` got its answer (or failed): its window now starts at this moment.
-
-        :param ticket: What :meth:`acquire` returned.
-        """
-        ticket[0] = max(ticket[0], self._clock())
 
 
 @dataclass

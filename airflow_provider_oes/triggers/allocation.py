@@ -19,14 +19,10 @@ if TYPE_CHECKING:
 class AllocationStatusTrigger(BaseTrigger):
     """Fire once when the allocation is final, or when a permanent error makes waiting pointless.
 
-    Events (read by :meth:`AllocationStatusSensor.execute_complete
-    <airflow_provider_oes.sensors.allocation.AllocationStatusSensor.execute_complete>`, which applies the
-    status rules):
-
-    * ``{"status": "terminal", "allocation": <the API's JSON>, "enterprise_id": ...}`` once the allocation is
-      ``cleared`` or ``released``;
-    * ``{"status": "error", **error_to_payload(exc)}`` for a permanent error (HTTP 400/401/403/404, an invalid
-      answer, a bad connection or id).
+    Events (their shapes, and the checks the sensor applies on arrival, are in
+    :mod:`airflow_provider_oes.triggers._events`): a ``terminal`` event once the allocation is ``cleared`` or
+    ``released``; an ``error`` event for a permanent error (HTTP 400/401/403/404, an invalid answer, a bad
+    connection or id).
 
     ``reserved`` and unknown statuses keep it waiting; transient errors left after the connection's retries
     are logged as warnings and polling goes on (the sensor's ``timeout`` bounds the wait).
@@ -80,7 +76,8 @@ class AllocationStatusTrigger(BaseTrigger):
         """Wait on the shared poller; yield exactly one event."""
         from airflow_provider_oes._api import validate_allocation_id, validate_enterprise_id
         from airflow_provider_oes.exceptions import OESError
-        from airflow_provider_oes.triggers._poller import error_event, register
+        from airflow_provider_oes.triggers._events import error_event
+        from airflow_provider_oes.triggers._poller import register
 
         try:
             allocation_id = validate_allocation_id(self.allocation_id)

@@ -28,13 +28,12 @@ from airflow_provider_oes.exceptions import (
     OESConnectionError,
     OESError,
     OESInvalidRequestError,
-    error_from_payload,
-    error_to_payload,
 )
 from airflow_provider_oes.hooks.oes import OESHook
 from airflow_provider_oes.operators.allocation import GetAllocationOperator
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import FAULT_KINDS, UNLICENSED_ENTERPRISE_ID
+from airflow_provider_oes.triggers._events import error_from_payload, error_to_payload
 from tests.reliability._support import assert_no_token
 from tests.reliability.conftest import FIGURES, TOKEN
 

@@ -17,6 +17,7 @@ from airflow.sdk.exceptions import (
     TaskDeferred,
 )
 
+from airflow_provider_oes._errors import error_from_response
 from airflow_provider_oes.exceptions import (
     AllocationReleasedError,
     OESAuthenticationError,
@@ -28,11 +29,10 @@ from airflow_provider_oes.exceptions import (
     OESRateLimitError,
     OESResponseError,
     OESServerError,
-    error_from_response,
-    error_to_payload,
 )
 from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
+from airflow_provider_oes.triggers._events import error_to_payload
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
 
 if TYPE_CHECKING:

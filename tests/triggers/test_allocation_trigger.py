@@ -1,23 +1,16 @@
-"""AllocationStatusTrigger and its shared poller, against the local simulator (real HTTP on 127.0.0.1)."""
+"""AllocationStatusTrigger: serialization and the one event it fires, against the local simulator (real HTTP)."""
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import json
-import math
-import random
-import re
-from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qs
+from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError, error_from_payload
+from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
-from airflow_provider_oes.triggers import _poller
-from airflow_provider_oes.triggers._poller import RateLimiter
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+from tests.triggers._support import first_event, list_requests, make_trigger, single_requests, wait_idle
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,45 +18,6 @@ if TYPE_CHECKING:
     from airflow_provider_oes.testing.simulator import OESSimulator
 
 pytestmark = pytest.mark.integration
-
-LIST_SUFFIX = "/clients/allocations"
-
-
-def _trigger(sim: OESSimulator, allocation_id: str, conn_id: str, poll_interval: float = 0.05, **kw: Any):
-    return AllocationStatusTrigger(
-        allocation_id=allocation_id,
-        enterprise_id=kw.get("enterprise_id", sim.enterprise_id),
-        oes_conn_id=conn_id,
-        poll_interval=poll_interval,
-    )
-
-
-async def _first_event(trigger: AllocationStatusTrigger, timeout: float = 20) -> dict[str, Any]:
-    """Run the trigger like the triggerer does and return the payload of its (only) event."""
-    events = []
-
-    async def consume() -> None:
-        async for event in trigger.run():
-            events.append(event.payload)
-
-    await asyncio.wait_for(consume(), timeout)
-    assert len(events) == 1, events
-    return events[0]
-
-
-def _list_requests(sim: OESSimulator) -> list[tuple[str, str, str, float]]:
-    return [r for r in sim.requests if r[1].endswith(LIST_SUFFIX)]
-
-
-def _single_requests(sim: OESSimulator) -> list[tuple[str, str, str, float]]:
-    return [r for r in sim.requests if not r[1].endswith(LIST_SUFFIX)]
-
-
-def _assert_idle() -> None:
-    """Nothing of the shared poller is left in this loop: no pollers, no open clients."""
-    registry = _poller._registry()
-    assert registry.pollers == {}
-    assert registry.connections == {}
 
 
 # ----------------------------------------------------------------------------- serialization
@@ -110,7 +64,7 @@ async def test_cleared_fires_terminal_event_and_sensor_succeeds(
     allocation_id = oes_simulator.add_allocation(
         final_status="cleared", reserved_for_reads=2, quantity="12345678901234567890123"
     )
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
+    event = await first_event(make_trigger(oes_simulator, allocation_id, conn_id))
 
     assert event["status"] == "terminal"
     assert event["enterprise_id"] == oes_simulator.enterprise_id
@@ -119,12 +73,12 @@ async def test_cleared_fires_terminal_event_and_sensor_succeeds(
     assert event["allocation"]["amount"]["quantity"] == "12345678901234567890123"
     assert json.loads(json.dumps(event)) == event
     # Polled with the list endpoint (3 sweeps: reserved, reserved, cleared), never the single GET.
-    assert len(_list_requests(oes_simulator)) == 3
-    assert _single_requests(oes_simulator) == []
+    assert len(list_requests(oes_simulator)) == 3
+    assert single_requests(oes_simulator) == []
 
     sensor = AllocationStatusSensor(task_id="s", allocation_id=allocation_id, oes_conn_id=conn_id, deferrable=True)
     assert sensor.execute_complete({}, event) == oes_simulator.get_record(allocation_id)
-    _assert_idle()
+    await wait_idle()
 
 
 async def test_released_fires_terminal_event_and_sensor_fails_with_reason(
@@ -134,7 +88,7 @@ async def test_released_fires_terminal_event_and_sensor_fails_with_reason(
     allocation_id = oes_simulator.add_allocation(
         final_status="released", reserved_for_reads=1, final_reason="partner rejected the allocation"
     )
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
+    event = await first_event(make_trigger(oes_simulator, allocation_id, conn_id))
 
     assert event["status"] == "terminal"
     assert event["allocation"]["status"] == "released"
@@ -148,14 +102,14 @@ async def test_unknown_allocation_is_confirmed_with_single_get_then_404_error_ev
 ) -> None:
     conn_id = make_connection()
     missing = "0b5e2a9c-1111-4222-8333-444455556666"
-    event = await _first_event(_trigger(oes_simulator, missing, conn_id))
+    event = await first_event(make_trigger(oes_simulator, missing, conn_id))
 
     assert event["status"] == "error"
     assert event["error_type"] == "OESNotFoundError"
     assert event["status_code"] == 404
     assert event["allocation_id"] == missing
-    assert len(_list_requests(oes_simulator)) == 1
-    assert [r[1].rsplit("/", 1)[-1] for r in _single_requests(oes_simulator)] == [missing]
+    assert len(list_requests(oes_simulator)) == 1
+    assert [r[1].rsplit("/", 1)[-1] for r in single_requests(oes_simulator)] == [missing]
     sensor = AllocationStatusSensor(task_id="s", allocation_id=missing, oes_conn_id=conn_id, deferrable=True)
     with pytest.raises(OESNotFoundError, match=missing):
         sensor.execute_complete({}, event)
@@ -167,7 +121,7 @@ async def test_wrong_token_gives_authentication_error_without_the_token(
     secret = "wrong-token-6c1f0e9a"
     conn_id = make_connection(token=secret)
     allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
+    event = await first_event(make_trigger(oes_simulator, allocation_id, conn_id))
 
     assert event["status"] == "error"
     assert event["error_type"] == "OESAuthenticationError"
@@ -183,8 +137,8 @@ async def test_unlicensed_enterprise_gives_permission_error(
 
     conn_id = make_connection()
     allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    trigger = _trigger(oes_simulator, allocation_id, conn_id, enterprise_id=UNLICENSED_ENTERPRISE_ID)
-    event = await _first_event(trigger)
+    trigger = make_trigger(oes_simulator, allocation_id, conn_id, enterprise_id=UNLICENSED_ENTERPRISE_ID)
+    event = await first_event(trigger)
     assert event["error_type"] == "OESPermissionDeniedError"
     assert event["status_code"] == 403
     assert event["enterprise_id"] == UNLICENSED_ENTERPRISE_ID
@@ -209,7 +163,7 @@ async def test_bad_arguments_give_invalid_request_event_without_any_request(
 ) -> None:
     conn_id = make_connection()
     trigger = AllocationStatusTrigger(allocation_id, enterprise_id, conn_id, poll_interval)
-    event = await _first_event(trigger)
+    event = await first_event(trigger)
     assert event["error_type"] == "OESInvalidRequestError"
     assert needle in event["message"]
     assert oes_simulator.request_count == 0
@@ -217,227 +171,11 @@ async def test_bad_arguments_give_invalid_request_event_without_any_request(
 
 async def test_missing_connection_gives_error_event(oes_simulator: OESSimulator) -> None:
     trigger = AllocationStatusTrigger("a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab", "sim-enterprise", "no_such_conn", 1.0)
-    event = await _first_event(trigger)
+    event = await first_event(trigger)
     assert event["status"] == "error"
     assert "no_such_conn" in event["message"]
     assert oes_simulator.request_count == 0
-    _assert_idle()
-
-
-async def test_transient_errors_keep_polling(oes_simulator: OESSimulator, make_connection: Callable[..., str]) -> None:
-    conn_id = make_connection(max_retries=0)
-    allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("503", count=2)
-    oes_simulator.inject_fault("drop", count=1)
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["status"] == "terminal"
-    assert event["allocation"]["status"] == "cleared"
-    assert len(_list_requests(oes_simulator)) == 4  # 3 failed sweeps, then the answer
-    assert oes_simulator.faults == []
-
-
-async def test_unknown_status_is_never_terminal(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("unknown_status", count=3, allocation_id=allocation_id)
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["allocation"]["status"] == "cleared"
-    assert len(_list_requests(oes_simulator)) == 4
-
-
-async def test_invalid_record_gives_response_error(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("wrong_types", count=1, allocation_id=allocation_id)
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["status"] == "error"
-    assert event["error_type"] == "OESResponseError"
-    assert event["allocation_id"] == allocation_id
-    assert isinstance(error_from_payload(event), type(error_from_payload(event)))
-
-
-async def test_non_json_body_gives_response_error(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("non_json", count=1)
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["error_type"] == "OESResponseError"
-    assert "not JSON" in event["message"]
-
-
-async def test_record_with_another_id_is_confirmed_with_single_get(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    """A list answer that does not contain the id asked for is never trusted: the single GET decides."""
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="released")
-    oes_simulator.inject_fault("wrong_id", count=1, allocation_id=allocation_id)
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["status"] == "terminal"
-    assert event["allocation"]["id"] == allocation_id
-    assert event["allocation"]["status"] == "released"
-    assert len(_list_requests(oes_simulator)) == 1
-    assert len(_single_requests(oes_simulator)) == 1
-
-
-async def test_batching_off_sends_one_single_get_per_allocation(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection(batching=False)
-    ids = [oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=1) for _ in range(5)]
-    events = await asyncio.gather(*(_first_event(_trigger(oes_simulator, i, conn_id)) for i in ids))
-    assert [e["allocation"]["id"] for e in events] == ids
-    assert _list_requests(oes_simulator) == []
-    paths = [r[1].rsplit("/", 1)[-1] for r in _single_requests(oes_simulator)]
-    assert sorted(paths) == sorted(ids * 2)  # reserved once, then cleared: two GETs each
-
-
-async def test_two_triggers_for_the_same_allocation_both_fire(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=1)
-    first, second = await asyncio.gather(
-        _first_event(_trigger(oes_simulator, allocation_id, conn_id)),
-        _first_event(_trigger(oes_simulator, allocation_id, conn_id)),
-    )
-    assert first == second
-    assert first["allocation"]["status"] == "cleared"
-    for request in _list_requests(oes_simulator):
-        assert parse_qs(request[2])["allocationIds"] == [allocation_id]  # asked once per sweep, not twice
-
-
-# ----------------------------------------------------------------------------- sharing and cancellation
-
-
-async def test_one_client_per_connection_shared_across_enterprises(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    ids = [oes_simulator.add_allocation(final_status="reserved") for _ in range(3)]
-    other = oes_simulator.add_allocation(final_status="reserved", enterprise_id="ent-two")
-    tasks = [asyncio.create_task(_first_event(_trigger(oes_simulator, i, conn_id))) for i in ids]
-    tasks.append(asyncio.create_task(_first_event(_trigger(oes_simulator, other, conn_id, enterprise_id="ent-two"))))
-    await asyncio.sleep(0.3)
-
-    clients = _poller.active_clients()
-    assert list(clients) == [conn_id]
-    first = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    second = _poller.get_poller(conn_id, "ent-two")
-    assert first is not None
-    assert second is not None
-    assert first is not second
-    assert first.connection.client is second.connection.client is clients[conn_id]
-    assert set(first.waiters) == set(ids)
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(0.05)
-    assert clients[conn_id].is_closed
-    _assert_idle()
-
-
-async def test_cancelled_trigger_leaves_the_shared_poller_consistent(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    stays = oes_simulator.add_allocation(final_status="reserved")
-    leaves = oes_simulator.add_allocation(final_status="reserved")
-    staying = asyncio.create_task(_first_event(_trigger(oes_simulator, stays, conn_id)))
-    leaving = asyncio.create_task(_first_event(_trigger(oes_simulator, leaves, conn_id)))
-    await asyncio.sleep(0.2)
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    assert poller is not None
-    client = poller.connection.client
-
-    leaving.cancel()
-    with pytest.raises(asyncio.CancelledError):
-        await leaving
-    assert set(poller.waiters) == {stays}
-    assert not client.is_closed  # still used by the other trigger
-
-    oes_simulator.reset_counts()
-    await asyncio.sleep(0.3)
-    asked = {i for r in _list_requests(oes_simulator) for i in parse_qs(r[2])["allocationIds"][0].split(",")}
-    assert asked == {stays}  # the cancelled id is not polled any more
-
-    oes_simulator.set_status(stays, "cleared")
-    event = await asyncio.wait_for(staying, 10)
-    assert event["allocation"]["id"] == stays
-    await asyncio.sleep(0.05)
-    assert client.is_closed
-    _assert_idle()
-
-
-async def test_cancelling_the_only_trigger_stops_the_poller_and_closes_the_client(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="reserved")
-    task = asyncio.create_task(_first_event(_trigger(oes_simulator, allocation_id, conn_id, poll_interval=30)))
-    await asyncio.sleep(0.2)
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    assert poller is not None
-    client = poller.connection.client
-    task.cancel()
-    await asyncio.gather(task, return_exceptions=True)
-    await asyncio.sleep(0.05)  # the poller wakes from its 30 s sleep at once
-    assert client.is_closed
-    _assert_idle()
-    # A new trigger afterwards gets a fresh poller and client.
-    oes_simulator.set_status(allocation_id, "cleared")
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["allocation"]["status"] == "cleared"
-
-
-async def test_trigger_arriving_while_the_last_one_leaves_gets_a_fresh_poller(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="reserved")
-    leaving = asyncio.create_task(_first_event(_trigger(oes_simulator, allocation_id, conn_id)))
-    await asyncio.sleep(0.2)
-    old = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    assert old is not None
-    leaving.cancel()
-    arriving = asyncio.create_task(_first_event(_trigger(oes_simulator, allocation_id, conn_id)))
-    await asyncio.gather(leaving, return_exceptions=True)
-    await asyncio.sleep(0.2)
-    new = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    assert new is not None
-    assert new is not old
-    assert set(new.waiters) == {allocation_id}
-    oes_simulator.set_status(allocation_id, "released")
-    event = await asyncio.wait_for(arriving, 10)
-    assert event["allocation"]["status"] == "released"
-    await asyncio.sleep(0.05)
-    _assert_idle()
-
-
-async def test_last_trigger_leaving_stops_a_poller_queued_behind_the_rate_limiter(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    """1 request per 30 s: the poller waits in the limiter; cancelling the trigger must not wait for it."""
-    conn_id = make_connection(batching=False, rate_limit_requests=1, rate_limit_period=30)
-    ids = [oes_simulator.add_allocation(final_status="reserved") for _ in range(2)]
-    tasks = [asyncio.create_task(_first_event(_trigger(oes_simulator, i, conn_id))) for i in ids]
-    await asyncio.sleep(0.3)
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    assert poller is not None
-    client = poller.connection.client
-    assert oes_simulator.request_count == 1  # the second GET is held by the limiter
-    for task in tasks:
-        task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    await asyncio.sleep(0.05)
-    assert client.is_closed
-    _assert_idle()
+    await wait_idle()
 
 
 async def test_bad_connection_extra_gives_error_event(
@@ -445,149 +183,8 @@ async def test_bad_connection_extra_gives_error_event(
 ) -> None:
     conn_id = make_connection(batch_size=0)
     allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
+    event = await first_event(make_trigger(oes_simulator, allocation_id, conn_id))
     assert event["error_type"] == "OESInvalidRequestError"
     assert "batch_size" in event["message"]
     assert oes_simulator.request_count == 0
-    _assert_idle()
-
-
-# ----------------------------------------------------------------------------- rate limiting
-
-
-async def test_rate_limiter_never_exceeds_its_window() -> None:
-    loop = asyncio.get_running_loop()
-    limiter = RateLimiter(max_requests=4, period=0.25)
-    stamps = []
-    for _ in range(10):
-        await limiter.acquire()
-        stamps.append(loop.time())
-    for i in range(len(stamps) - 4):
-        assert stamps[i + 4] - stamps[i] >= 0.25 - 1e-3  # any 5 requests span at least one period
-    assert limiter.waited_seconds > 0
-
-
-async def test_rate_limiter_paces_after_its_burst() -> None:
-    """10 per second with a burst of 3: three at once, then one every 0.1 s (no spending the window at once)."""
-    loop = asyncio.get_running_loop()
-    limiter = RateLimiter(max_requests=10, period=1.0, burst=3)
-    start = loop.time()
-    stamps = []
-    for _ in range(7):
-        await limiter.acquire()
-        stamps.append(loop.time() - start)
-    assert stamps[2] < 0.05
-    for earlier, later in itertools.pairwise(stamps[2:]):
-        assert later - earlier >= 0.1 - 5e-3
-
-
-async def test_rate_limiter_window_starts_when_the_answer_arrives() -> None:
-    """A slow request keeps its slot until period after its answer, so the server never sees too many."""
-    loop = asyncio.get_running_loop()
-    limiter = RateLimiter(max_requests=1, period=0.3, burst=1)
-    start = loop.time()
-    slow = await limiter.acquire()
-    await asyncio.sleep(0.2)
-    limiter.release(slow)  # answered at 0.2 s: the next request may go at 0.5 s, not at 0.3 s
-    await limiter.acquire()
-    assert loop.time() - start >= 0.5 - 5e-3
-
-
-def test_rate_limiter_rejects_a_useless_limit() -> None:
-    from airflow_provider_oes.exceptions import OESInvalidRequestError
-
-    with pytest.raises(OESInvalidRequestError, match="0 per 60"):
-        RateLimiter(0, 60)
-
-
-async def test_connection_rate_limit_holds_across_sweeps(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    """Batching off, 6 allocations, a limit of 4 per 0.5 s: sweeps slow down instead of exceeding it."""
-    conn_id = make_connection(batching=False, rate_limit_requests=4, rate_limit_period=0.5)
-    ids = [oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=2) for _ in range(6)]
-    events = await asyncio.gather(*(_first_event(_trigger(oes_simulator, i, conn_id, 0.01)) for i in ids))
-    assert all(e["allocation"]["status"] == "cleared" for e in events)
-    stamps = sorted(r[3] for r in oes_simulator.requests)
-    assert len(stamps) == 18
-    for i in range(len(stamps) - 4):
-        assert stamps[i + 4] - stamps[i] >= 0.5 - 0.02
-
-
-async def test_429_pauses_the_connection_for_retry_after(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection(max_retries=1, retry_max_wait=5)
-    allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("429", count=1, retry_after=0.6)
-    event = await _first_event(_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["allocation"]["status"] == "cleared"
-    first, second = sorted(r[3] for r in oes_simulator.requests)
-    assert second - first >= 0.6 - 0.02
-
-
-# ----------------------------------------------------------------------------- many triggers
-
-
-async def test_200_triggers_share_batched_requests(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    batch_size = 50
-    conn_id = make_connection(batch_size=batch_size)
-    rng = random.Random(4)
-    expected: dict[str, str] = {}
-    for n in range(200):
-        final = "cleared" if n % 2 else "released"
-        allocation_id = oes_simulator.add_allocation(final_status=final, reserved_for_reads=rng.randint(0, 4))
-        expected[allocation_id] = final
-    triggers = [_trigger(oes_simulator, i, conn_id, poll_interval=0.1) for i in expected]
-    gathered = asyncio.gather(*(_first_event(t) for t in triggers))
-    poller = None
-    while poller is None:
-        await asyncio.sleep(0)
-        poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    events = await gathered
-
-    assert {e["allocation"]["id"]: e["allocation"]["status"] for e in events} == expected
-    assert all(e["status"] == "terminal" for e in events)
-    confirmations = len(_single_requests(oes_simulator))
-    assert confirmations == 0  # every id exists, so the list always had it
-    lists = _list_requests(oes_simulator)
-    per_sweep = math.ceil(200 / batch_size)
-    # One sweep per poll interval, and at most ceil(200 / batch size) list requests per sweep.
-    # Reserved for at most 4 reads, final on the next; +1 as the first sweep may start before all 200 joined.
-    assert 2 <= poller.sweeps <= 6
-    assert len(lists) <= poller.sweeps * per_sweep + confirmations
-    assert len(lists) >= per_sweep + 1
-    for request in lists:
-        assert len(parse_qs(request[2])["allocationIds"][0].split(",")) <= batch_size
-    _assert_idle()
-
-
-# ----------------------------------------------------------------------------- operator-visible logging
-
-
-async def test_poller_logs_each_sweep_with_its_request_count(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str], caplog: pytest.LogCaptureFixture
-) -> None:
-    conn_id = make_connection(batch_size=2)
-    ids = [oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=1) for _ in range(3)]
-    caplog.set_level("INFO", logger="airflow_provider_oes.triggers._poller")
-
-    events = await asyncio.gather(*(_first_event(_trigger(oes_simulator, i, conn_id)) for i in ids))
-
-    assert [e["status"] for e in events] == ["terminal"] * 3
-    messages = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_oes.triggers._poller"]
-    assert any("batches of 2 ids per list request" in m for m in messages), messages
-    sweeps = [
-        tuple(int(n) for n in match.groups())
-        for m in messages
-        if (match := re.search(r"checked (\d+) allocations with (\d+) requests .* (\d+) became final", m))
-    ]
-    assert sweeps, messages
-    # Each sweep asks about its allocations in batches of 2 (no confirmations needed here), and every
-    # allocation is reported final exactly once. The last sweep may be cut short when the last trigger leaves.
-    assert all(requests == math.ceil(checked / 2) for checked, requests, _ in sweeps), sweeps
-    assert sum(final for _, _, final in sweeps) <= 3
-    assert any(final > 0 for _, _, final in sweeps), sweeps
-    assert oes_simulator.token not in "\n".join(messages)
+    await wait_idle()

@@ -1,0 +1,264 @@
+"""Which error an HTTP answer or a transport failure becomes, and keeping the token out of errors.
+
+Private: used by the sync hook and the async client alike (through :mod:`airflow_provider_oes._request`), so
+the two cannot map the same answer differently. The error types themselves are public, in
+:mod:`airflow_provider_oes.exceptions`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_oes.exceptions import (
+    OESAuthenticationError,
+    OESConnectionError,
+    OESError,
+    OESInvalidRequestError,
+    OESNotFoundError,
+    OESPermissionDeniedError,
+    OESRateLimitError,
+    OESServerError,
+)
+
+if TYPE_CHECKING:
+    from airflow_provider_oes._settings import OESConnectionSettings
+
+
+_STATUS_TO_CLASS: dict[int, type[OESError]] = {
+    400: OESInvalidRequestError,
+    401: OESAuthenticationError,
+    403: OESPermissionDeniedError,
+    404: OESNotFoundError,
+    429: OESRateLimitError,
+}
+
+_WHAT_TO_FIX: dict[type[OESError], str] = {
+    OESInvalidRequestError: "check that the allocation id is a UUID and the enterprise id is right",
+    OESAuthenticationError: (
+        "check the access token in the connection (valid, not expired, scope settlement_network_read) "
+        "and that its user is a member of the enterprise"
+    ),
+    OESPermissionDeniedError: (
+        "the enterprise may have no OES license, or the token may not read this allocation; "
+        "check the enterprise id and the token's permissions"
+    ),
+    OESNotFoundError: "check the allocation id, and that it belongs to this enterprise's client",
+    OESRateLimitError: "BitGo's rate limit was hit; poll less often or batch allocations",
+    OESServerError: "BitGo could not answer; this is usually temporary",
+}
+
+_MAX_ERROR_TEXT = 500
+
+
+def _error_fields(body: bytes) -> tuple[str | None, str | None, str | None]:
+    try:
+        data = json.loads(body[:65536])
+    except (ValueError, RecursionError):
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+
+    def text(key: str) -> str | None:
+        value = data.get(key)
+        return str(value)[:_MAX_ERROR_TEXT] if value is not None else None
+
+    return text("error"), text("name"), text("requestId")
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None  # An HTTP-date Retry-After is rare for APIs; fall back to backoff.
+    return seconds if seconds >= 0 else None
+
+
+def error_from_response(
+    status_code: int,
+    body: bytes,
+    *,
+    retry_after: str | None = None,
+    allocation_id: str | None = None,
+    enterprise_id: str | None = None,
+) -> OESError:
+    """Build the error for a non-2xx answer of the OES API.
+
+    :param status_code: The HTTP status.
+    :param body: The raw response body (a JSON error body is read for ``error``, ``name`` and ``requestId``).
+    :param retry_after: The raw ``Retry-After`` header, if any.
+    :param allocation_id: The allocation asked for, named in the message.
+    :param enterprise_id: The enterprise asked under, named in the message.
+    """
+    cls = _STATUS_TO_CLASS.get(status_code) or (OESServerError if status_code >= 500 else OESError)
+    error, name, request_id = _error_fields(body)
+    subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    parts = [f"OES API answered HTTP {status_code} for {subject} of enterprise {enterprise_id!r}"]
+    if error:
+        parts.append(f": {error}")
+    if name:
+        parts.append(f" [{name}]")
+    if request_id:
+        parts.append(f" (requestId {request_id})")
+    hint = _WHAT_TO_FIX.get(cls)
+    if hint:
+        parts.append(f". {hint[0].upper()}{hint[1:]}.")
+    kwargs: dict[str, Any] = {
+        "status_code": status_code,
+        "error": error,
+        "name": name,
+        "request_id": request_id,
+        "allocation_id": allocation_id,
+        "enterprise_id": enterprise_id,
+    }
+    if cls is OESRateLimitError:
+        return OESRateLimitError("".join(parts), retry_after=_parse_retry_after(retry_after), **kwargs)
+    return cls("".join(parts), **kwargs)
+
+
+def redact_error(exc: OESError, secret: str | None, placeholder: str = "***") -> OESError:
+    """Remove ``secret`` from every text of ``exc`` (message, args, the API's fields), in place; return ``exc``.
+
+    The messages quote what the server said (its ``error`` text, a body snippet, a record's id), so a
+    server that echoes the request's ``Authorization`` header back would otherwise put the access token
+    into logs and task failures.
+
+    :param exc: The error to clean.
+    :param secret: The access token; nothing is done when it is empty.
+    :param placeholder: What replaces it.
+    """
+    if not secret:
+        return exc
+    for key, value in list(vars(exc).items()):
+        if isinstance(value, str) and secret in value:
+            setattr(exc, key, value.replace(secret, placeholder))
+    exc.args = tuple(a.replace(secret, placeholder) if isinstance(a, str) else a for a in exc.args)
+    return exc
+
+
+def is_certificate_error(exc: BaseException) -> bool:
+    """True when a failed TLS certificate verification is behind ``exc`` (from requests or httpx).
+
+    That is a setting to fix, not a blip: retrying cannot help, so it must not be treated as transient.
+
+    :param exc: The transport's exception; its causes, contexts, ``reason`` and args are searched.
+    """
+    import ssl
+
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        if isinstance(item, ssl.SSLCertVerificationError):
+            return True
+        stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return False
+
+
+def tls_certificate_error(
+    base_url: str, *, allocation_id: str | None = None, enterprise_id: str | None = None
+) -> OESInvalidRequestError:
+    """The permanent error for an API certificate that failed verification, saying what to fix.
+
+    :param base_url: The API base URL that was called.
+    :param allocation_id: The allocation asked for, if any.
+    :param enterprise_id: The enterprise asked under.
+    """
+    return OESInvalidRequestError(
+        f"the TLS certificate of the OES API at {base_url} could not be verified. If it is signed by a private "
+        "CA, set the connection's 'ca_bundle' extra to a PEM file of that CA (verification cannot be turned off)",
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )
+
+
+def check_ca_bundle(path: str) -> OESInvalidRequestError | None:
+    """Load a ``ca_bundle`` extra the way the TLS library would; return the error to raise if it cannot be.
+
+    Called after a TLS failure, to tell a bad bundle (a setting to fix) from a network problem.
+
+    :param path: The extra's value.
+    """
+    import ssl
+
+    try:
+        ssl.create_default_context(cafile=path)
+    except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+        return ca_bundle_error(path, exc)
+    return None
+
+
+def ca_bundle_error(path: str, exc: BaseException) -> OESInvalidRequestError:
+    """The permanent error for a ``ca_bundle`` extra that cannot be loaded (missing file, not PEM).
+
+    :param path: The extra's value.
+    :param exc: What the TLS library raised.
+    """
+    return OESInvalidRequestError(
+        f"connection extra 'ca_bundle' must be the path of a readable PEM file of CA certificates on this "
+        f"machine, got {path!r} ({type(exc).__name__})"
+    )
+
+
+def missing_token_error(
+    conn_id: str, *, allocation_id: str | None = None, enterprise_id: str | None = None
+) -> OESAuthenticationError:
+    """The error for a connection without an access token (raised before any request is sent).
+
+    :param conn_id: The Airflow connection id.
+    :param allocation_id: The allocation asked for, if any.
+    :param enterprise_id: The enterprise asked under.
+    """
+    return OESAuthenticationError(
+        f"connection {conn_id!r} has no access token: put the BitGo access token in its Password field",
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )
+
+
+def transport_error(
+    exc: BaseException,
+    settings: OESConnectionSettings,
+    *,
+    timed_out: bool,
+    allocation_id: str | None,
+    enterprise_id: str,
+) -> OESError:
+    """Map a transport failure (requests or httpx) to the error to raise, for the sync hook and the async client.
+
+    Timeouts and dropped connections are transient (:class:`OESConnectionError`); an unusable ``ca_bundle``
+    or a certificate that fails verification are settings to fix (:class:`OESInvalidRequestError`). Only the
+    exception's class name is quoted: its text can carry the request URL.
+
+    :param exc: What the HTTP library raised.
+    :param settings: The connection's settings (base URL, timeouts and CA bundle are named in messages).
+    :param timed_out: True when it was a connect or read timeout.
+    :param allocation_id: The allocation asked for (``None`` for the list endpoint).
+    :param enterprise_id: The enterprise asked under.
+    """
+    base_url, ca_bundle = settings.base_url, settings.ca_bundle
+    connect_timeout, read_timeout = settings.connect_timeout, settings.read_timeout
+    subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    if timed_out:
+        return OESConnectionError(
+            f"timed out talking to the OES API for {subject} of enterprise {enterprise_id!r} "
+            f"({type(exc).__name__}); connect/read timeouts are {connect_timeout}/{read_timeout} s",
+            allocation_id=allocation_id,
+            enterprise_id=enterprise_id,
+        )
+    bad_bundle = check_ca_bundle(ca_bundle) if ca_bundle else None
+    if bad_bundle is not None:
+        return bad_bundle
+    if is_certificate_error(exc):
+        return tls_certificate_error(base_url, allocation_id=allocation_id, enterprise_id=enterprise_id)
+    return OESConnectionError(
+        f"no complete answer from the OES API at {base_url} for {subject} of enterprise {enterprise_id!r}: "
+        f"{type(exc).__name__}",
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )

@@ -1,0 +1,187 @@
+"""One API request, step by step, written once for the sync hook and the async client.
+
+Each client does only its own I/O — send the GET, read at most :attr:`ApiCall.limit` bytes — and calls these
+steps around it, in this order:
+
+1. :meth:`ApiCall.check_token`: no request leaves without an access token;
+2. the client sends and reads (bounded in size and time);
+3. :meth:`ApiCall.transport_error`: a failed send or read becomes the error to raise (transient or not);
+4. :meth:`ApiCall.answer`: a non-200 status becomes its error (one table, :mod:`airflow_provider_oes._errors`),
+   a 200 body is parsed into what the caller asked for;
+5. :class:`redacting`, around the whole call with its retries: the token is stripped from any error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from airflow_provider_oes._api import (
+    MAX_LIST_RESPONSE_BYTES,
+    MAX_RESPONSE_BYTES,
+    allocation_path,
+    allocations_path,
+    parse_allocation_body,
+    parse_allocations_list_body,
+)
+from airflow_provider_oes._errors import error_from_response, missing_token_error, redact_error, transport_error
+from airflow_provider_oes.exceptions import OESError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from types import TracebackType
+
+    from airflow_provider_oes._settings import OESConnectionSettings
+    from airflow_provider_oes.models import Allocation
+
+T = TypeVar("T")
+
+
+class ApiCall(Generic[T]):
+    """What one API call is about, and the steps every attempt of it takes around the client's I/O.
+
+    Build one with :func:`allocation_call` or :func:`list_call`; it is reused by every retry.
+
+    :param settings: The connection's settings (token, base URL, timeouts, CA bundle).
+    :param path: The endpoint path (ids already validated and encoded).
+    :param params: Query parameters, if any.
+    :param limit: The largest body accepted, in bytes.
+    :param parse: Turns a 200 body into the result.
+    :param allocation_id: The allocation asked for (``None`` for the list endpoint), named in errors.
+    :param enterprise_id: The enterprise asked under, named in errors.
+    """
+
+    __slots__ = ("allocation_id", "enterprise_id", "limit", "params", "parse", "path", "settings", "what")
+
+    def __init__(
+        self,
+        settings: OESConnectionSettings,
+        path: str,
+        *,
+        params: dict[str, str] | None,
+        limit: int,
+        parse: Callable[[bytes], T],
+        allocation_id: str | None,
+        enterprise_id: str,
+    ) -> None:
+        self.settings = settings
+        self.path = path
+        self.params = params
+        self.limit = limit
+        self.parse = parse
+        self.allocation_id = allocation_id
+        self.enterprise_id = enterprise_id
+        subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+        self.what = f"{subject} of enterprise {enterprise_id!r}"
+        """What was asked for, as error messages name it."""
+
+    def check_token(self) -> None:
+        """Step 1: refuse to send a request without an access token.
+
+        :raises OESAuthenticationError: naming the connection and what to fix.
+        """
+        if not self.settings.token:
+            raise missing_token_error(
+                self.settings.conn_id, allocation_id=self.allocation_id, enterprise_id=self.enterprise_id
+            )
+
+    def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
+        """Step 3: the error to raise for a send or read that failed (the client raises it ``from None``).
+
+        :param exc: What the HTTP library raised.
+        :param timed_out: True for a connect or read timeout.
+        """
+        return transport_error(
+            exc, self.settings, timed_out=timed_out, allocation_id=self.allocation_id, enterprise_id=self.enterprise_id
+        )
+
+    def answer(self, status_code: int, body: bytes, retry_after: str | None) -> T:
+        """Step 4: map a non-200 status to its error, or parse the 200 body.
+
+        :param status_code: The HTTP status.
+        :param body: The body, as read (at most ``limit + 1`` bytes).
+        :param retry_after: The raw ``Retry-After`` header, if any.
+        :raises OESError: the subclass for the status, or :class:`OESResponseError` for a body that cannot be used.
+        """
+        if status_code != 200:
+            raise error_from_response(
+                status_code,
+                body,
+                retry_after=retry_after,
+                allocation_id=self.allocation_id,
+                enterprise_id=self.enterprise_id,
+            )
+        return self.parse(body)
+
+
+def allocation_call(settings: OESConnectionSettings, allocation_id: str, enterprise_id: str) -> ApiCall[Allocation]:
+    """The single GET of one allocation (ids already validated).
+
+    :param settings: The connection's settings.
+    :param allocation_id: The allocation's UUID.
+    :param enterprise_id: The client's enterprise id.
+    """
+
+    def parse(body: bytes) -> Allocation:
+        return parse_allocation_body(
+            body, allocation_id=allocation_id, enterprise_id=enterprise_id, secret=settings.token
+        )
+
+    return ApiCall(
+        settings,
+        allocation_path(enterprise_id, allocation_id),
+        params=None,
+        limit=MAX_RESPONSE_BYTES,
+        parse=parse,
+        allocation_id=allocation_id,
+        enterprise_id=enterprise_id,
+    )
+
+
+def list_call(settings: OESConnectionSettings, enterprise_id: str, params: dict[str, str]) -> ApiCall[list[Any]]:
+    """One page of the list endpoint; the result is its raw records (each validated by the caller).
+
+    :param settings: The connection's settings.
+    :param enterprise_id: The client's enterprise id (validated).
+    :param params: The query parameters (validated).
+    """
+
+    def parse(body: bytes) -> list[Any]:
+        return parse_allocations_list_body(body, enterprise_id=enterprise_id, secret=settings.token)
+
+    return ApiCall(
+        settings,
+        allocations_path(enterprise_id),
+        params=params,
+        limit=MAX_LIST_RESPONSE_BYTES,
+        parse=parse,
+        allocation_id=None,
+        enterprise_id=enterprise_id,
+    )
+
+
+class redacting:
+    """Step 5: strip the access token from any :class:`OESError` raised inside the block, in place.
+
+    Messages quote the server's words (its ``error`` text, a body snippet, a record's id); a server that
+    echoes the ``Authorization`` header must not put the token into logs or task failures. Works around
+    sync and async code alike (``with redacting(token): return await ...``).
+
+    :param secret: The access token.
+    """
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: str | None) -> None:
+        self._secret = secret
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, traceback: TracebackType | None
+    ) -> None:
+        # Returns None: the error (now redacted) goes on as it was raised.
+        if isinstance(exc, OESError):
+            redact_error(exc, self._secret)
+            # As ``raise exc from exc.__cause__`` would: the errors of earlier attempts are not shown with it.
+            exc.__suppress_context__ = True
