@@ -77,3 +77,17 @@ async def test_penalize_holds_the_next_request_back() -> None:
     await limiter.acquire()
     assert loop.time() - start >= 0.2 - 5e-3
     assert limiter.waited_seconds > 0
+
+
+async def test_in_window_counts_requests_until_a_period_after_their_answer() -> None:
+    now = [0.0]
+    limiter = RateLimiter(10, 60, burst=10, clock=lambda: now[0])
+    first = await limiter.acquire()
+    await limiter.acquire()
+    assert limiter.in_window() == 2
+    now[0] = 30.0
+    limiter.release(first)  # answered late: counts until 90 s
+    now[0] = 61.0
+    assert limiter.in_window() == 1
+    now[0] = 91.0
+    assert limiter.in_window() == 0

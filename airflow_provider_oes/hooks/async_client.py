@@ -153,17 +153,20 @@ class OESAsyncClient:
         call.check_token()
         ticket = await self.gate.acquire() if self.gate is not None else None
         self.requests_sent += 1
+        started = call.attempt_started()
         try:
             async with self._http.stream(
                 "GET", call.path, params=call.params, headers={"Authorization": f"Bearer {self.settings.token}"}
             ) as response:
                 body = await _read_limited(response, call.limit, call.what, self.settings.read_timeout)
         except httpx.HTTPError as exc:
+            call.attempt_ended(None, started)
             raise call.transport_error(exc, timed_out=isinstance(exc, httpx.TimeoutException)) from None
         finally:
             if self.gate is not None:
                 # The request is over: the limiter's window for it starts now, not when it was sent.
                 self.gate.release(ticket)
+        call.attempt_ended(response.status_code, started)
         try:
             return call.answer(response.status_code, body, response.headers.get("Retry-After"))
         except OESRateLimitError as error:

@@ -32,6 +32,7 @@ import weakref
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
@@ -205,6 +206,8 @@ class AllocationPoller:
         self.last_sweep_seconds = 0.0
         self.finished = 0
         """Allocations that got their event (final status or permanent error)."""
+        self.metrics = _metrics.PollerMetrics(key[0], key[1])
+        """Events and gauges of this poller, sent once per sweep (see :mod:`airflow_provider_oes._metrics`)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -278,6 +281,7 @@ class AllocationPoller:
                     self.last_sweep_seconds,
                     self.finished - finished_before,
                 )
+                self._flush_metrics(len(self.waiters))
                 if not self.waiters:
                     break
                 interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
@@ -293,6 +297,11 @@ class AllocationPoller:
         finally:
             await self._stop()
 
+    def _flush_metrics(self, waiting: int) -> None:
+        if self.metrics.on:
+            limiter = self.connection.limiter
+            self.metrics.flush(waiting, in_window=limiter.in_window(), limit=limiter.max_requests)
+
     def _detach(self) -> None:
         self._stopped = True
         if self._registry.pollers.get(self.key) is self:
@@ -305,6 +314,8 @@ class AllocationPoller:
             for waiter in waiters:
                 waiter.future.cancel()
         self.waiters.clear()
+        # Last word: the events of the final sweep, and nothing waiting any more (a gauge keeps its last value).
+        self._flush_metrics(0)
         connection = self.connection
         connection.pollers -= 1
         if connection.pollers == 0:
@@ -376,7 +387,7 @@ class AllocationPoller:
 
     def _observe(self, allocation_id: str, allocation: Allocation) -> None:
         if allocation.is_terminal:
-            self._finish(allocation_id, terminal_event(allocation, self.enterprise_id))
+            self._finish(allocation_id, terminal_event(allocation, self.enterprise_id), allocation)
         elif not allocation.has_known_status:
             log.warning(
                 "Allocation %s has status %r, which this provider does not know; it is not treated as final. "
@@ -385,9 +396,14 @@ class AllocationPoller:
                 allocation.status,
             )
 
-    def _finish(self, allocation_id: str, event: dict[str, Any]) -> None:
+    def _finish(self, allocation_id: str, event: dict[str, Any], allocation: Allocation | None = None) -> None:
+        """Hand ``event`` to every trigger waiting for ``allocation_id`` (``allocation``: the final one, if any)."""
         if allocation_id in self.waiters:
             self.finished += 1
+            if allocation is not None:
+                self.metrics.event(str(allocation.status), allocation.updated_at)
+            else:
+                self.metrics.event("error")
         for waiter in self.waiters.pop(allocation_id, []):
             if not waiter.future.done():
                 waiter.future.set_result(event)
