@@ -21,8 +21,7 @@ Names (all under ``oes.``; Airflow adds its own ``[metrics] statsd_prefix`` / ``
 * ``oes.rate_limit.rate`` (gauge): the adaptive limiter's current allowance, in requests per window.
 * ``oes.request_latency.<kind>`` (timer, ms): from sending a request to having its whole answer.
 * ``oes.event_delay.<status>`` (timer, ms): from the allocation's ``updatedAt`` (server clock) to its trigger
-  event (triggerer clock; clock skew shows here, negative values are reported as 0); at most
-  :data:`EVENT_DELAY_SAMPLES` per poller per poll interval, a uniform sample of its events.
+  event (triggerer clock; clock skew shows here, negative values are reported as 0).
 * ``oes.sensor.wait_time.<status>`` (timer, ms): a sensor in ``poke`` or ``reschedule`` mode, from its first
   check to the final status (across reschedules).
 
@@ -34,9 +33,11 @@ limit belongs to the connection's token and is shared by all of its enterprises.
 
 Cost: with metrics off every call returns after one check of a flag. With them on, each datagram costs
 what Airflow's own metric calls cost (its name and tag checks, then a UDP send for StatsD: tens of
-microseconds). So the call sites emit per HTTP attempt and per poll interval, never per waiting allocation,
-and a poller gathers its events between flushes (:class:`PollerMetrics`). A failure inside a metrics call is
-logged once and swallowed: metrics never break a poll.
+microseconds). So in the triggerer nothing is sent per request or per event: the shared poller and its
+connection's client gather counts and timings in a :class:`Batch`, sent once per poll interval (counters
+with their exact counts, timers as a uniform sample of at most :data:`TIMING_SAMPLES` per name and tags).
+The sync hook, one request per poke, sends at once. A failure inside a metrics call is logged once and
+swallowed: metrics never break a poll.
 """
 
 from __future__ import annotations
@@ -74,8 +75,8 @@ REQUEST_LATENCY = PREFIX + ".request_latency"
 EVENT_DELAY = PREFIX + ".event_delay"
 SENSOR_WAIT_TIME = PREFIX + ".sensor.wait_time"
 
-EVENT_DELAY_SAMPLES = 20
-"""Event-delay timings a poller sends per status per poll interval at most (a uniform sample of its events)."""
+TIMING_SAMPLES = 8
+"""Timings a :class:`Batch` sends per name and tags per flush at most (a uniform sample of what it saw)."""
 
 _SAFE_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
 """What Airflow's stat-name check accepts; anything else in a tag value would make it drop the metric."""
@@ -135,14 +136,20 @@ def enabled() -> bool:
     return backend is not _OFF
 
 
-def request(kind: str, outcome: str, seconds: float, tags: Mapping[str, str]) -> None:
+def request(kind: str, outcome: str, seconds: float, tags: Mapping[str, str], batch: Batch | None = None) -> None:
     """One HTTP attempt ended: count it by kind and outcome, and time it.
 
     :param kind: One of :data:`REQUEST_KINDS`.
     :param outcome: One of :data:`OUTCOMES` (see :func:`outcome`).
     :param seconds: From sending the request to having its whole answer (or the transport error).
     :param tags: From :func:`tags_for`.
+    :param batch: Gather it there (the shared poller's client) instead of sending it now (the sync hook).
     """
+    if batch is not None:
+        if batch.on:
+            batch.count(f"{REQUESTS}.{kind}.{outcome}", tags)
+            batch.timing(f"{REQUEST_LATENCY}.{kind}", tags, seconds * 1000.0)
+        return
     backend = _backend if _backend is not None else _resolve()
     if backend is _OFF:
         return
@@ -153,12 +160,16 @@ def request(kind: str, outcome: str, seconds: float, tags: Mapping[str, str]) ->
         _failed()
 
 
-def retry(kind: str, tags: Mapping[str, str]) -> None:
+def retry(kind: str, tags: Mapping[str, str], batch: Batch | None = None) -> None:
     """An attempt is about to be retried.
 
     :param kind: One of :data:`REQUEST_KINDS`.
     :param tags: From :func:`tags_for`.
+    :param batch: Gather it there instead of sending it now.
     """
+    if batch is not None:
+        batch.count(f"{RETRIES}.{kind}", tags)
+        return
     backend = _backend if _backend is not None else _resolve()
     if backend is _OFF:
         return
@@ -168,30 +179,88 @@ def retry(kind: str, tags: Mapping[str, str]) -> None:
         _failed()
 
 
-class PollerMetrics:
-    """What one shared poller reports, gathered between two flushes (the poller flushes once per poll interval).
+class Batch:
+    """Counters and timings gathered in memory and sent together by :meth:`flush` (once per poll interval).
 
-    Events and reconciliation finds are counted here and sent as one counter increment per status per flush,
-    and the event delays as at most :data:`EVENT_DELAY_SAMPLES` timings per status per flush, drawn uniformly
-    from that interval's events (reservoir sampling: percentiles stay unbiased; the exact count is the
-    counter's). Each datagram costs Airflow's name and tag checks, tens of microseconds: a burst of 10,000
-    flips must not cost 10,000 of them. The gauges are set at each flush.
+    Each datagram costs Airflow's name and tag checks, tens of microseconds: a burst of 10,000 flips, or a
+    sweep of 500 id batches, must not cost a datagram each. A batch sends one counter increment per name and
+    tags, with the exact count, and at most :data:`TIMING_SAMPLES` timings per name and tags, drawn uniformly
+    from all it saw (reservoir sampling: percentiles stay unbiased; the exact count is the counter's).
+
+    Used from one event loop (the shared poller's): not thread-safe.
+    """
+
+    __slots__ = ("_counts", "_samples", "on")
+
+    def __init__(self) -> None:
+        self.on = enabled()
+        """Whether metrics are on (looked up once, at creation): off, every method returns at once."""
+        # Keyed by name and the identity of a tags_for() mapping (cached, so one object per connection and
+        # enterprise); the mapping itself rides along.
+        self._counts: dict[tuple[str, int], list[Any]] = {}
+        self._samples: dict[tuple[str, int], list[Any]] = {}
+
+    def count(self, name: str, tags: Mapping[str, str], n: int = 1) -> None:
+        """Add ``n`` to the counter ``name``."""
+        if not self.on:
+            return
+        entry = self._counts.get((name, id(tags)))
+        if entry is None:
+            self._counts[(name, id(tags))] = [tags, n]
+        else:
+            entry[1] += n
+
+    def timing(self, name: str, tags: Mapping[str, str], ms: float) -> None:
+        """Offer one timing of ``ms`` milliseconds to the sample of ``name``."""
+        if not self.on:
+            return
+        entry = self._samples.get((name, id(tags)))
+        if entry is None:
+            self._samples[(name, id(tags))] = [tags, 1, [ms]]
+            return
+        entry[1] += 1
+        seen, values = entry[1], entry[2]
+        if seen <= TIMING_SAMPLES:
+            values.append(ms)
+        else:
+            slot = random.randrange(seen)
+            if slot < TIMING_SAMPLES:
+                values[slot] = ms
+
+    def flush(self) -> None:
+        """Send everything gathered since the last flush, and start afresh."""
+        if not self.on or not (self._counts or self._samples):
+            return
+        counts, samples = self._counts, self._samples
+        self._counts, self._samples = {}, {}
+        backend = _backend if _backend is not None else _resolve()
+        if backend is _OFF:
+            return
+        try:
+            for (name, _), (tags, n) in counts.items():
+                backend.incr(name, n, tags=tags)
+            for (name, _), (tags, _seen, values) in samples.items():
+                for ms in values:
+                    backend.timing(name, ms, tags=tags)
+        except Exception:
+            _failed()
+
+
+class PollerMetrics:
+    """What one shared poller reports: its events and reconciliation finds (batched) and its gauges.
 
     :param conn_id: Airflow connection id.
     :param enterprise_id: Enterprise id of the poller.
     """
 
-    __slots__ = ("_delays", "_events", "_finds", "_seen", "conn_tags", "on", "tags")
+    __slots__ = ("batch", "conn_tags", "on", "tags")
 
     def __init__(self, conn_id: str, enterprise_id: str) -> None:
-        self.on = enabled()
+        self.batch = Batch()
+        self.on = self.batch.on
         """Whether metrics are on (looked up once, when the poller starts): off, every method returns at once."""
         self.tags = tags_for(conn_id, enterprise_id)
         self.conn_tags = tags_for(conn_id)
-        self._events: dict[str, int] = {}
-        self._seen: dict[str, int] = {}
-        self._delays: dict[str, list[float]] = {}
-        self._finds = 0
 
     def event(self, status: str, updated_at: datetime | None = None) -> None:
         """A trigger event was fired.
@@ -201,26 +270,18 @@ class PollerMetrics:
         """
         if not self.on:
             return
-        self._events[status] = self._events.get(status, 0) + 1
-        if updated_at is None:
-            return
-        delay_ms = max(0.0, (time.time() - updated_at.timestamp()) * 1000.0)
-        seen = self._seen[status] = self._seen.get(status, 0) + 1
-        samples = self._delays.setdefault(status, [])
-        if seen <= EVENT_DELAY_SAMPLES:
-            samples.append(delay_ms)
-        else:
-            slot = random.randrange(seen)
-            if slot < EVENT_DELAY_SAMPLES:
-                samples[slot] = delay_ms
+        self.batch.count(f"{EVENTS}.{status}", self.tags)
+        if updated_at is not None:
+            delay_ms = max(0.0, (time.time() - updated_at.timestamp()) * 1000.0)
+            self.batch.timing(f"{EVENT_DELAY}.{status}", self.tags, delay_ms)
 
     def reconciliation_finds(self, count: int) -> None:
         """The reconciliation found ``count`` final allocations the change feed had missed.
 
-        :param count: How many.
+        :param count: How many (nothing is sent for 0).
         """
-        if self.on:
-            self._finds += count
+        if self.on and count > 0:
+            self.batch.count(RECONCILIATION_FINDS, self.tags, count)
 
     def flush(
         self, waiting: int, in_window: int | None = None, limit: int | None = None, rate: float | None = None
@@ -234,22 +295,12 @@ class PollerMetrics:
         """
         if not self.on:
             return
+        self.batch.flush()
         backend = _backend if _backend is not None else _resolve()
         if backend is _OFF:
             return
-        events, delays, finds = self._events, self._delays, self._finds
-        self._events, self._seen, self._delays, self._finds = {}, {}, {}, 0
-        tags = self.tags
         try:
-            for status, count in events.items():
-                backend.incr(f"{EVENTS}.{status}", count, tags=tags)
-            for status, samples in delays.items():
-                name = f"{EVENT_DELAY}.{status}"
-                for delay_ms in samples:
-                    backend.timing(name, delay_ms, tags=tags)
-            if finds:
-                backend.incr(RECONCILIATION_FINDS, finds, tags=tags)
-            backend.gauge(WAITING, waiting, tags=tags)
+            backend.gauge(WAITING, waiting, tags=self.tags)
             if in_window is not None:
                 backend.gauge(RATE_LIMIT_IN_WINDOW, in_window, tags=self.conn_tags)
             if limit is not None:

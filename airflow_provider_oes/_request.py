@@ -58,6 +58,7 @@ class ApiCall(Generic[T]):
     __slots__ = (
         "allocation_id",
         "attempts",
+        "batch",
         "enterprise_id",
         "kind",
         "limit",
@@ -99,6 +100,8 @@ class ApiCall(Generic[T]):
         """The request's kind in the metrics: ``single``, ``id_batch`` or ``feed_page`` (the list read as a feed)."""
         self.attempts = 0
         """HTTP attempts made so far (retries included)."""
+        self.batch: _metrics.Batch | None = None
+        """Where the request metrics are gathered (the shared poller's client sets it); ``None``: sent at once."""
 
     def check_token(self) -> None:
         """Step 1: refuse to send a request without an access token.
@@ -114,7 +117,7 @@ class ApiCall(Generic[T]):
         """Step 2: the request is about to be sent; return the start time for :meth:`attempt_ended`."""
         self.attempts += 1
         if self.attempts > 1:
-            _metrics.retry(self.kind, _metrics.tags_for(self.settings.conn_id, self.enterprise_id))
+            _metrics.retry(self.kind, _metrics.tags_for(self.settings.conn_id, self.enterprise_id), self.batch)
         return time.perf_counter()
 
     def attempt_ended(self, status_code: int | None, started: float) -> None:
@@ -128,6 +131,7 @@ class ApiCall(Generic[T]):
             _metrics.outcome(status_code),
             time.perf_counter() - started,
             _metrics.tags_for(self.settings.conn_id, self.enterprise_id),
+            self.batch,
         )
 
     def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:

@@ -137,17 +137,18 @@ def test_a_burst_is_counted_exactly_and_its_delays_sampled(statsd_metrics: Calla
     poller = _metrics.PollerMetrics("c", "e")
     now = datetime.now(timezone.utc)
     for n in range(1000):
-        poller.event("cleared", updated_at=now - timedelta(milliseconds=10 * n))  # delays 0 .. 9.99 s
+        # The first few flips are fresh, the other 99 % five seconds old.
+        poller.event("cleared", updated_at=now - timedelta(seconds=0 if n < _metrics.TIMING_SAMPLES else 5))
     poller.flush(0)
-    metrics = listener.wait_for(lambda ms: len(ms) >= 2 + _metrics.EVENT_DELAY_SAMPLES)
+    metrics = listener.wait_for(lambda ms: len(ms) >= 2 + _metrics.TIMING_SAMPLES)
     counters = [m for m in metrics if m.name == "airflow.oes.events.cleared"]
     assert [(m.kind, m.value) for m in counters] == [("c", 1000.0)]
     delays = [m.value for m in metrics if m.name == "airflow.oes.event_delay.cleared"]
-    assert len(delays) == _metrics.EVENT_DELAY_SAMPLES
-    assert all(0 <= d < 10_000 + 5_000 for d in delays)
-    # Drawn from the whole interval, not its first 20 events (whose delays are all under 0.2 s + test time):
-    # 90 % of the events have a delay of 1 s or more.
-    assert sum(d >= 1_000 for d in delays) >= 10
+    assert len(delays) == _metrics.TIMING_SAMPLES
+    assert all(0 <= d < 5_000 + 5_000 for d in delays)
+    # Drawn from the whole interval, not its first events (all fresh): a uniform sample is nearly all 5 s old
+    # (fewer than half would happen with probability about 2e-9).
+    assert sum(d >= 5_000 for d in delays) >= _metrics.TIMING_SAMPLES // 2
     # The next flush starts afresh: nothing gathered, only the gauge.
     listener.clear()
     poller.flush(5)
@@ -169,7 +170,7 @@ def test_poller_metrics_off_gather_nothing() -> None:
     assert not poller.on
     poller.event("cleared", updated_at=datetime.now(timezone.utc))
     poller.reconciliation_finds(2)
-    assert (poller._events, poller._delays, poller._finds) == ({}, {}, 0)
+    assert (poller.batch._counts, poller.batch._samples) == ({}, {})
 
 
 @pytest.mark.parametrize(

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     USER_AGENT,
     check_declared_length,
@@ -83,6 +84,8 @@ class OESAsyncClient:
             raise
         self.requests_sent = 0
         """HTTP attempts made by this client (retries included); read by tests and the benchmark."""
+        self.metrics = _metrics.Batch()
+        """The request metrics of this client, gathered until its pollers flush them once per poll interval."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.settings.conn_id!r}, base_url={self.settings.base_url!r})"
@@ -143,6 +146,7 @@ class OESAsyncClient:
 
     async def _call(self, call: ApiCall[T]) -> T:
         """The call with its retries; the token is stripped from any error."""
+        call.batch = self.metrics
         with redacting(self.settings.token):
             return await self.retry_policy.acall(lambda: self._attempt(call))
 

@@ -299,7 +299,10 @@ class AllocationPoller:
 
     def _flush_metrics(self, waiting: int) -> None:
         if self.metrics.on:
-            limiter = self.connection.limiter
+            connection = self.connection
+            # The client's request metrics too: they are the connection's, whichever of its pollers sends them.
+            connection.client.metrics.flush()
+            limiter = connection.limiter
             self.metrics.flush(waiting, in_window=limiter.in_window(), limit=limiter.max_requests)
 
     def _detach(self) -> None:
