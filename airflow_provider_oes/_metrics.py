@@ -34,8 +34,9 @@ limit belongs to the connection's token and is shared by all of its enterprises.
 Cost: with metrics off every call returns after one check of a flag. With them on, each datagram costs
 what Airflow's own metric calls cost (its name and tag checks, then a UDP send for StatsD: tens of
 microseconds). So in the triggerer nothing is sent per request or per event: the shared poller and its
-connection's client gather counts and timings in a :class:`Batch`, sent once per poll interval (counters
-with their exact counts, timers as a uniform sample of at most :data:`TIMING_SAMPLES` per name and tags).
+connection's client gather counts and timings in a :class:`Batch`, sent every :data:`FLUSH_PERIOD` seconds
+at the end of a sweep (counters with their exact counts, timers as a uniform sample of at most
+:data:`TIMING_SAMPLES` per name and tags, then the gauges).
 The sync hook, one request per poke, sends at once. A failure inside a metrics call is logged once and
 swallowed: metrics never break a poll.
 """
@@ -77,6 +78,9 @@ SENSOR_WAIT_TIME = PREFIX + ".sensor.wait_time"
 
 TIMING_SAMPLES = 8
 """Timings a :class:`Batch` sends per name and tags per flush at most (a uniform sample of what it saw)."""
+FLUSH_PERIOD = 10.0
+"""Seconds between two sends of a poller's gathered metrics (StatsD's own default flush interval): the cost
+stays the same whatever the poll interval."""
 
 _SAFE_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
 """What Airflow's stat-name check accepts; anything else in a tag value would make it drop the metric."""
@@ -180,7 +184,7 @@ def retry(kind: str, tags: Mapping[str, str], batch: Batch | None = None) -> Non
 
 
 class Batch:
-    """Counters and timings gathered in memory and sent together by :meth:`flush` (once per poll interval).
+    """Counters and timings gathered in memory and sent together by :meth:`flush`.
 
     Each datagram costs Airflow's name and tag checks, tens of microseconds: a burst of 10,000 flips, or a
     sweep of 500 id batches, must not cost a datagram each. A batch sends one counter increment per name and
@@ -253,7 +257,7 @@ class PollerMetrics:
     :param enterprise_id: Enterprise id of the poller.
     """
 
-    __slots__ = ("batch", "conn_tags", "on", "tags")
+    __slots__ = ("batch", "conn_tags", "last_flush", "on", "tags")
 
     def __init__(self, conn_id: str, enterprise_id: str) -> None:
         self.batch = Batch()
@@ -261,6 +265,12 @@ class PollerMetrics:
         """Whether metrics are on (looked up once, when the poller starts): off, every method returns at once."""
         self.tags = tags_for(conn_id, enterprise_id)
         self.conn_tags = tags_for(conn_id)
+        self.last_flush: float | None = None
+        """``time.monotonic()`` of the last :meth:`flush`; ``None`` before the first."""
+
+    def due(self) -> bool:
+        """True when metrics are on and the last flush is :data:`FLUSH_PERIOD` old (or there was none)."""
+        return self.on and (self.last_flush is None or time.monotonic() - self.last_flush >= FLUSH_PERIOD)
 
     def event(self, status: str, updated_at: datetime | None = None) -> None:
         """A trigger event was fired.
@@ -295,6 +305,7 @@ class PollerMetrics:
         """
         if not self.on:
             return
+        self.last_flush = time.monotonic()
         self.batch.flush()
         backend = _backend if _backend is not None else _resolve()
         if backend is _OFF:

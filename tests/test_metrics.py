@@ -235,3 +235,15 @@ def test_uses_the_backend_airflow_already_initialized(monkeypatch: pytest.Monkey
     _metrics.retry("id_batch", _metrics.tags_for("c", "e"))
     assert sent == [("incr", ("oes.retries.id_batch",), {"tags": {"conn_id": "c", "enterprise_id": "e"}})]
     assert _metrics._owns_init is False
+
+
+def test_a_poller_sends_at_most_every_flush_period(
+    statsd_metrics: Callable[..., StatsdListener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    statsd_metrics(tags="influxdb")
+    poller = _metrics.PollerMetrics("c", "e")
+    assert poller.due()  # the first sweep sends at once
+    poller.flush(3)
+    assert not poller.due()  # the next sweeps only gather ...
+    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
+    assert poller.due()  # ... until FLUSH_PERIOD has passed

@@ -207,7 +207,7 @@ class AllocationPoller:
         self.finished = 0
         """Allocations that got their event (final status or permanent error)."""
         self.metrics = _metrics.PollerMetrics(key[0], key[1])
-        """Events and gauges of this poller, sent once per sweep (see :mod:`airflow_provider_oes._metrics`)."""
+        """Events and gauges of this poller, sent after a sweep every 10 s (see :mod:`airflow_provider_oes._metrics`)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -297,8 +297,9 @@ class AllocationPoller:
         finally:
             await self._stop()
 
-    def _flush_metrics(self, waiting: int) -> None:
-        if self.metrics.on:
+    def _flush_metrics(self, waiting: int, final: bool = False) -> None:
+        """Send the gathered metrics and the gauges, every ``FLUSH_PERIOD`` seconds, and when stopping."""
+        if self.metrics.on and (final or self.metrics.due()):
             connection = self.connection
             # The client's request metrics too: they are the connection's, whichever of its pollers sends them.
             connection.client.metrics.flush()
@@ -318,7 +319,7 @@ class AllocationPoller:
                 waiter.future.cancel()
         self.waiters.clear()
         # Last word: the events of the final sweep, and nothing waiting any more (a gauge keeps its last value).
-        self._flush_metrics(0)
+        self._flush_metrics(0, final=True)
         connection = self.connection
         connection.pollers -= 1
         if connection.pollers == 0:

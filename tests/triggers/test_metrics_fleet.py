@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from airflow_provider_oes import _metrics
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
 if TYPE_CHECKING:
@@ -50,8 +51,11 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     oes_simulator: OESSimulator,
     make_connection: Callable[..., str],
     statsd_metrics: Callable[..., StatsdListener],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     listener = statsd_metrics(tags="influxdb")
+    # Send after every sweep, not every 10 s, so that this short run shows the gauges move.
+    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
     conn_id = make_connection(conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4)
     # Final on the second read: every allocation is seen waiting once, then final.
     expected = {
@@ -67,8 +71,10 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     sent = oes_simulator.request_count
     # Datagrams travel asynchronously: wait for the poller's last word (nothing waiting) and every request's count.
     metrics = listener.wait_for(
-        lambda ms: any(m.name == P + "allocations.waiting" and m.value == 0 for m in ms)
-        and sum(m.value for m in ms if m.name.startswith(P + "requests.")) >= sent
+        lambda ms: (
+            any(m.name == P + "allocations.waiting" and m.value == 0 for m in ms)
+            and sum(m.value for m in ms if m.name.startswith(P + "requests.")) >= sent
+        )
     )
     by_name = Counter(m.name for m in metrics)
 
