@@ -30,6 +30,7 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes import _metrics
@@ -37,7 +38,7 @@ from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError
-from airflow_provider_oes.triggers._events import error_event, terminal_event
+from airflow_provider_oes.triggers._events import TERMINAL, error_event, terminal_event
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -401,16 +402,35 @@ class AllocationPoller:
             )
 
     def _finish(self, allocation_id: str, event: dict[str, Any], allocation: Allocation | None = None) -> None:
-        """Hand ``event`` to every trigger waiting for ``allocation_id`` (``allocation``: the final one, if any)."""
+        """Hand ``event`` to every trigger waiting for ``allocation_id`` (``allocation``: the final one, if known)."""
         if allocation_id in self.waiters:
             self.finished += 1
-            if allocation is not None:
-                self.metrics.event(str(allocation.status), allocation.updated_at)
-            else:
-                self.metrics.event("error")
+            if self.metrics.on:
+                self._count_event(event, allocation)
         for waiter in self.waiters.pop(allocation_id, []):
             if not waiter.future.done():
                 waiter.future.set_result(event)
+
+    def _count_event(self, event: dict[str, Any], allocation: Allocation | None) -> None:
+        if event.get("status") != TERMINAL:
+            self.metrics.event("error")
+        elif allocation is not None:
+            self.metrics.event(str(allocation.status), allocation.updated_at)
+        else:  # built elsewhere from the record alone: read the status and time back from the event
+            record = event.get("allocation")
+            record = record if isinstance(record, dict) else {}
+            self.metrics.event(str(record.get("status")), _parse_time(record.get("updatedAt")))
+
+
+def _parse_time(value: object) -> datetime | None:
+    """An API timestamp (``2025-11-01T10:05:00.000Z``) as an aware datetime; ``None`` if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[None]], concurrency: int) -> None:

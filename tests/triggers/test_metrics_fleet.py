@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_oes import _metrics
+from airflow_provider_oes.exceptions import OESNotFoundError
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
 if TYPE_CHECKING:
@@ -120,3 +122,46 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     assert len(in_window) == len(waiting)
     assert in_window == sorted(in_window)
     assert in_window[-1] == sent
+
+
+async def test_poller_counts_an_event_built_from_the_record_alone(
+    statsd_metrics: Callable[..., StatsdListener],
+) -> None:
+    # A strategy may hand the poller only the event payload (no Allocation object): counted and timed the same.
+    from types import SimpleNamespace
+
+    from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers._events import error_event, terminal_event
+    from tests._factories import allocation_record
+
+    listener = statsd_metrics(tags="influxdb")
+    poller = _poller.AllocationPoller(_poller._LoopRegistry(), ("oes_x", "ent-x"), SimpleNamespace(pollers=0))  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    updated = datetime.now(timezone.utc) - timedelta(seconds=3)
+    record = allocation_record(status="released", updatedAt=updated.isoformat().replace("+00:00", "Z"))
+    allocation = Allocation.model_validate(record)
+    for allocation_id in ("a", "b", "c"):
+        poller.waiters[allocation_id] = [_poller._Waiter(allocation_id, 1.0, loop.create_future())]
+    poller._finish("a", terminal_event(allocation, "ent-x"))  # the payload alone
+    poller._finish("b", terminal_event(allocation, "ent-x"), allocation)
+    poller._finish("c", error_event(OESNotFoundError("gone"), "c"))
+    poller._finish("c", error_event(OESNotFoundError("gone"), "c"))  # nobody waits any more: not counted
+    poller.metrics.flush(0)
+    metrics = listener.wait_for(lambda ms: any(m.name == P + "allocations.waiting" for m in ms))
+    assert sorted((m.name, m.value) for m in metrics if m.kind == "c") == [
+        (P + "events.error", 1.0),
+        (P + "events.released", 2.0),
+    ]
+    delays = [m.value for m in metrics if m.name == P + "event_delay.released"]
+    assert len(delays) == 2
+    assert all(3_000 <= d < 3_000 + 5_000 for d in delays)
+
+
+def test_parse_time_accepts_only_zoned_api_timestamps() -> None:
+    from airflow_provider_oes.triggers._poller import _parse_time
+
+    assert _parse_time("2025-11-01T10:05:00.000Z") == datetime(2025, 11, 1, 10, 5, tzinfo=timezone.utc)
+    assert _parse_time("2025-11-01T10:05:00") is None  # no zone: not a trustworthy time
+    assert _parse_time(None) is None
+    assert _parse_time("yesterday") is None
