@@ -17,6 +17,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     :param config: the pytest config.
     """
+    config.pluginmanager.import_plugin("pytester")  # for the test that runs the plugin's fixtures in a fresh run
     module = importlib.import_module(PLUGIN_MODULE)
     manager = config.pluginmanager
     if not manager.is_registered(module) and not manager.has_plugin("oes"):

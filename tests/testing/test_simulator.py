@@ -554,17 +554,35 @@ def test_oes_connection_fixture(oes_connection: str, oes_simulator: OESSimulator
     }
 
 
-def test_fixture_state_is_fresh_part_1(oes_simulator: OESSimulator) -> None:
-    oes_simulator.add_allocation(allocation_id="00000000-0000-4000-8000-000000000001")
-    oes_simulator.inject_fault("500")
-    assert oes_simulator.faults
+def test_fixture_state_is_fresh(pytester: pytest.Pytester) -> None:
+    """Two tests in one run share the session simulator: the second must see none of the first's state."""
+    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
+    pytester.makepyfile(
+        """
+        import pytest
+        import requests
 
+        AID = "00000000-0000-4000-8000-000000000001"
 
-def test_fixture_state_is_fresh_part_2(oes_simulator: OESSimulator) -> None:
-    assert oes_simulator.faults == []
-    assert oes_simulator.request_count == 0
-    with pytest.raises(KeyError):
-        oes_simulator.get_record("00000000-0000-4000-8000-000000000001")
+        def test_dirty(oes_simulator):
+            oes_simulator.add_allocation(allocation_id=AID)
+            requests.get(oes_simulator.url + "/api/network/v1/enterprises/e/clients/allocations", timeout=10)
+            oes_simulator.inject_fault("500")
+            assert oes_simulator.get_record(AID)["id"] == AID
+            assert len(oes_simulator.faults) == 1
+            assert oes_simulator.request_count == 1
+
+        def test_clean(oes_simulator, oes_simulator_session):
+            assert oes_simulator is oes_simulator_session
+            assert oes_simulator.faults == []
+            assert oes_simulator.request_count == 0
+            with pytest.raises(KeyError):
+                oes_simulator.get_record(AID)
+        """
+    )
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=2)
 
 
 def test_package_exports_lazily() -> None:

@@ -1,0 +1,102 @@
+"""
+What sits in front of the API routes, as a gateway would: request counting and transport faults.
+
+Transport faults (``500``, ``502``, ``503``, ``429``, ``slow``, ``drop``, ``non_json``) are played here,
+before auth and validation. Control routes (``/_sim/...``) pass straight through and are not counted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import uuid
+from typing import TYPE_CHECKING
+from urllib.parse import parse_qs
+
+from fastapi.responses import Response
+
+from airflow_provider_oes.testing.simulator._common import _csv, _error
+from airflow_provider_oes.testing.simulator.faults import _FAULT_ERRORS
+
+if TYPE_CHECKING:
+    from starlette.types import ASGIApp, Receive, Scope, Send
+
+    from airflow_provider_oes.testing.simulator.state import _State
+
+#: Set in the ASGI scope of a request that took a transport fault: it takes no record fault then.
+_FAULT_SCOPE_KEY = "oes_simulator.fault_taken"
+_SINGLE_RE = re.compile(r"^/api/network/v1/enterprises/[^/]+/clients/allocations/([^/]+)/?$")
+_DROP_LOG_MESSAGE = "ASGI callable returned without completing response."
+
+
+class _DropLogFilter(logging.Filter):
+    """Silence uvicorn's error line for the deliberately incomplete ``drop`` responses."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.getMessage() != _DROP_LOG_MESSAGE
+
+
+_DROP_FILTER = _DropLogFilter()
+
+
+def _format_retry_after(value: float | str) -> str:
+    if isinstance(value, str):
+        return value
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+class _Gateway:
+    """ASGI wrapper: counts API requests and plays transport faults (including dropped connections)."""
+
+    def __init__(self, app: ASGIApp, state: _State) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        query = scope.get("query_string", b"").decode("latin-1")
+        self.state.record_request(scope["method"], path, query)
+        match = _SINGLE_RE.match(path)
+        if match:
+            ids: list[str] | None = [match.group(1)]
+        else:
+            ids = _csv(parse_qs(query).get("allocationIds", [None])[-1])
+        fault = self.state.faults.take(ids, record_kind=False)
+        if fault is None:
+            await self.app(scope, receive, send)
+            return
+        scope[_FAULT_SCOPE_KEY] = fault.kind
+        if fault.kind == "slow":
+            await asyncio.sleep(fault.delay if fault.delay is not None else 1.0)
+            await self.app(scope, receive, send)
+        elif fault.kind == "drop":
+            await self._drop(send)
+        elif fault.kind == "non_json":
+            await Response("<html>oops</html>", status_code=200, media_type="text/html")(scope, receive, send)
+        else:
+            status, message, name = _FAULT_ERRORS[fault.kind]
+            headers = None
+            if fault.kind == "429" and fault.retry_after is not None:
+                headers = {"Retry-After": _format_retry_after(fault.retry_after)}
+            await _error(status, message, name, headers)(scope, receive, send)
+
+    @staticmethod
+    async def _drop(send: Send) -> None:
+        body = json.dumps({"allocation": {"id": str(uuid.uuid4()), "status": "cleared"}}).encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body) + 64).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body[: len(body) // 2], "more_body": True})
+        # Returning now makes uvicorn close the transport: the client gets a truncated body.

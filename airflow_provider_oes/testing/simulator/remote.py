@@ -1,0 +1,219 @@
+"""
+Out-of-process use: :class:`OESSimulatorClient` drives a simulator through its ``/_sim/`` control API,
+:class:`OESSimulatorProcess` runs one in a child process (``python -m airflow_provider_oes.testing.simulator``).
+"""
+
+from __future__ import annotations
+
+import os
+import queue
+import re
+import subprocess
+import sys
+import threading
+import time
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from airflow_provider_oes.testing.simulator._common import DEFAULT_ENTERPRISE_ID, DEFAULT_TOKEN, _Runnable
+
+
+class OESSimulatorClient:
+    """
+    Drive a simulator running elsewhere through its ``/_sim/`` control API.
+
+    :param url: the simulator's base URL, e.g. ``http://127.0.0.1:8080``.
+    :param timeout: HTTP timeout in seconds.
+    """
+
+    def __init__(self, url: str, timeout: float = 10.0) -> None:
+        self.url = url.rstrip("/")
+        self._http = httpx.Client(base_url=self.url, timeout=timeout)
+
+    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+        response = self._http.request(method, path, json=body)
+        if response.status_code >= 400:
+            try:
+                message = response.json().get("error", response.text)
+            except ValueError:
+                message = response.text
+            if response.status_code == 404:
+                raise KeyError(message)
+            raise ValueError(message)
+        return response.json()
+
+    def health(self) -> dict[str, Any]:
+        """Return ``/_sim/health`` (status, url, token, enterpriseId)."""
+        result: dict[str, Any] = self._call("GET", "/_sim/health")
+        return result
+
+    def add_allocation(self, **kwargs: Any) -> str:
+        """
+        Add an allocation; see :meth:`OESSimulator.add_allocation` for the keyword arguments.
+
+        :param kwargs: JSON-serialisable keyword arguments (``created_at`` as an ISO string).
+        """
+        if isinstance(kwargs.get("created_at"), datetime):
+            kwargs["created_at"] = kwargs["created_at"].isoformat()
+        return str(self._call("POST", "/_sim/allocations", kwargs)["id"])
+
+    def set_status(self, allocation_id: str, status: str, reason: str | None = None) -> None:
+        """
+        Change an allocation's status now.
+
+        :param allocation_id: the allocation.
+        :param status: ``cleared``, ``released`` or ``reserved``.
+        :param reason: the new reason (see :meth:`OESSimulator.set_status`).
+        """
+        self._call("POST", f"/_sim/allocations/{allocation_id}/status", {"status": status, "reason": reason})
+
+    def get_record(self, allocation_id: str) -> dict[str, Any]:
+        """
+        Return the current JSON record of an allocation (no read counted).
+
+        :param allocation_id: the allocation.
+        """
+        record: dict[str, Any] = self._call("GET", f"/_sim/allocations/{allocation_id}")
+        return record
+
+    def inject_fault(self, kind: str, **options: Any) -> None:
+        """
+        Queue a fault; see :meth:`OESSimulator.inject_fault`.
+
+        :param kind: fault kind, one of :data:`FAULT_KINDS`.
+        :param options: ``count``, ``allocation_id``, ``retry_after``, ``delay`` (JSON values).
+        """
+        self._call("POST", "/_sim/faults", {"kind": kind, **options})
+
+    def clear_faults(self) -> None:
+        """Remove every queued fault."""
+        self._call("DELETE", "/_sim/faults")
+
+    @property
+    def request_count(self) -> int:
+        """Number of API requests the simulator has served."""
+        return int(self._call("GET", "/_sim/stats")["request_count"])
+
+    @property
+    def requests(self) -> list[tuple[str, str, str, float]]:
+        """The API requests served: ``(method, path, query_string, monotonic time in the server)``."""
+        rows: list[list[Any]] = self._call("GET", "/_sim/stats")["requests"]
+        return [(str(m), str(p), str(q), float(t)) for m, p, q, t in rows]
+
+    def reset_counts(self) -> None:
+        """Forget the API requests served so far."""
+        self._call("POST", "/_sim/reset_counts")
+
+    def reset(self) -> None:
+        """Forget allocations, faults and counts."""
+        self._call("POST", "/_sim/reset")
+
+    def close(self) -> None:
+        """Close the HTTP connection pool."""
+        self._http.close()
+
+
+class OESSimulatorProcess(_Runnable):
+    """
+    Run the simulator in a child process (``python -m airflow_provider_oes.testing.simulator``).
+
+    :param port: port for the child; 0 lets it pick a free one.
+    :param token: bearer token the API accepts.
+    :param enterprise_id: default enterprise id.
+    :param startup_timeout: seconds to wait for ``/_sim/health``.
+    """
+
+    def __init__(
+        self,
+        port: int = 0,
+        token: str = DEFAULT_TOKEN,
+        enterprise_id: str = DEFAULT_ENTERPRISE_ID,
+        startup_timeout: float = 20.0,
+    ) -> None:
+        self.port = port
+        self.token = token
+        self.enterprise_id = enterprise_id
+        self.startup_timeout = startup_timeout
+        self.url = ""
+        self._proc: subprocess.Popen[str] | None = None
+        self._client: OESSimulatorClient | None = None
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        #: Exit code of the child once stopped (0 when it shut down cleanly on SIGTERM).
+        self.returncode: int | None = None
+
+    @property
+    def client(self) -> OESSimulatorClient:
+        """Control-API client for the child simulator."""
+        return self._require_started(self._client)
+
+    @property
+    def pid(self) -> int:
+        """Process id of the child."""
+        return self._require_started(self._proc).pid
+
+    def start(self) -> OESSimulatorProcess:
+        """Spawn the child, read its URL from stdout and wait until ``/_sim/health`` answers."""
+        env = dict(os.environ)
+        package_root = str(Path(__file__).resolve().parents[3])
+        env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+        command = [
+            sys.executable,
+            "-m",
+            "airflow_provider_oes.testing.simulator",
+            "--port",
+            str(self.port),
+            "--token",
+            self.token,
+            "--enterprise-id",
+            self.enterprise_id,
+        ]
+        self._proc = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
+        threading.Thread(target=self._pump, args=(self._proc,), daemon=True).start()
+        deadline = time.monotonic() + self.startup_timeout
+        try:
+            while not self.url:
+                line = self._lines.get(timeout=max(0.01, deadline - time.monotonic()))
+                if line is None:
+                    raise RuntimeError(f"the simulator process exited with {self._proc.wait()}")
+                found = re.search(r"(http://127\.0\.0\.1:\d+)", line)
+                if found:
+                    self.url = found.group(1)
+                    self.port = int(self.url.rsplit(":", 1)[1])
+            self._client = OESSimulatorClient(self.url)
+            while True:
+                try:
+                    self._client.health()
+                    break
+                except httpx.HTTPError:
+                    if time.monotonic() > deadline:
+                        raise
+                    time.sleep(0.02)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def stop(self) -> None:
+        """Terminate the child (SIGTERM, then SIGKILL after 5 s) and close the client."""
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        if self._proc is not None:
+            if self._proc.poll() is None:
+                self._proc.terminate()
+                try:
+                    self._proc.wait(timeout=5)
+                except subprocess.TimeoutExpired:
+                    self._proc.kill()
+                    self._proc.wait()
+            self.returncode = self._proc.returncode
+            self._proc = None
