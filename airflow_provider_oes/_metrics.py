@@ -115,6 +115,12 @@ def _tags(conn_id: str, enterprise_id: str | None) -> Mapping[str, str]:
     return result
 
 
+@lru_cache(maxsize=256)
+def _name(*parts: str) -> str:
+    """A metric name from its parts, built once (the hot paths would otherwise format it on every call)."""
+    return ".".join(parts)
+
+
 def _safe(value: str) -> str:
     text = str(value)
     if all(ch in _SAFE_TAG_CHARS for ch in text):
@@ -151,15 +157,15 @@ def request(kind: str, outcome: str, seconds: float, tags: Mapping[str, str], ba
     """
     if batch is not None:
         if batch.on:
-            batch.count(f"{REQUESTS}.{kind}.{outcome}", tags)
-            batch.timing(f"{REQUEST_LATENCY}.{kind}", tags, seconds * 1000.0)
+            batch.count(_name(REQUESTS, kind, outcome), tags)
+            batch.timing(_name(REQUEST_LATENCY, kind), tags, seconds * 1000.0)
         return
     backend = _backend if _backend is not None else _resolve()
     if backend is _OFF:
         return
     try:
-        backend.incr(f"{REQUESTS}.{kind}.{outcome}", tags=tags)
-        backend.timing(f"{REQUEST_LATENCY}.{kind}", seconds * 1000.0, tags=tags)
+        backend.incr(_name(REQUESTS, kind, outcome), tags=tags)
+        backend.timing(_name(REQUEST_LATENCY, kind), seconds * 1000.0, tags=tags)
     except Exception:
         _failed()
 
@@ -172,13 +178,13 @@ def retry(kind: str, tags: Mapping[str, str], batch: Batch | None = None) -> Non
     :param batch: Gather it there instead of sending it now.
     """
     if batch is not None:
-        batch.count(f"{RETRIES}.{kind}", tags)
+        batch.count(_name(RETRIES, kind), tags)
         return
     backend = _backend if _backend is not None else _resolve()
     if backend is _OFF:
         return
     try:
-        backend.incr(f"{RETRIES}.{kind}", tags=tags)
+        backend.incr(_name(RETRIES, kind), tags=tags)
     except Exception:
         _failed()
 
@@ -227,7 +233,7 @@ class Batch:
         if seen <= TIMING_SAMPLES:
             values.append(ms)
         else:
-            slot = random.randrange(seen)
+            slot = int(random.random() * seen)
             if slot < TIMING_SAMPLES:
                 values[slot] = ms
 
@@ -257,7 +263,7 @@ class PollerMetrics:
     :param enterprise_id: Enterprise id of the poller.
     """
 
-    __slots__ = ("batch", "conn_tags", "last_flush", "on", "tags")
+    __slots__ = ("_events", "batch", "conn_tags", "last_flush", "on", "tags")
 
     def __init__(self, conn_id: str, enterprise_id: str) -> None:
         self.batch = Batch()
@@ -267,23 +273,34 @@ class PollerMetrics:
         self.conn_tags = tags_for(conn_id)
         self.last_flush: float | None = None
         """``time.monotonic()`` of the last :meth:`flush`; ``None`` before the first."""
+        self._events: dict[str, list[Any]] = {}  # status -> [count, sampled delays in ms]
 
     def due(self) -> bool:
         """True when metrics are on and the last flush is :data:`FLUSH_PERIOD` old (or there was none)."""
         return self.on and (self.last_flush is None or time.monotonic() - self.last_flush >= FLUSH_PERIOD)
 
     def event(self, status: str, updated_at: datetime | None = None) -> None:
-        """A trigger event was fired.
+        """A trigger event was fired (called for every event: kept to a counter and, rarely, one delay).
 
         :param status: ``cleared``, ``released`` or ``error`` (see :data:`EVENT_STATUSES`).
         :param updated_at: The allocation's ``updatedAt`` (timezone-aware); ``None`` for error events.
         """
         if not self.on:
             return
-        self.batch.count(f"{EVENTS}.{status}", self.tags)
-        if updated_at is not None:
-            delay_ms = max(0.0, (time.time() - updated_at.timestamp()) * 1000.0)
-            self.batch.timing(f"{EVENT_DELAY}.{status}", self.tags, delay_ms)
+        entry = self._events.get(status)
+        if entry is None:
+            entry = self._events[status] = [0, []]
+        entry[0] += 1
+        if updated_at is None:
+            return
+        # Reservoir sampling, deciding before computing: a burst mostly just counts.
+        seen, samples = entry[0], entry[1]
+        if seen <= TIMING_SAMPLES:
+            samples.append(max(0.0, (time.time() - updated_at.timestamp()) * 1000.0))
+        else:
+            slot = int(random.random() * seen)
+            if slot < TIMING_SAMPLES:
+                samples[slot] = max(0.0, (time.time() - updated_at.timestamp()) * 1000.0)
 
     def reconciliation_finds(self, count: int) -> None:
         """The reconciliation found ``count`` final allocations the change feed had missed.
@@ -306,11 +323,17 @@ class PollerMetrics:
         if not self.on:
             return
         self.last_flush = time.monotonic()
+        events, self._events = self._events, {}
         self.batch.flush()
         backend = _backend if _backend is not None else _resolve()
         if backend is _OFF:
             return
         try:
+            for status, (count, samples) in events.items():
+                backend.incr(f"{EVENTS}.{status}", count, tags=self.tags)
+                name = f"{EVENT_DELAY}.{status}"
+                for delay_ms in samples:
+                    backend.timing(name, delay_ms, tags=self.tags)
             backend.gauge(WAITING, waiting, tags=self.tags)
             if in_window is not None:
                 backend.gauge(RATE_LIMIT_IN_WINDOW, in_window, tags=self.conn_tags)

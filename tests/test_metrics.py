@@ -170,7 +170,7 @@ def test_poller_metrics_off_gather_nothing() -> None:
     assert not poller.on
     poller.event("cleared", updated_at=datetime.now(timezone.utc))
     poller.reconciliation_finds(2)
-    assert (poller.batch._counts, poller.batch._samples) == ({}, {})
+    assert (poller._events, poller.batch._counts, poller.batch._samples) == ({}, {}, {})
 
 
 @pytest.mark.parametrize(
