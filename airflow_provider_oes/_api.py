@@ -16,14 +16,12 @@ from urllib.parse import quote, urlsplit
 from pydantic import ValidationError
 
 from airflow_provider_oes import __version__
+from airflow_provider_oes._constants import PRODUCTION_BASE_URL, TEST_BASE_URL
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.models import Allocation
 
-PRODUCTION_BASE_URL = "https://app.bitgo.com"
-"""BitGo's production API."""
-TEST_BASE_URL = "https://app.bitgo-test.com"
-"""BitGo's test environment."""
 DEFAULT_BASE_URL = PRODUCTION_BASE_URL
+"""A connection with an empty Host talks to BitGo's production API."""
 
 USER_AGENT = f"airflow-provider-oes/{__version__}"
 """Sent with every request, so BitGo can tell this provider's traffic apart."""

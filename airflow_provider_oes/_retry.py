@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, TypeVar
 
 from airflow_provider_oes.exceptions import OESError, OESRateLimitError
+from airflow_provider_oes.get_provider_info import EXTRA_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -35,9 +36,9 @@ class RetryPolicy:
     :param max_wait: Cap of one backoff and of an honoured ``Retry-After``, in seconds.
     """
 
-    max_retries: int = 3
+    max_retries: int = EXTRA_FIELDS["max_retries"].default
     initial_wait: float = 0.5
-    max_wait: float = 30.0
+    max_wait: float = EXTRA_FIELDS["retry_max_wait"].default
 
     def wait_seconds(self, attempt: int, exc: BaseException | None) -> float:
         """Seconds to sleep before retry number ``attempt`` (1-based) after ``exc``."""

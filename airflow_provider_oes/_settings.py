@@ -62,16 +62,17 @@ class OESConnectionSettings:
     conn_id: str
     base_url: str
     token: str = field(repr=False)
-    enterprise_id: str | None = None
-    connect_timeout: float = 10.0
-    read_timeout: float = 30.0
-    ca_bundle: str | None = None
-    max_retries: int = 3
-    retry_max_wait: float = 30.0
-    rate_limit_requests: int = 360
-    rate_limit_period: float = 60.0
-    batching: bool = True
-    batch_size: int = 100
+    # Defaults from the extras table, so that a settings object built in code matches an empty extra.
+    enterprise_id: str | None = EXTRA_FIELDS["enterprise_id"].default
+    connect_timeout: float = EXTRA_FIELDS["connect_timeout"].default
+    read_timeout: float = EXTRA_FIELDS["read_timeout"].default
+    ca_bundle: str | None = EXTRA_FIELDS["ca_bundle"].default
+    max_retries: int = EXTRA_FIELDS["max_retries"].default
+    retry_max_wait: float = EXTRA_FIELDS["retry_max_wait"].default
+    rate_limit_requests: int = EXTRA_FIELDS["rate_limit_requests"].default
+    rate_limit_period: float = EXTRA_FIELDS["rate_limit_period"].default
+    batching: bool = EXTRA_FIELDS["batching"].default
+    batch_size: int = EXTRA_FIELDS["batch_size"].default
 
     @property
     def retry_policy(self) -> RetryPolicy:

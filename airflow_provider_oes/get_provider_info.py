@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from airflow_provider_oes import __version__
-
-PRODUCTION_URL = "https://app.bitgo.com"
-TEST_URL = "https://app.bitgo-test.com"
+from airflow_provider_oes._constants import PRODUCTION_BASE_URL, TEST_BASE_URL
 
 
 @dataclass(frozen=True)
@@ -74,7 +72,8 @@ EXTRA_FIELDS: dict[str, _Extra] = {
         "Batch size", "Allocation ids asked for in one list request when batching.", "integer", 100, 1
     ),
 }
-"""Every extra an ``oes`` connection understands: the UI form and the hook both read this one table."""
+"""Every extra an ``oes`` connection understands, with its default: the UI form, the settings parser and
+the retry policy all read this one table."""
 
 
 def _conn_field(extra: _Extra) -> dict[str, Any]:
@@ -90,7 +89,7 @@ UI_FIELD_BEHAVIOUR: dict[str, Any] = {
     "hidden-fields": ["schema", "login", "port"],
     "relabeling": {"host": "API base URL", "password": "Access token"},
     "placeholders": {
-        "host": f"{PRODUCTION_URL} (production) or {TEST_URL} (test environment)",
+        "host": f"{PRODUCTION_BASE_URL} (production) or {TEST_BASE_URL} (test environment)",
         "password": "BitGo access token with scope settlement_network_read",
     },
 }

@@ -16,11 +16,10 @@ from pathlib import Path
 
 import pytest
 
+from tests._paths import EXAMPLE_DAGS
+
 # The StatsD listener fixtures (statsd_listener, statsd_metrics) for the metrics tests.
 pytest_plugins = ["tests._statsd"]
-
-REPO_ROOT = Path(__file__).resolve().parent.parent
-EXAMPLE_DAGS = REPO_ROOT / "example_dags"
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="oes-airflow-home-"))
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)

@@ -81,3 +81,46 @@ def test_ui_field_behaviour() -> None:
     assert "https://app.bitgo.com" in behaviour["placeholders"]["host"]
     assert "https://app.bitgo-test.com" in behaviour["placeholders"]["host"]
     assert OESHook.get_ui_field_behaviour() == behaviour
+
+
+def test_version_has_one_source() -> None:
+    """pyproject reads the version from ``__version__``: the installed metadata and the package agree."""
+    import re
+
+    from tests._paths import REPO_ROOT
+
+    text = (REPO_ROOT / "pyproject.toml").read_text()
+    project = text.split("\n[project]\n", 1)[1].split("\n[", 1)[0]
+    assert not re.search(r"(?m)^version\s*=", project)
+    assert re.search(r'(?m)^dynamic\s*=\s*\[[^]]*"version"', project)
+    assert 'version = {attr = "airflow_provider_oes.__version__"}' in text
+    assert importlib.metadata.version("airflow-provider-oes") == __version__
+
+
+def test_default_connection_id_has_one_source() -> None:
+    import inspect
+
+    from airflow_provider_oes.operators.allocation import GetAllocationOperator
+    from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
+    from airflow_provider_oes.testing import pytest_plugin
+    from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+    defaults = {
+        cls.__name__: inspect.signature(cls.__init__).parameters["oes_conn_id"].default
+        for cls in (OESHook, AllocationStatusSensor, GetAllocationOperator, AllocationStatusTrigger)
+    }
+    assert defaults == dict.fromkeys(defaults, OESHook.default_conn_name)
+    assert OESHook.default_conn_name == pytest_plugin.OES_CONN_ID
+    assert f"AIRFLOW_CONN_{OESHook.default_conn_name.upper()}" == pytest_plugin.OES_CONN_ENV_VAR
+
+
+def test_extra_defaults_come_from_the_extras_table() -> None:
+    import dataclasses
+
+    from airflow_provider_oes._retry import RetryPolicy
+    from airflow_provider_oes._settings import OESConnectionSettings
+
+    fields = {f.name: f.default for f in dataclasses.fields(OESConnectionSettings)}
+    assert {name: fields[name] for name in EXTRA_FIELDS} == {name: e.default for name, e in EXTRA_FIELDS.items()}
+    assert RetryPolicy().max_retries == EXTRA_FIELDS["max_retries"].default
+    assert RetryPolicy().max_wait == EXTRA_FIELDS["retry_max_wait"].default

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_provider_oes._api import USER_AGENT, check_declared_length, validate_allocation_id, validate_enterprise_id
+from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._errors import ca_bundle_error
 from airflow_provider_oes._request import allocation_call, redacting
 from airflow_provider_oes._retry import RetryPolicy
@@ -36,7 +37,7 @@ class OESHook(BaseHook):
     """
 
     conn_name_attr = "oes_conn_id"
-    default_conn_name = "oes_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "oes"
     hook_name = "BitGo OES"
 

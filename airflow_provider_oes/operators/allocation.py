@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
+from airflow_provider_oes._constants import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -27,10 +29,10 @@ class GetAllocationOperator(BaseOperator):
     :param allocation_id: UUID of the allocation to fetch. Templated.
     :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's
         ``enterprise_id`` extra. Templated.
-    :param oes_conn_id: Airflow connection id of type ``oes``.
+    :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id")
+    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -38,7 +40,7 @@ class GetAllocationOperator(BaseOperator):
         *,
         allocation_id: str,
         enterprise_id: str | None = None,
-        oes_conn_id: str = "oes_default",
+        oes_conn_id: str = DEFAULT_CONN_ID,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
+from airflow_provider_oes._constants import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
@@ -37,12 +39,12 @@ class AllocationStatusSensor(BaseSensorOperator):
     :param allocation_id: UUID of the allocation to wait for. Templated.
     :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's
         ``enterprise_id`` extra. Templated.
-    :param oes_conn_id: Airflow connection id of type ``oes``.
+    :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id")
+    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
     ui_color = "#e8f1fb"
 
     def __init__(
@@ -50,7 +52,7 @@ class AllocationStatusSensor(BaseSensorOperator):
         *,
         allocation_id: str,
         enterprise_id: str | None = None,
-        oes_conn_id: str = "oes_default",
+        oes_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         **kwargs: Any,
     ) -> None:

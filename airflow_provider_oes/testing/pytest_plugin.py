@@ -15,18 +15,20 @@ nothing heavy at module level: FastAPI and uvicorn are imported inside the fixtu
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING
 
 import pytest
+
+from airflow_provider_oes._constants import DEFAULT_CONN_ID as OES_CONN_ID
+from airflow_provider_oes.testing.connections import oes_connection_env_var, oes_connection_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from airflow_provider_oes.testing.simulator import OESSimulator
 
-OES_CONN_ID = "oes_default"
-OES_CONN_ENV_VAR = "AIRFLOW_CONN_OES_DEFAULT"
+OES_CONN_ENV_VAR = oes_connection_env_var(OES_CONN_ID)
+"""The variable the ``oes_connection`` fixture sets (see also :mod:`airflow_provider_oes.testing.connections`)."""
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +61,8 @@ def oes_connection(oes_simulator: OESSimulator, monkeypatch: pytest.MonkeyPatch)
     :param monkeypatch: pytest's monkeypatch, which restores the environment after the test.
     :return: the connection id, ``"oes_default"``.
     """
-    conn = {
-        "conn_type": "oes",
-        "host": oes_simulator.url,
-        "password": oes_simulator.token,
-        "extra": {"enterprise_id": oes_simulator.enterprise_id},
-    }
-    monkeypatch.setenv(OES_CONN_ENV_VAR, json.dumps(conn))
+    monkeypatch.setenv(
+        OES_CONN_ENV_VAR,
+        oes_connection_json(oes_simulator.url, oes_simulator.token, enterprise_id=oes_simulator.enterprise_id),
+    )
     return OES_CONN_ID

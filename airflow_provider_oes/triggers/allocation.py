@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
+from airflow_provider_oes._constants import DEFAULT_CONN_ID
+
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
@@ -37,7 +39,7 @@ class AllocationStatusTrigger(BaseTrigger):
         self,
         allocation_id: str,
         enterprise_id: str,
-        oes_conn_id: str = "oes_default",
+        oes_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 60.0,
     ) -> None:
         super().__init__()

@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING
 
 import pytest
 
+from tests.fullstack._support import BATCH_SIZE
 from tests.harness.fullstack import FullStack, oes_connection_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
     from airflow_provider_oes.testing.simulator import OESSimulator
-
-#: Ids per list request on the test connection: small, so 20 sensors need several batches per sweep.
-BATCH_SIZE = 8
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.fullstack.conftest import BATCH_SIZE
+from tests.fullstack._support import BATCH_SIZE
 from tests.harness.fullstack import (
     FINISHED_TI_STATES,
     FLEET_DAG,

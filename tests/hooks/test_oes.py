@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
@@ -25,46 +25,14 @@ from airflow_provider_oes.exceptions import (
 from airflow_provider_oes.hooks.oes import USER_AGENT, OESHook
 from airflow_provider_oes.models import Allocation, AllocationStatus
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body
+from tests._mock_api import BASE, PREFIX, TOKEN, URL, last_request, set_connection
 
-if TYPE_CHECKING:
-    from requests_mock.request import _RequestObjectProxy
-
-BASE = "https://app.bitgo-test.com"
-TOKEN = "v2x-super-secret-access-token-0123456789"
-PREFIX = "/api/network/v1/enterprises"
-URL = f"{BASE}{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 ERROR_JSON = {"error": "nope", "name": "SomeName", "requestId": "req-42"}
-
-
-def _last(mocker: rm.Mocker) -> _RequestObjectProxy:
-    """The last request requests-mock saw (fails the test if there was none)."""
-    request = mocker.last_request
-    assert request is not None
-    return request
-
-
-def set_conn(
-    monkeypatch: pytest.MonkeyPatch,
-    conn_id: str = "oes_default",
-    *,
-    host: str | None = BASE,
-    port: int | None = None,
-    password: str | None = TOKEN,
-    **extra: Any,
-) -> str:
-    """Define an ``oes`` connection through its ``AIRFLOW_CONN_<ID>`` env var (JSON form)."""
-    data: dict[str, Any] = {"conn_type": "oes", "host": host, "extra": extra}
-    if password is not None:
-        data["password"] = password
-    if port is not None:
-        data["port"] = port
-    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(data))
-    return conn_id
 
 
 @pytest.fixture
 def conn(monkeypatch: pytest.MonkeyPatch) -> str:
-    return set_conn(monkeypatch, enterprise_id="ent1", max_retries=3, retry_max_wait=5)
+    return set_connection(monkeypatch, enterprise_id="ent1", max_retries=3, retry_max_wait=5)
 
 
 def test_env_var_connection_default_conn_id(conn: str, requests_mock: rm.Mocker) -> None:
@@ -83,7 +51,7 @@ def test_request_shape(conn: str, requests_mock: rm.Mocker, monkeypatch: pytest.
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
     requests_mock.get(URL, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID, "ent1")
-    request = _last(requests_mock)
+    request = last_request(requests_mock)
     assert request.method == "GET"
     assert request.url == URL
     assert request.headers["Authorization"] == f"Bearer {TOKEN}"
@@ -97,11 +65,11 @@ def test_request_shape(conn: str, requests_mock: rm.Mocker, monkeypatch: pytest.
 def test_timeouts_and_ca_bundle_from_extras(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
     # The connection's CA bundle must win over REQUESTS_CA_BUNDLE in the environment (psf/requests#3829).
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
-    set_conn(monkeypatch, enterprise_id="ent1", connect_timeout="2.5", read_timeout=7, ca_bundle="/tmp/ca.pem")
+    set_connection(monkeypatch, enterprise_id="ent1", connect_timeout="2.5", read_timeout=7, ca_bundle="/tmp/ca.pem")
     requests_mock.get(URL, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
-    assert _last(requests_mock).timeout == (2.5, 7.0)
-    assert _last(requests_mock).verify == "/tmp/ca.pem"
+    assert last_request(requests_mock).timeout == (2.5, 7.0)
+    assert last_request(requests_mock).verify == "/tmp/ca.pem"
 
 
 def test_every_field_through_the_hook(conn: str, requests_mock: rm.Mocker) -> None:
@@ -136,7 +104,7 @@ def test_explicit_enterprise_overrides_connection(conn: str, requests_mock: rm.M
     requests_mock.get(requests_mock_any := rm.ANY, json=allocation_body())
     assert requests_mock_any is rm.ANY
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID, "other-ent")
-    assert _last(requests_mock).path == f"{PREFIX}/other-ent/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+    assert last_request(requests_mock).path == f"{PREFIX}/other-ent/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 
 
 @pytest.mark.parametrize(
@@ -156,7 +124,7 @@ def test_enterprise_id_sent_as_one_encoded_segment(
 ) -> None:
     requests_mock.get(rm.ANY, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID, enterprise_id)
-    request = _last(requests_mock)
+    request = last_request(requests_mock)
     expected_path = f"{PREFIX}/{segment}/clients/allocations/{DEFAULT_ALLOCATION_ID}"
     assert request.url == f"{BASE}{expected_path}"
     assert request.query == ""
@@ -184,7 +152,7 @@ def test_bad_enterprise_id_sends_nothing(conn: str, requests_mock: rm.Mocker, en
 
 
 def test_missing_enterprise_id(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    set_conn(monkeypatch, "oes_noent")
+    set_connection(monkeypatch, "oes_noent")
     requests_mock.get(rm.ANY, json=allocation_body())
     with pytest.raises(OESInvalidRequestError, match="no enterprise id") as info:
         OESHook("oes_noent").get_allocation(DEFAULT_ALLOCATION_ID)
@@ -194,7 +162,7 @@ def test_missing_enterprise_id(monkeypatch: pytest.MonkeyPatch, requests_mock: r
 
 
 def test_missing_token_sends_nothing(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    set_conn(monkeypatch, "oes_notoken", password=None, enterprise_id="ent1")
+    set_connection(monkeypatch, "oes_notoken", password=None, enterprise_id="ent1")
     requests_mock.get(rm.ANY, json=allocation_body())
     with pytest.raises(OESAuthenticationError, match="no access token"):
         OESHook("oes_notoken").get_allocation(DEFAULT_ALLOCATION_ID)
@@ -289,7 +257,7 @@ def test_retry_after_honoured_and_capped(conn: str, requests_mock: rm.Mocker, no
 
 
 def test_max_retries_zero(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker, no_sleep: list[float]) -> None:
-    set_conn(monkeypatch, enterprise_id="ent1", max_retries=0)
+    set_connection(monkeypatch, enterprise_id="ent1", max_retries=0)
     requests_mock.get(URL, status_code=500)
     with pytest.raises(OESServerError):
         OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
@@ -452,14 +420,14 @@ def test_repr_and_logs_hide_token(conn: str, requests_mock: rm.Mocker, capsys: p
 def test_host_and_port(
     monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker, host: str | None, port: int | None, url: str
 ) -> None:
-    set_conn(monkeypatch, host=host, port=port, enterprise_id="ent1")
+    set_connection(monkeypatch, host=host, port=port, enterprise_id="ent1")
     requests_mock.get(rm.ANY, json=allocation_body())
     OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
-    assert _last(requests_mock).url == f"{url}{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
+    assert last_request(requests_mock).url == f"{url}{PREFIX}/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 
 
 def test_plain_http_refused_for_remote_host(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    set_conn(monkeypatch, host="http://app.bitgo-test.com", enterprise_id="ent1")
+    set_connection(monkeypatch, host="http://app.bitgo-test.com", enterprise_id="ent1")
     requests_mock.get(rm.ANY, json=allocation_body())
     with pytest.raises(OESInvalidRequestError, match="plain http"):
         OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
@@ -467,7 +435,7 @@ def test_plain_http_refused_for_remote_host(monkeypatch: pytest.MonkeyPatch, req
 
 
 def test_bad_extra_names_field_and_value(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    set_conn(monkeypatch, enterprise_id="ent1", read_timeout="abc")
+    set_connection(monkeypatch, enterprise_id="ent1", read_timeout="abc")
     requests_mock.get(rm.ANY, json=allocation_body())
     with pytest.raises(OESInvalidRequestError) as info:
         OESHook().get_allocation(DEFAULT_ALLOCATION_ID)
@@ -483,9 +451,9 @@ def test_test_connection_ok_on_404(conn: str, requests_mock: rm.Mocker) -> None:
     assert "ent1" in message
     assert BASE in message
     assert requests_mock.call_count == 1
-    path = _last(requests_mock).path
+    path = last_request(requests_mock).path
     assert path.startswith(f"{PREFIX}/ent1/clients/allocations/")
-    assert _last(requests_mock).headers["Authorization"] == f"Bearer {TOKEN}"
+    assert last_request(requests_mock).headers["Authorization"] == f"Bearer {TOKEN}"
 
 
 @pytest.mark.parametrize(("status", "needle"), [(401, "access token"), (403, "license"), (500, "HTTP 500")])
@@ -497,13 +465,13 @@ def test_test_connection_fails(conn: str, requests_mock: rm.Mocker, status: int,
     assert f"HTTP {status}" in message
     assert TOKEN not in message
     assert requests_mock.call_count == 1  # no retries in the UI test
-    probe_id = _last(requests_mock).path.rsplit("/", 1)[-1]
+    probe_id = last_request(requests_mock).path.rsplit("/", 1)[-1]
     assert probe_id not in message.lower()  # the random probe id would only puzzle the user
     assert "for a test request of enterprise 'ent1'" in message
 
 
 def test_test_connection_without_enterprise(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    set_conn(monkeypatch, "oes_noent")
+    set_connection(monkeypatch, "oes_noent")
     requests_mock.get(rm.ANY, status_code=404)
     ok, message = OESHook("oes_noent").test_connection()
     assert ok is False
@@ -520,7 +488,7 @@ def test_test_connection_connection_error(conn: str, requests_mock: rm.Mocker) -
 
 
 def test_test_connection_bad_extra(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    set_conn(monkeypatch, enterprise_id="ent1", read_timeout="abc")
+    set_connection(monkeypatch, enterprise_id="ent1", read_timeout="abc")
     ok, message = OESHook().test_connection()
     assert ok is False
     assert "read_timeout" in message

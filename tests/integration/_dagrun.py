@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from typing import Any
 
-from tests.conftest import EXAMPLE_DAGS
+from tests._paths import EXAMPLE_DAGS
 
 
 def load_example_dag(module: str) -> Any:

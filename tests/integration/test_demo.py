@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from tests.conftest import REPO_ROOT
+from tests._paths import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.dagrun]
 

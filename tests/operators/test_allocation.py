@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests_mock as rm
@@ -17,31 +17,12 @@ from airflow_provider_oes.exceptions import (
 )
 from airflow_provider_oes.operators.allocation import GetAllocationOperator
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body
-
-if TYPE_CHECKING:
-    from requests_mock.request import _RequestObjectProxy
-
-BASE = "https://app.bitgo-test.com"
-TOKEN = "v2x-super-secret-access-token-0123456789"
-URL = f"{BASE}/api/network/v1/enterprises/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
-
-
-def _last(mocker: rm.Mocker) -> _RequestObjectProxy:
-    """The last request requests-mock saw (fails the test if there was none)."""
-    request = mocker.last_request
-    assert request is not None
-    return request
+from tests._mock_api import TOKEN, URL, last_request, set_connection
 
 
 @pytest.fixture(autouse=True)
 def conn(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OES_DEFAULT",
-        json.dumps(
-            {"conn_type": "oes", "host": BASE, "password": TOKEN, "extra": {"enterprise_id": "ent1", "max_retries": 1}}
-        ),
-    )
-    return "oes_default"
+    return set_connection(monkeypatch, enterprise_id="ent1", max_retries=1)
 
 
 def operator(**kwargs: Any) -> GetAllocationOperator:
@@ -51,7 +32,16 @@ def operator(**kwargs: Any) -> GetAllocationOperator:
 
 
 def test_template_fields() -> None:
-    assert tuple(GetAllocationOperator.template_fields) == ("allocation_id", "enterprise_id")
+    assert tuple(GetAllocationOperator.template_fields) == ("allocation_id", "enterprise_id", "oes_conn_id")
+
+
+def test_templated_fields_render_and_the_hook_uses_the_rendered_connection() -> None:
+    op = operator(
+        allocation_id="{{ params.aid }}", enterprise_id="{{ params.ent }}", oes_conn_id="oes_{{ params.env }}"
+    )
+    op.render_template_fields({"params": {"aid": DEFAULT_ALLOCATION_ID, "ent": "ent9", "env": "prod"}})
+    assert (op.allocation_id, op.enterprise_id, op.oes_conn_id) == (DEFAULT_ALLOCATION_ID, "ent9", "oes_prod")
+    assert op.hook.oes_conn_id == "oes_prod"
 
 
 @pytest.mark.parametrize("status", ["reserved", "cleared", "released", "pending_review"])
@@ -68,22 +58,19 @@ def test_execute_returns_api_json_whatever_the_status(requests_mock: rm.Mocker, 
 def test_enterprise_id_falls_back_to_connection_and_can_be_overridden(requests_mock: rm.Mocker) -> None:
     requests_mock.get(rm.ANY, json=allocation_body())
     operator().execute({})
-    assert _last(requests_mock).url == URL
+    assert last_request(requests_mock).url == URL
     operator(enterprise_id="a/b").execute({})
-    assert "/enterprises/a%2Fb/clients/" in _last(requests_mock).url
+    assert "/enterprises/a%2Fb/clients/" in last_request(requests_mock).url
 
 
 def test_custom_conn_id(monkeypatch: pytest.MonkeyPatch, requests_mock: rm.Mocker) -> None:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OES_OTHER",
-        json.dumps({"conn_type": "oes", "host": "https://app.bitgo.com", "password": "other-token-xyz"}),
-    )
+    set_connection(monkeypatch, "oes_other", host="https://app.bitgo.com", password="other-token-xyz")
     requests_mock.get(rm.ANY, json=allocation_body())
     op = operator(oes_conn_id="oes_other", enterprise_id="e2")
     assert op.hook.oes_conn_id == "oes_other"
     op.execute({})
-    assert _last(requests_mock).url.startswith("https://app.bitgo.com/api/network/v1/enterprises/e2/")
-    assert _last(requests_mock).headers["Authorization"] == "Bearer other-token-xyz"
+    assert last_request(requests_mock).url.startswith("https://app.bitgo.com/api/network/v1/enterprises/e2/")
+    assert last_request(requests_mock).headers["Authorization"] == "Bearer other-token-xyz"
 
 
 @pytest.mark.parametrize(

@@ -29,8 +29,7 @@ from airflow_provider_oes.exceptions import (
 from airflow_provider_oes.hooks.oes import OESHook
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import UNLICENSED_ENTERPRISE_ID
-from tests.reliability._support import assert_no_token
-from tests.reliability.conftest import FAST_EXTRAS, FIGURES
+from tests.reliability._support import FAST_EXTRAS, FIGURES, assert_no_token
 
 if TYPE_CHECKING:
     from collections.abc import Callable

@@ -12,10 +12,8 @@ Bodies: oversized, endless, compressed-bomb and deeply nested answers are refuse
 from __future__ import annotations
 
 import gzip
-import http.server
 import json
 import re
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote, urlsplit
@@ -29,7 +27,7 @@ from airflow_provider_oes._api import MAX_RESPONSE_BYTES
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError, OESServerError
 from airflow_provider_oes.hooks.oes import OESHook
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
-from tests.reliability.conftest import FIGURES, connection_json
+from tests.reliability._support import FIGURES, QuietHandler, connection_json, serve_http
 
 if TYPE_CHECKING:
     from collections.abc import Iterator
@@ -249,7 +247,7 @@ def test_hostile_bodies_are_refused(hook: OESHook, name: str) -> None:
     assert len(str(info.value)) < 1000
 
 
-class _BombHandler(http.server.BaseHTTPRequestHandler):
+class _BombHandler(QuietHandler):
     """Serves hostile bodies over real HTTP: a gzip bomb, and an endless stream."""
 
     bomb = gzip.compress(b"0" * (64 << 20), compresslevel=9)
@@ -271,19 +269,11 @@ class _BombHandler(http.server.BaseHTTPRequestHandler):
         except OSError:
             pass
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def bomb_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _BombHandler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_BombHandler) as url:
+        yield url
 
 
 @pytest.mark.parametrize("kind", ["bomb", "endless"])

@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_oes.exceptions import AllocationReleasedError, OESError
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
-from tests.reliability.conftest import FIGURES, connection_json
+from tests.reliability._support import FIGURES, connection_json
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -8,13 +8,11 @@ template fields are scanned for it. ``test_faults.py`` scans its own paths the s
 
 from __future__ import annotations
 
-import http.server
 import json
 import logging
 import pickle
 import ssl
 import subprocess
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -34,8 +32,7 @@ from airflow_provider_oes.operators.allocation import GetAllocationOperator
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import FAULT_KINDS, UNLICENSED_ENTERPRISE_ID
 from airflow_provider_oes.triggers._events import error_from_payload, error_to_payload
-from tests.reliability._support import assert_no_token
-from tests.reliability.conftest import FIGURES, TOKEN
+from tests.reliability._support import FIGURES, TOKEN, QuietHandler, assert_no_token, serve_http
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -371,7 +368,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     )
     body = json.dumps({"allocation": _record()}).encode()
 
-    class Handler(http.server.BaseHTTPRequestHandler):
+    class Handler(QuietHandler):
         def do_GET(self) -> None:
             self.send_response(200)
             self.send_header("Content-Type", "application/json")
@@ -379,18 +376,10 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
             self.end_headers()
             self.wfile.write(body)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
-    server.socket = context.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    yield f"https://127.0.0.1:{server.server_address[1]}", str(cert)
-    server.shutdown()
-    server.server_close()
+    with serve_http(Handler, tls=context) as url:
+        yield url, str(cert)
 
 
 def test_real_tls_self_signed_is_refused_without_ca_bundle_and_accepted_with_it(

@@ -8,9 +8,7 @@ appears in no event and no output. Each case runs with batching on (list endpoin
 from __future__ import annotations
 
 import asyncio
-import http.server
 import json
-import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -20,8 +18,16 @@ from airflow_provider_oes.exceptions import AllocationReleasedError, OESError, O
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import UNLICENSED_ENTERPRISE_ID
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
-from tests.reliability._support import assert_no_token
-from tests.reliability.conftest import ENTERPRISE_ID, FAST_EXTRAS, FIGURES, TOKEN, DripHandler
+from tests.reliability._support import (
+    ENTERPRISE_ID,
+    FAST_EXTRAS,
+    FIGURES,
+    TOKEN,
+    DripHandler,
+    QuietHandler,
+    assert_no_token,
+    serve_http,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -205,22 +211,27 @@ async def test_another_allocations_cleared_record_is_never_success(
 
 @BATCHING
 async def test_one_wrong_id_answer_then_the_truth(batching: bool, sim: OESSimulator, conn: Callable[..., str]) -> None:
-    """A single bad answer does not stick: the real record decides (here: released -> failure)."""
+    """Another allocation's record never decides: batched, the single GET confirms and the truth decides;
+    unbatched, the single GET's answer for another id is itself a permanent error. Never success."""
     FIGURES["fault cases (trigger)"] += 1
     conn(batching)
     aid = sim.add_allocation(final_status="released")
     sim.inject_fault("wrong_id", count=1)
     event = await _first_event(_trigger(aid))
-    if event["status"] == "terminal":
+    if batching:
+        assert event["status"] == "terminal"
         assert event["allocation"]["id"] == aid
         assert event["allocation"]["status"] == "released"
-    else:  # without batching the single GET's wrong answer is itself a permanent error
+    else:
+        assert event["status"] == "error"
         assert event["error_type"] == "OESResponseError"
+        assert event["allocation_id"] == aid
+        assert "refusing" in event["message"]
     assert _sensor_outcome(aid, event) == "failed"
 
 
 # ----------------------------------------------------------------------------- a server echoing the token
-class _EchoHandler(http.server.BaseHTTPRequestHandler):
+class _EchoHandler(QuietHandler):
     """Answers with the request's Authorization header pasted into the body."""
 
     def do_GET(self) -> None:
@@ -237,18 +248,11 @@ class _EchoHandler(http.server.BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
 
 @pytest.fixture(scope="module")
 def echo_server() -> Iterator[str]:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EchoHandler)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}"
-    server.shutdown()
-    server.server_close()
+    with serve_http(_EchoHandler) as url:
+        yield url
 
 
 @BATCHING

@@ -27,7 +27,7 @@ from hypothesis import strategies as st
 from airflow_provider_oes.exceptions import AllocationReleasedError, OESError
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
-from tests.reliability.conftest import FIGURES, TOKEN, connection_json
+from tests.reliability._support import FIGURES, TOKEN, connection_json
 from tests.reliability.test_outcome_property import ALLOCATION_ID, PERMANENT, TRANSIENT, TRUTHS, WAITING, _record
 
 if TYPE_CHECKING:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import pytest
 import requests
@@ -34,37 +34,14 @@ from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers._events import error_to_payload
 from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
+from tests._mock_api import TOKEN, URL, last_request, set_connection
 
-if TYPE_CHECKING:
-    from requests_mock.request import _RequestObjectProxy
-
-BASE = "https://app.bitgo-test.com"
-TOKEN = "v2x-super-secret-access-token-0123456789"
-URL = f"{BASE}/api/network/v1/enterprises/ent1/clients/allocations/{DEFAULT_ALLOCATION_ID}"
 OTHER_ID = "b3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
-
-
-def _last(mocker: rm.Mocker) -> _RequestObjectProxy:
-    """The last request requests-mock saw (fails the test if there was none)."""
-    request = mocker.last_request
-    assert request is not None
-    return request
 
 
 @pytest.fixture(autouse=True)
 def conn(monkeypatch: pytest.MonkeyPatch) -> str:
-    monkeypatch.setenv(
-        "AIRFLOW_CONN_OES_DEFAULT",
-        json.dumps(
-            {
-                "conn_type": "oes",
-                "host": BASE,
-                "password": TOKEN,
-                "extra": {"enterprise_id": "ent1", "max_retries": 2, "retry_max_wait": 1},
-            }
-        ),
-    )
-    return "oes_default"
+    return set_connection(monkeypatch, enterprise_id="ent1", max_retries=2, retry_max_wait=1)
 
 
 def sensor(**kwargs: Any) -> AllocationStatusSensor:
@@ -75,7 +52,19 @@ def sensor(**kwargs: Any) -> AllocationStatusSensor:
 
 
 def test_template_fields() -> None:
-    assert tuple(AllocationStatusSensor.template_fields) == ("allocation_id", "enterprise_id")
+    assert tuple(AllocationStatusSensor.template_fields) == ("allocation_id", "enterprise_id", "oes_conn_id")
+
+
+def test_templated_fields_render_and_the_hook_uses_the_rendered_connection() -> None:
+    s = AllocationStatusSensor(
+        task_id="s",
+        allocation_id="{{ params.aid }}",
+        enterprise_id="{{ params.ent }}",
+        oes_conn_id="oes_{{ params.env }}",
+    )
+    s.render_template_fields({"params": {"aid": DEFAULT_ALLOCATION_ID, "ent": "ent9", "env": "prod"}})
+    assert (s.allocation_id, s.enterprise_id, s.oes_conn_id) == (DEFAULT_ALLOCATION_ID, "ent9", "oes_prod")
+    assert s.hook.oes_conn_id == "oes_prod"
 
 
 def test_defaults() -> None:
@@ -203,9 +192,9 @@ def test_invalid_body_is_a_response_error(requests_mock: rm.Mocker) -> None:
 def test_enterprise_id_falls_back_to_connection(requests_mock: rm.Mocker) -> None:
     requests_mock.get(rm.ANY, json=allocation_body(status="cleared"))
     sensor().poke({})
-    assert _last(requests_mock).url == URL
+    assert last_request(requests_mock).url == URL
     sensor(enterprise_id="other").poke({})
-    assert "/enterprises/other/" in _last(requests_mock).url
+    assert "/enterprises/other/" in last_request(requests_mock).url
 
 
 def test_bad_allocation_id_raises_without_request(requests_mock: rm.Mocker) -> None:

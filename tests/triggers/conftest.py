@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import TYPE_CHECKING, Any
 
 import pytest
+
+from airflow_provider_oes.testing.connections import oes_connection_env
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -25,13 +26,9 @@ def make_connection(oes_simulator: OESSimulator, monkeypatch: pytest.MonkeyPatch
 
     def make(conn_id: str = "oes_trig", token: str | None = None, **extras: Any) -> str:
         extra = {"enterprise_id": oes_simulator.enterprise_id, "max_retries": 0, "retry_max_wait": 0.05, **extras}
-        conn = {
-            "conn_type": "oes",
-            "host": oes_simulator.url,
-            "password": oes_simulator.token if token is None else token,
-            "extra": extra,
-        }
-        monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", json.dumps(conn))
+        token = oes_simulator.token if token is None else token
+        for name, value in oes_connection_env(conn_id, host=oes_simulator.url, token=token, **extra).items():
+            monkeypatch.setenv(name, value)
         return conn_id
 
     return make

@@ -19,8 +19,10 @@ from typing import TYPE_CHECKING, Any
 import pytest
 from playwright.sync_api import expect
 
+from airflow_provider_oes._constants import PRODUCTION_BASE_URL as PRODUCTION_URL
+from airflow_provider_oes._constants import TEST_BASE_URL as TEST_URL
 from airflow_provider_oes._settings import OESConnectionSettings
-from airflow_provider_oes.get_provider_info import EXTRA_FIELDS, PRODUCTION_URL, TEST_URL
+from airflow_provider_oes.get_provider_info import EXTRA_FIELDS
 from airflow_provider_oes.testing.simulator import UNLICENSED_ENTERPRISE_ID
 
 if TYPE_CHECKING:
