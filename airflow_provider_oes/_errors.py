@@ -8,6 +8,7 @@ the two cannot map the same answer differently. The error types themselves are p
 from __future__ import annotations
 
 import json
+import re
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes.exceptions import (
@@ -233,7 +234,9 @@ def transport_error(
 
     Timeouts and dropped connections are transient (:class:`OESConnectionError`); an unusable ``ca_bundle``
     or a certificate that fails verification are settings to fix (:class:`OESInvalidRequestError`). Only the
-    exception's class name is quoted: its text can carry the request URL.
+    exception's class name is quoted: its text can carry the request URL. Through a proxy, messages name it
+    (never its credentials), and its refusal of the tunnel follows the API's rules: 407 is permanent like 401,
+    other 4xx are permanent, 5xx and 429 transient; a refused or silent proxy is a transient connection error.
 
     :param exc: What the HTTP library raised.
     :param settings: The connection's settings (base URL, timeouts and CA bundle are named in messages).
@@ -244,9 +247,15 @@ def transport_error(
     base_url, ca_bundle = settings.base_url, settings.ca_bundle
     connect_timeout, read_timeout = settings.connect_timeout, settings.read_timeout
     subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    proxy = settings.proxy
+    via = f" through proxy {proxy.display} ({proxy.source})" if proxy is not None else ""
+    if proxy is not None:
+        refusal = _proxy_refusal(exc, proxy.display, proxy.source, base_url, allocation_id, enterprise_id)
+        if refusal is not None:
+            return refusal
     if timed_out:
         return OESConnectionError(
-            f"timed out talking to the OES API for {subject} of enterprise {enterprise_id!r} "
+            f"timed out talking to the OES API{via} for {subject} of enterprise {enterprise_id!r} "
             f"({type(exc).__name__}); connect/read timeouts are {connect_timeout}/{read_timeout} s",
             allocation_id=allocation_id,
             enterprise_id=enterprise_id,
@@ -255,10 +264,69 @@ def transport_error(
     if bad_bundle is not None:
         return bad_bundle
     if is_certificate_error(exc):
-        return tls_certificate_error(base_url, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        error = tls_certificate_error(base_url, allocation_id=allocation_id, enterprise_id=enterprise_id)
+        if proxy is not None and proxy.url.lower().startswith("https://"):
+            # Either certificate may be the one refused: the proxy's is checked with the same trust.
+            error.message = error.message.replace(
+                " could not be verified", f" (or that of the https proxy {proxy.display}) could not be verified"
+            )
+            error.args = (error.message,)
+        return error
     return OESConnectionError(
-        f"no complete answer from the OES API at {base_url} for {subject} of enterprise {enterprise_id!r}: "
+        f"no complete answer from the OES API at {base_url}{via} for {subject} of enterprise {enterprise_id!r}: "
         f"{type(exc).__name__}",
         allocation_id=allocation_id,
         enterprise_id=enterprise_id,
     )
+
+
+_PROXY_STATUS = re.compile(r"^(?:Tunnel connection failed: )?([1-5]\d\d)(?: |$)")
+"""A proxy's refusal of CONNECT as the libraries word it: requests (http.client) ``Tunnel connection failed:
+407 Proxy Authentication Required``, httpx (httpcore) ``407 Proxy Authentication Required``."""
+
+
+def _proxy_status(exc: BaseException) -> int | None:
+    """The HTTP status with which a proxy refused to open the tunnel, found in ``exc``'s chain, if any."""
+    seen: set[int] = set()
+    stack: list[object] = [exc]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            match = _PROXY_STATUS.match(item)
+            if match:
+                return int(match.group(1))
+            continue
+        if not isinstance(item, BaseException) or id(item) in seen:
+            continue
+        seen.add(id(item))
+        stack += [item.__cause__, item.__context__, getattr(item, "reason", None), *item.args]
+    return None
+
+
+def _proxy_refusal(
+    exc: BaseException,
+    proxy: str,
+    source: str,
+    base_url: str,
+    allocation_id: str | None,
+    enterprise_id: str,
+) -> OESError | None:
+    """The error for a proxy that answered CONNECT with an error status, by the API's own rules: 407 is
+    permanent like 401, 403 like 403, other 4xx permanent; 5xx and 429 transient. ``None`` if it did not."""
+    status = _proxy_status(exc)
+    if status is None or status < 400:
+        return None
+    kwargs: dict[str, Any] = {"status_code": status, "allocation_id": allocation_id, "enterprise_id": enterprise_id}
+    said = f"the proxy {proxy} ({source}) answered HTTP {status} to the tunnel request for the OES API at {base_url}"
+    if status == 407:
+        return OESAuthenticationError(
+            f"{said} (Proxy Authentication Required): check the user name and password in the proxy URL "
+            "(percent-encoded)",
+            **kwargs,
+        )
+    if status >= 500 or status == 429:
+        return OESConnectionError(
+            f"{said}: the proxy is overloaded or cannot reach the API; usually temporary", **kwargs
+        )
+    cls = OESPermissionDeniedError if status == 403 else OESInvalidRequestError
+    return cls(f"{said}: the proxy does not allow this connection; ask its administrators", **kwargs)

@@ -36,14 +36,14 @@ what Airflow's own metric calls cost (its name and tag checks, then a UDP send f
 microseconds). So in the triggerer nothing is sent per request or per event: the shared poller and its
 connection's client gather counts and timings in a :class:`Batch`, sent every :data:`FLUSH_PERIOD` seconds
 at the end of a sweep (counters with their exact counts, timers as a uniform sample of at most
-:data:`TIMING_SAMPLES` per name and tags, then the gauges).
-The sync hook, one request per poke, sends at once. A failure inside a metrics call is logged once and
-swallowed: metrics never break a poll.
+:data:`TIMING_SAMPLES` per name and tags, then the gauges). The sync hook, one request per poke, sends at
+once. A failure inside a metrics call is logged once and swallowed: metrics never break a poll.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import random
 import time
 from functools import lru_cache
@@ -76,11 +76,11 @@ REQUEST_LATENCY = PREFIX + ".request_latency"
 EVENT_DELAY = PREFIX + ".event_delay"
 SENSOR_WAIT_TIME = PREFIX + ".sensor.wait_time"
 
-TIMING_SAMPLES = 8
-"""Timings a :class:`Batch` sends per name and tags per flush at most (a uniform sample of what it saw)."""
-FLUSH_PERIOD = 10.0
-"""Seconds between two sends of a poller's gathered metrics (StatsD's own default flush interval): the cost
-stays the same whatever the poll interval."""
+TIMING_SAMPLES = 4
+"""Timings sent per name and tags per flush at most (a uniform sample of what was seen since the last one)."""
+FLUSH_PERIOD = 20.0
+"""Seconds between two sends of a poller's gathered metrics (two of StatsD's default flush intervals): the
+cost stays the same whatever the poll interval."""
 
 _SAFE_TAG_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.-/")
 """What Airflow's stat-name check accepts; anything else in a tag value would make it drop the metric."""
@@ -256,6 +256,45 @@ class Batch:
             _failed()
 
 
+class _Sample:
+    """A count, and a uniform sample of at most :data:`TIMING_SAMPLES` of the values counted.
+
+    Reservoir sampling with geometric skips (Li's "Algorithm L"): which of the coming items will enter the
+    sample is drawn in advance, so an item that does not costs one comparison, and its value need not be
+    computed at all (``seen >= next`` tells the caller whether to compute and :meth:`take` it).
+    """
+
+    __slots__ = ("next", "seen", "values", "weight")
+
+    def __init__(self) -> None:
+        self.seen = 0
+        """Items counted (the caller increments it, then offers the item if ``seen >= next``)."""
+        self.next = 1
+        """The count at which the next item enters the sample."""
+        self.values: list[float] = []
+        self.weight = 1.0
+
+    def take(self, value: float) -> None:
+        """Put the item counted last into the sample (call only when ``seen >= next``)."""
+        k = TIMING_SAMPLES
+        if len(self.values) < k:
+            self.values.append(value)
+            self.next = self.seen + 1
+            if len(self.values) == k:
+                self.weight = math.exp(math.log(random.random() or 1e-300) / k)
+                self._skip()
+            return
+        self.values[int(random.random() * k)] = value
+        self.weight *= math.exp(math.log(random.random() or 1e-300) / k)
+        self._skip()
+
+    def _skip(self) -> None:
+        if self.weight >= 1.0:  # pragma: no cover - only for random() returning exactly 0 twice
+            self.next = self.seen + 1
+            return
+        self.next = self.seen + int(math.log(random.random() or 1e-300) / math.log1p(-self.weight)) + 1
+
+
 class PollerMetrics:
     """What one shared poller reports: its events and reconciliation finds (batched) and its gauges.
 
@@ -273,34 +312,27 @@ class PollerMetrics:
         self.conn_tags = tags_for(conn_id)
         self.last_flush: float | None = None
         """``time.monotonic()`` of the last :meth:`flush`; ``None`` before the first."""
-        self._events: dict[str, list[Any]] = {}  # status -> [count, sampled delays in ms]
+        self._events: dict[object, _Sample] = {}  # by status: how many, and a sample of their delays (ms)
 
     def due(self) -> bool:
         """True when metrics are on and the last flush is :data:`FLUSH_PERIOD` old (or there was none)."""
         return self.on and (self.last_flush is None or time.monotonic() - self.last_flush >= FLUSH_PERIOD)
 
-    def event(self, status: str, updated_at: datetime | None = None) -> None:
-        """A trigger event was fired (called for every event: kept to a counter and, rarely, one delay).
+    def event(self, status: object, updated_at: datetime | None = None) -> None:
+        """A trigger event was fired (called for every event: usually just a count).
 
-        :param status: ``cleared``, ``released`` or ``error`` (see :data:`EVENT_STATUSES`).
+        :param status: ``cleared``, ``released`` or ``error`` (see :data:`EVENT_STATUSES`), or the allocation's
+            status as the model holds it (its ``str()`` is taken when sending).
         :param updated_at: The allocation's ``updatedAt`` (timezone-aware); ``None`` for error events.
         """
         if not self.on:
             return
-        entry = self._events.get(status)
-        if entry is None:
-            entry = self._events[status] = [0, []]
-        entry[0] += 1
-        if updated_at is None:
-            return
-        # Reservoir sampling, deciding before computing: a burst mostly just counts.
-        seen, samples = entry[0], entry[1]
-        if seen <= TIMING_SAMPLES:
-            samples.append(max(0.0, (time.time() - updated_at.timestamp()) * 1000.0))
-        else:
-            slot = int(random.random() * seen)
-            if slot < TIMING_SAMPLES:
-                samples[slot] = max(0.0, (time.time() - updated_at.timestamp()) * 1000.0)
+        sample = self._events.get(status)
+        if sample is None:
+            sample = self._events[status] = _Sample()
+        sample.seen += 1
+        if updated_at is not None and sample.seen >= sample.next:
+            sample.take(max(0.0, (time.time() - updated_at.timestamp()) * 1000.0))
 
     def reconciliation_finds(self, count: int) -> None:
         """The reconciliation found ``count`` final allocations the change feed had missed.
@@ -329,10 +361,10 @@ class PollerMetrics:
         if backend is _OFF:
             return
         try:
-            for status, (count, samples) in events.items():
-                backend.incr(f"{EVENTS}.{status}", count, tags=self.tags)
-                name = f"{EVENT_DELAY}.{status}"
-                for delay_ms in samples:
+            for status, sample in events.items():
+                backend.incr(_name(EVENTS, str(status)), sample.seen, tags=self.tags)
+                name = _name(EVENT_DELAY, str(status))
+                for delay_ms in sample.values:
                     backend.timing(name, delay_ms, tags=self.tags)
             backend.gauge(WAITING, waiting, tags=self.tags)
             if in_window is not None:

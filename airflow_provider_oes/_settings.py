@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._api import normalize_base_url
+from airflow_provider_oes._proxy import Proxy, parse_proxy_url, select_proxy
 from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.get_provider_info import EXTRA_FIELDS
@@ -56,7 +58,8 @@ def _coerce(name: str, raw: Any) -> Any:
 class OESConnectionSettings:
     """Everything the hook and the trigger need from an ``oes`` connection.
 
-    The access token is excluded from ``repr`` so a settings object can be logged safely.
+    The access token and the proxy URL (which may carry credentials) are excluded from ``repr`` so a
+    settings object can be logged safely.
     """
 
     conn_id: str
@@ -73,6 +76,8 @@ class OESConnectionSettings:
     rate_limit_period: float = EXTRA_FIELDS["rate_limit_period"].default
     batching: bool = EXTRA_FIELDS["batching"].default
     batch_size: int = EXTRA_FIELDS["batch_size"].default
+    proxy_url: str | None = field(default=EXTRA_FIELDS["proxy_url"].default, repr=False)
+    trust_env: bool = EXTRA_FIELDS["trust_env"].default
 
     @property
     def retry_policy(self) -> RetryPolicy:
@@ -84,9 +89,22 @@ class OESConnectionSettings:
         """What to pass as TLS verification: always on; a CA bundle path when one is set."""
         return self.ca_bundle or True
 
+    @cached_property
+    def proxy(self) -> Proxy | None:
+        """The proxy every request of this connection goes through, or ``None`` for direct connections.
+
+        Chosen once per settings object by :func:`airflow_provider_oes._proxy.select_proxy` (the
+        ``proxy_url`` extra, else the environment's proxy unless ``trust_env`` is off or the API is
+        on loopback / in ``NO_PROXY``), for the sync hook and the async client alike.
+
+        :raises OESInvalidRequestError: for an environment proxy variable that cannot be used.
+        """
+        return select_proxy(self.base_url, self.proxy_url, self.trust_env)
+
     @classmethod
     def from_connection(cls, conn: Connection) -> OESConnectionSettings:
-        """Read and check an Airflow connection of type ``oes``; register its token with the secrets masker.
+        """Read and check an Airflow connection of type ``oes``; register its token and proxy credentials with
+        the secrets masker.
 
         :raises OESInvalidRequestError: naming the bad field, for a bad host or extra.
         """
@@ -95,15 +113,23 @@ class OESConnectionSettings:
             raise OESInvalidRequestError(f"connection {conn.conn_id!r}: extra must be a JSON object")
         values = {name: _coerce(name, extra.get(name)) for name in EXTRA_FIELDS}
         values["enterprise_id"] = values["enterprise_id"] or None
-        settings = cls(
-            conn_id=conn.conn_id,
-            base_url=normalize_base_url(conn.host, conn.port),
-            token=conn.password or "",
-            **values,
-        )
-        if settings.token:
-            # Here, where the token is read, so that no caller (hook or trigger) can forget it.
+        if values["proxy_url"]:
+            values["proxy_url"] = parse_proxy_url(extra.get("proxy_url"), "connection extra 'proxy_url'")
+        base_url = normalize_base_url(conn.host, conn.port)
+        if values["proxy_url"] and not base_url.startswith("https://"):
+            raise OESInvalidRequestError(
+                f"connection {conn.conn_id!r}: a proxy needs an https:// API URL (got {base_url!r}): through a "
+                "proxy, plain http would show the access token to the proxy"
+            )
+        settings = cls(conn_id=conn.conn_id, base_url=base_url, token=conn.password or "", **values)
+        # Here, where the secrets are read, so that no caller (hook or trigger) can forget them. The proxy
+        # is chosen now too, so that a bad environment proxy is reported with the connection's other errors.
+        secrets = [settings.token] if settings.token else []
+        if settings.proxy is not None:
+            secrets += settings.proxy.secrets
+        if secrets:
             from airflow.sdk.log import mask_secret
 
-            mask_secret(settings.token)
+            for secret in secrets:
+                mask_secret(secret)
         return settings

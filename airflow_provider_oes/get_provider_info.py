@@ -71,6 +71,22 @@ EXTRA_FIELDS: dict[str, _Extra] = {
     "batch_size": _Extra(
         "Batch size", "Allocation ids asked for in one list request when batching.", "integer", 100, 1
     ),
+    "proxy_url": _Extra(
+        "Proxy URL",
+        "HTTP(S) proxy that carries every request of this connection, e.g. http://user:password@proxy:3128 "
+        "(http:// or https://; credentials optional, percent-encoded). TLS to the API stays end to end "
+        "(CONNECT tunnel). Empty: the environment's proxy, if any.",
+        "string",
+    ),
+    # Not named "*proxy*": Airflow hides the value of any extra whose name contains "proxy" (a secret), and
+    # would show this checkbox's default as "***" in the connection form.
+    "trust_env": _Extra(
+        "Use proxy environment variables",
+        "Without a Proxy URL, send requests through HTTPS_PROXY / ALL_PROXY (NO_PROXY honoured; never for "
+        "127.0.0.1/localhost). Off: ignore the environment's proxy variables.",
+        "boolean",
+        True,
+    ),
 }
 """Every extra an ``oes`` connection understands, with its default: the UI form, the settings parser and
 the retry policy all read this one table."""

@@ -31,7 +31,7 @@ def main() -> None:
     from airflow_provider_oes.hooks.oes import OESHook
     from airflow_provider_oes.testing.simulator import OESSimulatorProcess
 
-    with OESSimulatorProcess(port=0) as sim:
+    with OESSimulatorProcess(port=0, rate_limit=None) as sim:  # thousands of calls: lift BitGo's limit
         allocation_id = sim.client.add_allocation(final_status="cleared", quantity="1" * 40)
         os.environ["AIRFLOW_CONN_OES_BENCH"] = json.dumps(
             {"conn_type": "oes", "host": sim.url, "password": sim.token, "extra": {"enterprise_id": sim.enterprise_id}}

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import importlib
+import random
+import statistics
+from collections import Counter
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -247,3 +250,35 @@ def test_a_poller_sends_at_most_every_flush_period(
     assert not poller.due()  # the next sweeps only gather ...
     monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
     assert poller.due()  # ... until FLUSH_PERIOD has passed
+
+
+def test_sample_is_uniform_and_exact_in_count() -> None:
+    # Reservoir sampling with skips: every item equally likely to be in the sample, however many came.
+    rng_state = random.getstate()
+    random.seed(11)
+    try:
+        picked: list[int] = []
+        for _ in range(2000):
+            sample = _metrics._Sample()
+            for value in range(1, 10_001):
+                sample.seen += 1
+                if sample.seen >= sample.next:
+                    sample.take(float(value))
+            assert sample.seen == 10_000
+            assert len(sample.values) == _metrics.TIMING_SAMPLES
+            picked.extend(int(v) for v in sample.values)
+    finally:
+        random.setstate(rng_state)
+    # Uniform over 1..10,000: mean 5,000.5 (standard error about 32 here); each quarter about a quarter.
+    assert abs(statistics.mean(picked) - 5000.5) < 200
+    quarters = Counter((v - 1) * 4 // 10_000 for v in picked)
+    assert all(abs(quarters[q] / len(picked) - 0.25) < 0.03 for q in range(4))
+
+
+def test_a_short_run_is_sampled_whole() -> None:
+    sample = _metrics._Sample()
+    for value in (5.0, 7.0):
+        sample.seen += 1
+        if sample.seen >= sample.next:
+            sample.take(value)
+    assert (sample.seen, sample.values) == (2, [5.0, 7.0])

@@ -27,6 +27,7 @@ from airflow_provider_oes._request import allocation_call, list_call, redacting
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimitError
 
 if TYPE_CHECKING:
+    import ssl
     from collections.abc import Sequence
 
     import httpx
@@ -68,12 +69,19 @@ class OESAsyncClient:
         self.gate = gate
         self.retry_policy = settings.retry_policy
         try:
+            # An SSLContext, not the path: httpx deprecates verify=<str>.
+            verify = ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True
+            proxy = settings.proxy
             self._http = httpx.AsyncClient(
                 base_url=settings.base_url,
                 headers={"Accept": "application/json", "User-Agent": USER_AGENT},
                 timeout=httpx.Timeout(settings.read_timeout, connect=settings.connect_timeout),
-                # An SSLContext, not the path: httpx deprecates verify=<str>.
-                verify=ssl.create_default_context(cafile=settings.ca_bundle) if settings.ca_bundle else True,
+                verify=verify,
+                # The proxy comes from one rule shared with the sync hook (_proxy.select_proxy), not from
+                # httpx's own reading of the environment (proxies, NO_PROXY, SSL_CERT_FILE, .netrc).
+                trust_env=False,
+                # A test's transport replaces the network: a proxy mount would bypass it.
+                proxy=None if proxy is None or transport is not None else _httpx_proxy(proxy.url, verify),
                 follow_redirects=False,
                 limits=httpx.Limits(max_connections=max_connections, max_keepalive_connections=max_connections),
                 transport=transport,
@@ -178,6 +186,15 @@ class OESAsyncClient:
                 # Hold back every trigger on this connection, not only this call's retry.
                 self.gate.penalize(self.retry_policy.wait_seconds(1, error))
             raise
+
+
+def _httpx_proxy(url: str, verify: ssl.SSLContext | bool) -> httpx.Proxy:
+    """The httpx proxy for ``url``; an https proxy's certificate is checked with the API's trust, as requests does."""
+    import httpx
+
+    if url.lower().startswith("https://") and not isinstance(verify, bool):
+        return httpx.Proxy(url, ssl_context=verify)
+    return httpx.Proxy(url)
 
 
 async def _read_limited(response: httpx.Response, limit: int, what: str, timeout: float) -> bytes:

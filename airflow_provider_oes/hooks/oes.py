@@ -70,6 +70,12 @@ class OESHook(BaseHook):
             # redirects that could carry it elsewhere are switched off below.
             session.headers["Authorization"] = f"Bearer {self.settings.token}"
         session.verify = self.settings.verify
+        # The proxy comes from one rule shared with the async client (_proxy.select_proxy), not from
+        # requests' own reading of the environment (proxies, NO_PROXY, REQUESTS_CA_BUNDLE, .netrc).
+        session.trust_env = False
+        proxy = self.settings.proxy
+        if proxy is not None:
+            session.proxies = {"https": proxy.url, "http": proxy.url}
         return session
 
     def get_conn(self) -> requests.Session:

@@ -2,22 +2,18 @@
 
 from __future__ import annotations
 
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
+from airflow_provider_oes._task import AllocationTaskMixin
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from airflow.sdk import Context
 
-    from airflow_provider_oes.hooks.oes import OESHook
 
-
-class GetAllocationOperator(BaseOperator):
+class GetAllocationOperator(AllocationTaskMixin, BaseOperator):
     """Fetch a BitGo OES client allocation (or deallocation) once, without waiting for it to be final.
 
     The allocation is returned in the API's JSON shape (camelCase keys, amounts as base-unit strings),
@@ -32,9 +28,6 @@ class GetAllocationOperator(BaseOperator):
     :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
-    ui_color = "#e8f1fb"
-
     def __init__(
         self,
         *,
@@ -47,13 +40,6 @@ class GetAllocationOperator(BaseOperator):
         self.allocation_id = allocation_id
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
-
-    @cached_property
-    def hook(self) -> OESHook:
-        """The hook for ``oes_conn_id``, created once per task run."""
-        from airflow_provider_oes.hooks.oes import OESHook
-
-        return OESHook(oes_conn_id=self.oes_conn_id)
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Fetch the allocation and return its JSON shape (pushed to XCom by Airflow)."""

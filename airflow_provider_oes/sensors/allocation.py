@@ -4,24 +4,21 @@ from __future__ import annotations
 
 import time
 from datetime import datetime, timedelta, timezone
-from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
+from airflow_provider_oes._task import AllocationTaskMixin
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
-
     from airflow.sdk import Context
 
-    from airflow_provider_oes.hooks.oes import OESHook
     from airflow_provider_oes.models import Allocation
 
 
-class AllocationStatusSensor(BaseSensorOperator):
+class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     """Wait until a BitGo OES client allocation (or deallocation) is final.
 
     * ``reserved``: keep waiting (the API's reason is logged).
@@ -44,9 +41,6 @@ class AllocationStatusSensor(BaseSensorOperator):
         ``[operators] default_deferrable``.
     """
 
-    template_fields: Sequence[str] = ("allocation_id", "enterprise_id", "oes_conn_id")
-    ui_color = "#e8f1fb"
-
     def __init__(
         self,
         *,
@@ -61,13 +55,6 @@ class AllocationStatusSensor(BaseSensorOperator):
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
         self.deferrable = deferrable
-
-    @cached_property
-    def hook(self) -> OESHook:
-        """The hook for ``oes_conn_id``, created once per task run."""
-        from airflow_provider_oes.hooks.oes import OESHook
-
-        return OESHook(oes_conn_id=self.oes_conn_id)
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the allocation once and apply the status rules."""

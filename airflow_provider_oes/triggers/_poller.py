@@ -208,7 +208,7 @@ class AllocationPoller:
         self.finished = 0
         """Allocations that got their event (final status or permanent error)."""
         self.metrics = _metrics.PollerMetrics(key[0], key[1])
-        """Events and gauges of this poller, sent after a sweep every 10 s (see :mod:`airflow_provider_oes._metrics`)."""
+        """Events and gauges of this poller, sent after a sweep every 20 s (see :mod:`airflow_provider_oes._metrics`)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -305,7 +305,10 @@ class AllocationPoller:
             # The client's request metrics too: they are the connection's, whichever of its pollers sends them.
             connection.client.metrics.flush()
             limiter = connection.limiter
-            self.metrics.flush(waiting, in_window=limiter.in_window(), limit=limiter.max_requests)
+            # An adaptive limiter (lowered by 429s) tells its current allowance; a fixed one has none to tell.
+            adaptive = getattr(limiter, "adaptive", None)
+            rate = adaptive.current() if adaptive is not None else None
+            self.metrics.flush(waiting, in_window=limiter.in_window(), limit=limiter.max_requests, rate=rate)
 
     def _detach(self) -> None:
         self._stopped = True
@@ -405,21 +408,24 @@ class AllocationPoller:
         """Hand ``event`` to every trigger waiting for ``allocation_id`` (``allocation``: the final one, if known)."""
         if allocation_id in self.waiters:
             self.finished += 1
-            if self.metrics.on:
-                self._count_event(event, allocation)
+            metrics = self.metrics
+            if metrics.on:
+                if allocation is not None:  # the usual way: one call, the status's str() left to the flush
+                    metrics.event(allocation.status, allocation.updated_at)
+                else:
+                    self._count_event(event)
         for waiter in self.waiters.pop(allocation_id, []):
             if not waiter.future.done():
                 waiter.future.set_result(event)
 
-    def _count_event(self, event: dict[str, Any], allocation: Allocation | None) -> None:
+    def _count_event(self, event: dict[str, Any]) -> None:
+        """Count an event handed over without its Allocation: an error, or a final status read from the payload."""
         if event.get("status") != TERMINAL:
             self.metrics.event("error")
-        elif allocation is not None:
-            self.metrics.event(str(allocation.status), allocation.updated_at)
-        else:  # built elsewhere from the record alone: read the status and time back from the event
-            record = event.get("allocation")
-            record = record if isinstance(record, dict) else {}
-            self.metrics.event(str(record.get("status")), _parse_time(record.get("updatedAt")))
+            return
+        record = event.get("allocation")
+        record = record if isinstance(record, dict) else {}
+        self.metrics.event(str(record.get("status")), _parse_time(record.get("updatedAt")))
 
 
 def _parse_time(value: object) -> datetime | None:

@@ -71,6 +71,8 @@ def test_connections_add_and_get_round_trip_the_extras(cli_stack: AirflowStack, 
         "batching": False,
         "batch_size": 25,
         "ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
+        "proxy_url": "",  # a proxy needs an https API; the simulator here is http (see tests/reliability/test_proxy.py)
+        "trust_env": False,
     }
     assert set(extra) == set(EXTRA_FIELDS)  # every declared extra goes through the CLI
     _add(cli_stack, "oes_cli", oes_simulator.url, oes_simulator.token, extra)
@@ -100,6 +102,7 @@ def test_connections_add_and_get_round_trip_the_extras(cli_stack: AirflowStack, 
     assert (settings.retry_max_wait, settings.rate_limit_requests, settings.rate_limit_period) == (4.5, 120, 30.0)
     assert (settings.batching, settings.batch_size) == (False, 25)
     assert settings.ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
+    assert (settings.proxy_url, settings.trust_env) == (None, False)
 
 
 @pytest.mark.parametrize(

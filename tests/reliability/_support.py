@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import http.server
+import subprocess
 import threading
 import time
 from collections import Counter
@@ -14,6 +15,7 @@ from airflow_provider_oes.testing.connections import oes_connection_json
 if TYPE_CHECKING:
     import ssl
     from collections.abc import Iterator
+    from pathlib import Path
 
 TOKEN = "oes-secret-token-3f9a7c1e5b2d4e6f"
 """The access token of every connection in this suite; it must never show up in any output."""
@@ -113,3 +115,32 @@ def assert_no_token(*items: Any, token: str = TOKEN) -> None:
         leaked = [t for t in texts if token in t]
         FIGURES["token leaks"] += len(leaked)
         assert not leaked, f"the access token leaked into: {leaked[0][:300]!r}"
+
+
+def self_signed_cert(folder: Path) -> tuple[str, str]:
+    """Write a self-signed certificate for ``127.0.0.1`` (and ``localhost``) into ``folder``; return
+    (certificate path, key path). The certificate is its own CA: use it as a ``ca_bundle``."""
+    cert, key = folder / "cert.pem", folder / "key.pem"
+    subprocess.run(
+        [
+            "openssl",
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=127.0.0.1",
+            "-addext",
+            "subjectAltName=IP:127.0.0.1,DNS:localhost",
+            "-keyout",
+            str(key),
+            "-out",
+            str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    return str(cert), str(key)

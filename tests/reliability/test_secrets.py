@@ -12,7 +12,6 @@ import json
 import logging
 import pickle
 import ssl
-import subprocess
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -32,7 +31,7 @@ from airflow_provider_oes.operators.allocation import GetAllocationOperator
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import FAULT_KINDS, UNLICENSED_ENTERPRISE_ID
 from airflow_provider_oes.triggers._events import error_from_payload, error_to_payload
-from tests.reliability._support import FIGURES, TOKEN, QuietHandler, assert_no_token, serve_http
+from tests.reliability._support import FIGURES, TOKEN, QuietHandler, assert_no_token, self_signed_cert, serve_http
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator
@@ -342,30 +341,7 @@ def test_redirects_are_not_followed(set_conn: Callable[..., str]) -> None:
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """An HTTPS server on 127.0.0.1 with a self-signed certificate; yields (url, path of the cert)."""
-    folder = tmp_path_factory.mktemp("tls")
-    cert, key = folder / "cert.pem", folder / "key.pem"
-    subprocess.run(
-        [
-            "openssl",
-            "req",
-            "-x509",
-            "-newkey",
-            "rsa:2048",
-            "-nodes",
-            "-days",
-            "1",
-            "-subj",
-            "/CN=127.0.0.1",
-            "-addext",
-            "subjectAltName=IP:127.0.0.1",
-            "-keyout",
-            str(key),
-            "-out",
-            str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )
+    cert, key = self_signed_cert(tmp_path_factory.mktemp("tls"))
     body = json.dumps({"allocation": _record()}).encode()
 
     class Handler(QuietHandler):
@@ -379,7 +355,7 @@ def tls_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(cert, key)
     with serve_http(Handler, tls=context) as url:
-        yield url, str(cert)
+        yield url, cert
 
 
 def test_real_tls_self_signed_is_refused_without_ca_bundle_and_accepted_with_it(

@@ -1,12 +1,18 @@
-"""Load the OES pytest plugin for these tests when its entry point is not installed."""
+"""Load the OES pytest plugin for these tests when its entry point is not installed; the ``api`` fixture."""
 
 from __future__ import annotations
 
 import importlib
 from typing import TYPE_CHECKING
 
+import pytest
+
+from tests.testing._api import Api
+
 if TYPE_CHECKING:
-    import pytest
+    from collections.abc import Iterator
+
+    from airflow_provider_oes.testing.simulator import OESSimulator
 
 PLUGIN_MODULE = "airflow_provider_oes.testing.pytest_plugin"
 
@@ -22,3 +28,15 @@ def pytest_configure(config: pytest.Config) -> None:
     manager = config.pluginmanager
     if not manager.is_registered(module) and not manager.has_plugin("oes"):
         manager.register(module, PLUGIN_MODULE)
+
+
+@pytest.fixture
+def api(oes_simulator: OESSimulator) -> Iterator[Api]:
+    """
+    A raw HTTP client bound to the (reset) session simulator.
+
+    :param oes_simulator: the simulator fixture.
+    """
+    client = Api(oes_simulator)
+    yield client
+    client.session.close()

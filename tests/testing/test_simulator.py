@@ -12,7 +12,7 @@ import threading
 import time
 import uuid
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -25,82 +25,11 @@ from airflow_provider_oes.testing.simulator import (
     OESSimulatorClient,
     OESSimulatorProcess,
 )
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.testing._api import Api
+from tests.testing._api import assert_error as _assert_error
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 ISO_MS = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z$")
-
-
-class Api:
-    """
-    Minimal raw HTTP client of the simulated OES API.
-
-    :param sim: the simulator to talk to.
-    """
-
-    def __init__(self, sim: OESSimulator) -> None:
-        self.sim = sim
-        self.session = requests.Session()
-
-    def base(self, enterprise_id: str | None = None) -> str:
-        """
-        Return the allocations collection URL.
-
-        :param enterprise_id: enterprise in the path (default: the simulator's).
-        """
-        enterprise = enterprise_id or self.sim.enterprise_id
-        return f"{self.sim.url}/api/network/v1/enterprises/{enterprise}/clients/allocations"
-
-    def get(
-        self, allocation_id: str, enterprise_id: str | None = None, token: str | None = "default"
-    ) -> requests.Response:
-        """
-        GET one allocation.
-
-        :param allocation_id: allocation id in the path.
-        :param enterprise_id: enterprise in the path.
-        :param token: bearer token; "default" uses the simulator's, None sends no header.
-        """
-        headers = {} if token is None else {"Authorization": f"Bearer {self._token(token)}"}
-        return self.session.get(f"{self.base(enterprise_id)}/{allocation_id}", headers=headers, timeout=10)
-
-    def list(self, enterprise_id: str | None = None, **params: Any) -> requests.Response:
-        """
-        GET the allocation list.
-
-        :param enterprise_id: enterprise in the path.
-        :param params: query parameters.
-        """
-        headers = {"Authorization": f"Bearer {self.sim.token}"}
-        return self.session.get(self.base(enterprise_id), params=params, headers=headers, timeout=10)
-
-    def _token(self, token: str) -> str:
-        return self.sim.token if token == "default" else token
-
-
-@pytest.fixture
-def api(oes_simulator: OESSimulator) -> Iterator[Api]:
-    """
-    A raw HTTP client bound to the (reset) session simulator.
-
-    :param oes_simulator: the simulator fixture.
-    """
-    client = Api(oes_simulator)
-    yield client
-    client.session.close()
-
-
-def _assert_error(response: requests.Response, status: int, name: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    body: dict[str, Any] = response.json()
-    assert set(body) == {"error", "name", "requestId"}
-    assert body["name"] == name
-    assert isinstance(body["error"], str)
-    assert body["error"]
-    uuid.UUID(body["requestId"])
-    return body
 
 
 # ------------------------------------------------------------------------------------ 200 shape
@@ -500,10 +429,26 @@ def test_simulator_process(tmp_path: Path) -> None:
         assert requests.get(url, headers=headers, timeout=10).json()["allocation"]["status"] == "reserved"
         assert requests.get(url, headers=headers, timeout=10).json()["allocation"]["status"] == "cleared"
         assert proc.client.request_count == 2
+        assert proc.client.rate_limit == (360, 60.0)
         pid = proc.pid
     assert proc.returncode == 0  # clean shutdown on SIGTERM
+    with OESSimulatorProcess(rate_limit=(5, 2.5), clock_offset=-30) as proc:
+        assert proc.client.rate_limit == (5, 2.5)
+        assert proc.client.clock_offset == -30
+        assert abs(proc.client.now().timestamp() - (time.time() - 30)) < 2
+    with OESSimulatorProcess(rate_limit=None) as proc:
+        assert proc.client.rate_limit is None
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+@pytest.mark.parametrize("value", ["lots", "0/60", "10/-1"])
+def test_cli_rejects_a_bad_rate_limit_naming_it(value: str) -> None:
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))}
+    command = [sys.executable, "-m", "airflow_provider_oes.testing.simulator", "--port", "0", "--rate-limit", value]
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=60)
+    assert result.returncode == 2
+    assert f"expected REQUESTS/SECONDS (e.g. 360/60) or none, not {value!r}" in result.stderr
 
 
 def test_cli_entry_point_seeds_and_stops_on_sigint() -> None:
@@ -556,7 +501,17 @@ def test_oes_connection_fixture(oes_connection: str, oes_simulator: OESSimulator
 
 def test_fixture_state_is_fresh(pytester: pytest.Pytester) -> None:
     """Two tests in one run share the session simulator: the second must see none of the first's state."""
-    pytester.makeconftest((Path(__file__).parent / "conftest.py").read_text())
+    pytester.makeconftest(
+        """
+        import importlib
+
+        def pytest_configure(config):
+            # the plugin, loaded once: by its entry point when the package is installed, else here
+            module = importlib.import_module("airflow_provider_oes.testing.pytest_plugin")
+            if not config.pluginmanager.is_registered(module) and not config.pluginmanager.has_plugin("oes"):
+                config.pluginmanager.register(module, module.__name__)
+        """
+    )
     pytester.makeini("[pytest]\nasyncio_default_fixture_loop_scope = function\n")
     pytester.makepyfile(
         """
@@ -569,16 +524,27 @@ def test_fixture_state_is_fresh(pytester: pytest.Pytester) -> None:
             oes_simulator.add_allocation(allocation_id=AID)
             requests.get(oes_simulator.url + "/api/network/v1/enterprises/e/clients/allocations", timeout=10)
             oes_simulator.inject_fault("500")
+            oes_simulator.set_clock_offset(3600)
+            oes_simulator.set_rate_limit(1)
+            oes_simulator.reject_list(404)
+            oes_simulator.add_token("extra-token")
+            oes_simulator.schedule_flips([AID], status="released", start=60)
             assert oes_simulator.get_record(AID)["id"] == AID
             assert len(oes_simulator.faults) == 1
             assert oes_simulator.request_count == 1
+            assert oes_simulator.pending_flips == 1
 
         def test_clean(oes_simulator, oes_simulator_session):
             assert oes_simulator is oes_simulator_session
             assert oes_simulator.faults == []
             assert oes_simulator.request_count == 0
+            assert oes_simulator.pending_flips == 0
+            assert (oes_simulator.clock_offset, oes_simulator.rate_limit) == (0, (360, 60.0))
             with pytest.raises(KeyError):
                 oes_simulator.get_record(AID)
+            url = oes_simulator.url + "/api/network/v1/enterprises/sim-enterprise/clients/allocations"
+            assert requests.get(url, headers={"Authorization": "Bearer sim-token"}, timeout=10).status_code == 200
+            assert requests.get(url, headers={"Authorization": "Bearer extra-token"}, timeout=10).status_code == 401
         """
     )
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider")

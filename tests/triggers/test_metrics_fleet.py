@@ -30,7 +30,11 @@ pytestmark = pytest.mark.integration
 P = "airflow.oes."
 
 
-async def _run_fleet(sim: OESSimulator, conn_id: str, ids: list[str], poll_interval: float) -> list[dict[str, Any]]:
+async def _run_fleet(
+    sim: OESSimulator, conn_id: str, finals: dict[str, str], poll_interval: float, listener: StatsdListener
+) -> list[dict[str, Any]]:
+    """Run one trigger per allocation; once the poller has reported them all waiting, flip them; return the events."""
+
     async def first_event(allocation_id: str) -> dict[str, Any]:
         trigger = AllocationStatusTrigger(
             allocation_id=allocation_id,
@@ -42,7 +46,21 @@ async def _run_fleet(sim: OESSimulator, conn_id: str, ids: list[str], poll_inter
             return event.payload
         raise AssertionError("the trigger ended without an event")
 
-    return await asyncio.wait_for(asyncio.gather(*(first_event(i) for i in ids)), 60)
+    fleet = asyncio.gather(*(first_event(i) for i in finals))
+    # Wait for the state, not a time: the gauge showing every allocation waiting (a loaded machine is slow).
+    deadline = asyncio.get_running_loop().time() + 30
+    while not any(m.name == P + "allocations.waiting" and m.value == len(finals) for m in listener.metrics()):
+        assert asyncio.get_running_loop().time() < deadline, "the poller never reported the fleet waiting"
+        await asyncio.sleep(0.05)
+    for allocation_id, status in finals.items():
+        sim.set_status(allocation_id, status)
+    return await asyncio.wait_for(fleet, 60)
+
+
+def _poller_limiter_type() -> object:
+    from airflow_provider_oes._rate_limit import RateLimiter
+
+    return RateLimiter(360, 60)
 
 
 def _sum(metrics: list[Metric], name: str) -> float:
@@ -58,16 +76,14 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     listener = statsd_metrics(tags="influxdb")
     # Send after every sweep, not every 10 s, so that this short run shows the gauges move.
     monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
+    strategy = "id_batches"  # the change feed's variant of this test comes with the feed (issue 11)
     conn_id = make_connection(conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4)
-    # Final on the second read: every allocation is seen waiting once, then final.
-    expected = {
-        oes_simulator.add_allocation(final_status=s, reserved_for_reads=1): s
-        for s in ["cleared"] * 4 + ["released"] * 3
-    }
+    # Reserved until flipped (explicit flips: the change feed sees them as read counts would not show).
+    expected = {oes_simulator.add_allocation(final_status="reserved"): s for s in ["cleared"] * 4 + ["released"] * 3}
     oes_simulator.inject_fault("429", count=1, retry_after=0.1)
     oes_simulator.inject_fault("drop", count=1)
 
-    events = await _run_fleet(oes_simulator, conn_id, list(expected), poll_interval=0.2)
+    events = await _run_fleet(oes_simulator, conn_id, expected, 0.2, listener)
 
     assert {e["allocation"]["id"]: e["allocation"]["status"] for e in events} == expected
     sent = oes_simulator.request_count
@@ -91,14 +107,22 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     requests = {m.name: m for m in metrics if m.name.startswith(P + "requests.")}
     assert all(m.kind == "c" for m in metrics if m.name.startswith(P + "requests."))
     assert sum(_sum(metrics, name) for name in requests) == sent
-    assert _sum(metrics, P + "requests.id_batch.429") == 1
-    assert _sum(metrics, P + "requests.id_batch.transport_error") == 1
-    assert _sum(metrics, P + "requests.id_batch.2xx") == sent - 2
+    outcomes = Counter()
+    for name in requests:
+        outcomes[name.rsplit(".", 1)[1]] += _sum(metrics, name)
+    assert outcomes == {"429": 1, "transport_error": 1, "2xx": sent - 2}
+    kinds = {name.split(".")[3] for name in requests}
+    if strategy == "feed":
+        assert _sum(metrics, P + "requests.feed_page.2xx") >= 1
+        assert kinds <= {"feed_page", "id_batch", "single"}
+    else:
+        assert kinds == {"id_batch"}
     # Both failures were retried (and nothing else was).
-    assert _sum(metrics, P + "retries.id_batch") == 2
-    # Timings are gathered per poll interval and sent as a sample of at most TIMING_SAMPLES per interval.
-    latencies = [m for m in metrics if m.name == P + "request_latency.id_batch"]
-    assert 1 <= len(latencies) <= sent
+    assert sum(_sum(metrics, P + f"retries.{kind}") for kind in _metrics.REQUEST_KINDS) == 2
+    # Timings are gathered between flushes and sent as a sample of at most TIMING_SAMPLES per flush.
+    latencies = [m for m in metrics if m.name.startswith(P + "request_latency.")]
+    assert {m.name.split(".")[3] for m in latencies} == kinds
+    assert len(latencies) <= sent
     assert all(m.kind == "ms" and 0 < m.value < 10_000 for m in latencies)
 
     # --- events by final status, each timed from the allocation's updatedAt
@@ -122,6 +146,14 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     assert len(in_window) == len(waiting)
     assert in_window == sorted(in_window)
     assert in_window[-1] == sent
+    # The adaptive limiter's allowance, where the limiter has one: the limit until a 429 lowers it.
+    rates = [m.value for m in metrics if m.name == P + "rate_limit.rate"]
+    if hasattr(_poller_limiter_type(), "adaptive"):
+        assert len(rates) == len(waiting)
+        assert all(0 < r <= 360 for r in rates)
+        assert min(rates) < 360  # the 429 lowered it
+    else:
+        assert rates == []
 
 
 async def test_poller_counts_an_event_built_from_the_record_alone(
@@ -136,7 +168,8 @@ async def test_poller_counts_an_event_built_from_the_record_alone(
     from tests._factories import allocation_record
 
     listener = statsd_metrics(tags="influxdb")
-    poller = _poller.AllocationPoller(_poller._LoopRegistry(), ("oes_x", "ent-x"), SimpleNamespace(pollers=0))  # type: ignore[arg-type]
+    connection = SimpleNamespace(pollers=0)
+    poller = _poller.AllocationPoller(_poller._LoopRegistry(), ("oes_x", "ent-x"), connection)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     updated = datetime.now(timezone.utc) - timedelta(seconds=3)
     record = allocation_record(status="released", updatedAt=updated.isoformat().replace("+00:00", "Z"))

@@ -19,27 +19,32 @@ Three ways to run it:
 
 The package, one concern per module:
 
-* :mod:`._common`: defaults, the API's enumerations, date and error formatting;
-* :mod:`.state`: allocations and their timelines, memberships, served requests;
+* :mod:`._common`: defaults, the API's enumerations, the simulator's clock, date and error formatting;
+* :mod:`.state`: allocations, timelines and scheduled flips, memberships, tokens, requests seen;
+* :mod:`.feed_index`: final allocations kept sorted by ``updatedAt`` (feed pages without sorting);
+* :mod:`.queries`: the list endpoint's filters, sorts and paging over the state;
 * :mod:`.faults`: fault kinds, the fault queue, record corruption;
-* :mod:`.gateway`: what runs before the routes (request counting, transport faults);
+* :mod:`.rate_limit`: BitGo's limit per access token (sliding window);
+* :mod:`.gateway`: what runs before the routes (counting, rate limit, transport faults, ``Date``);
 * :mod:`.api_routes`: the API, one function per endpoint of BitGo's spec;
 * :mod:`.control_routes`: the JSON control API under ``/_sim/`` (no auth, not counted);
-* :mod:`.scripting`: the Python scripting API (:class:`OESSimulator` inherits it);
+* :mod:`.scripting` and :mod:`.conditions`: the Python scripting API (:class:`OESSimulator` inherits it);
 * :mod:`.server`: :class:`OESSimulator`, the app served by uvicorn in a thread;
 * :mod:`.remote`: :class:`OESSimulatorClient` and :class:`OESSimulatorProcess`;
 * :mod:`.cli` and ``__main__``: the command line.
 
 Semantics worth knowing:
 
-* Auth is checked first (401), then request validation (400), then enterprise membership (401),
-  then the OES license (403), then the allocation lookup (404).
-* A "read" (for ``reserved_for_reads``) is counted each time the genuine record is served, by the
-  single GET or as an item of a list page. Responses replaced by a fault do not count as reads,
-  except ``slow``, which answers normally.
-* List paging: ``pageNumber`` from 0 (default 0), ``pageSize`` from 1 to 1000 (default 100); anything
-  else is a 400. Results are sorted by ``createdAt`` then ``id`` (after ``sortField``, if given).
-  ``partnerIds`` is accepted and ignored (records carry no partner id).
+* Per access token, at most 360 requests in any 60 s (configurable, or none): beyond it 429 with
+  ``Retry-After``. Then auth (401), request validation (400, including an ``enterprise-id`` header that
+  disagrees with the path), enterprise membership (401), the OES license (403), the lookup (404).
+* Every status change stamps ``updatedAt`` from the simulator's clock (machine clock + an offset);
+  answers carry ``Date`` from that clock. Timelines counted in reads advance only when the record is
+  served (single GET or list item): feed tests use time-based timelines or explicit flips.
+* List: ``pageNumber`` from 0 (default 0), ``pageSize`` from 1 to 1000 (default 100); ``sortField``
+  ``id``/``updatedAt``/``quantity``/``currency``, ``sortDirection`` ``ASC``/``DESC``, then always
+  ``createdAt`` asc and ``id`` asc; ``createdBefore`` is inclusive, as the spec describes it. Any
+  other value is a 400 naming it.
 * Faults form a FIFO queue. Each API request takes at most one fault: the first queued fault that
   matches it (``allocation_id=None`` matches every request; an id matches the single GET of that id
   and list requests whose ``allocationIds`` contain it). Transport faults (``500``, ``502``,
@@ -51,10 +56,13 @@ Semantics worth knowing:
 from __future__ import annotations
 
 from airflow_provider_oes.testing.simulator._common import (
+    BITGO_RATE_LIMIT,
     DEFAULT_CONNECTION_ID,
     DEFAULT_ENTERPRISE_ID,
     DEFAULT_PAGE_SIZE,
+    DEFAULT_PARTNER_ID,
     DEFAULT_TOKEN,
+    ENTERPRISE_HEADER,
     MAX_PAGE_SIZE,
     UNLICENSED_ENTERPRISE_ID,
 )
@@ -64,10 +72,13 @@ from airflow_provider_oes.testing.simulator.remote import OESSimulatorClient, OE
 from airflow_provider_oes.testing.simulator.server import OESSimulator
 
 __all__ = [
+    "BITGO_RATE_LIMIT",
     "DEFAULT_CONNECTION_ID",
     "DEFAULT_ENTERPRISE_ID",
     "DEFAULT_PAGE_SIZE",
+    "DEFAULT_PARTNER_ID",
     "DEFAULT_TOKEN",
+    "ENTERPRISE_HEADER",
     "FAULT_KINDS",
     "MAX_PAGE_SIZE",
     "UNLICENSED_ENTERPRISE_ID",

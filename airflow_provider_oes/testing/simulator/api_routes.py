@@ -12,7 +12,6 @@ OES license (403), allocation lookup (404).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
@@ -20,28 +19,30 @@ from fastapi.responses import JSONResponse
 from airflow_provider_oes.testing.simulator._common import (
     API_PREFIX,
     DEFAULT_PAGE_SIZE,
+    ENTERPRISE_HEADER,
     MAX_PAGE_SIZE,
     SORT_DIRECTIONS,
     SORT_FIELDS,
     STATUSES,
     TYPES,
     UNLICENSED_ENTERPRISE_ID,
+    _bearer_token,
     _csv,
     _error,
     _is_uuid,
     _parse_iso,
+    _to_us,
 )
 from airflow_provider_oes.testing.simulator.faults import _apply_record_fault
 from airflow_provider_oes.testing.simulator.gateway import _FAULT_SCOPE_KEY
+from airflow_provider_oes.testing.simulator.queries import _ListQuery, run_list_query
 
 if TYPE_CHECKING:
-    from datetime import datetime
-
     from starlette.requests import Request
     from starlette.responses import Response
 
     from airflow_provider_oes.testing.simulator.faults import _Fault
-    from airflow_provider_oes.testing.simulator.state import _Allocation, _Snapshot, _State
+    from airflow_provider_oes.testing.simulator.state import _Allocation, _State
 
 SINGLE_PATH = API_PREFIX + "/{enterprise_id}/clients/allocations/{allocation_id}"
 LIST_PATH = API_PREFIX + "/{enterprise_id}/clients/allocations"
@@ -53,10 +54,20 @@ def _state(request: Request) -> _State:
 
 
 def _check_auth(request: Request, state: _State) -> Response | None:
-    header = request.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or token.strip() != state.token:
+    token = _bearer_token(request.headers.get("authorization", ""))
+    with state.lock:
+        valid = token in state.tokens
+    if not valid:
         return _error(401, "Missing or invalid access token", "AuthenticationError")
+    return None
+
+
+def _check_enterprise_header(request: Request, enterprise_id: str) -> Response | None:
+    """BitGo's SDK also names the enterprise in a header: a gateway refuses a header that disagrees."""
+    header = request.headers.get(ENTERPRISE_HEADER)
+    if header is not None and header != enterprise_id:
+        message = f"{ENTERPRISE_HEADER} header {header!r} does not match the enterprise {enterprise_id!r} in the path"
+        return _error(400, message, "InvalidRequestError")
     return None
 
 
@@ -76,12 +87,11 @@ def _take_record_fault(request: Request, state: _State, ids: list[str] | None) -
     return state.faults.take(ids, record_kind=True)
 
 
-def _serve(alloc: _Allocation, snapshot: _Snapshot, fault: _Fault | None) -> dict[str, Any]:
+def _serve(state: _State, alloc: _Allocation, fault: _Fault | None) -> dict[str, Any]:
     """Render one record; a genuine answer counts as a read, a faulted one does not (caller holds the lock)."""
     if fault is not None:
-        return _apply_record_fault(fault.kind, alloc.render(snapshot))
-    alloc.reads += 1
-    return alloc.render(snapshot)
+        return _apply_record_fault(fault.kind, alloc.render())
+    return state.serve(alloc)
 
 
 async def get_allocation(request: Request) -> Response:
@@ -89,7 +99,7 @@ async def get_allocation(request: Request) -> Response:
     state = _state(request)
     enterprise_id: str = request.path_params["enterprise_id"]
     allocation_id: str = request.path_params["allocation_id"]
-    denied = _check_auth(request, state)
+    denied = _check_auth(request, state) or _check_enterprise_header(request, enterprise_id)
     if denied is not None:
         return denied
     if not _is_uuid(allocation_id):
@@ -103,25 +113,9 @@ async def get_allocation(request: Request) -> Response:
             return _error(404, f"Allocation {allocation_id} not found", "NotFoundError")
     fault = _take_record_fault(request, state, [allocation_id])
     with state.lock:
-        record = _serve(alloc, alloc.observe(), fault)
+        state.advance()
+        record = _serve(state, alloc, fault)
     return JSONResponse({"allocation": record})
-
-
-@dataclass
-class _ListQuery:
-    """The list endpoint's query parameters, validated."""
-
-    allocation_ids: list[str] | None
-    statuses: list[str] | None
-    types: list[str] | None
-    currencies: list[str] | None
-    connection_ids: list[str] | None
-    created_on_or_after: datetime | None
-    created_before: datetime | None
-    page_number: int
-    page_size: int
-    sort_field: str | None
-    sort_direction: str
 
 
 def _parse_list_query(request: Request) -> _ListQuery | Response:
@@ -136,13 +130,13 @@ def _parse_list_query(request: Request) -> _ListQuery | Response:
         if values is not None and any(v not in allowed for v in values):
             return _error(400, f"Invalid value in {name}: allowed {', '.join(allowed)}", "InvalidRequestError")
         enums[name] = values
-    bounds: dict[str, datetime | None] = {}
+    bounds: dict[str, int | None] = {}
     for name in ("createdOnOrAfter", "createdBefore"):
         raw = params.get(name)
         try:
-            bounds[name] = _parse_iso(raw) if raw is not None else None
+            bounds[name] = _to_us(_parse_iso(raw)) if raw is not None else None
         except ValueError:
-            return _error(400, f"Invalid date format for {name}", "InvalidRequestError")
+            return _error(400, f"Invalid date format for {name}: {raw!r}", "InvalidRequestError")
     try:
         page_number = int(params.get("pageNumber", "0"))
         page_size = int(params.get("pageSize", str(DEFAULT_PAGE_SIZE)))
@@ -152,16 +146,19 @@ def _parse_list_query(request: Request) -> _ListQuery | Response:
         return _error(400, "Invalid pagination parameters", "InvalidRequestError")
     sort_field = params.get("sortField")
     direction = params.get("sortDirection", "ASC")
-    if (sort_field is not None and sort_field not in SORT_FIELDS) or direction not in SORT_DIRECTIONS:
-        return _error(400, "Invalid sort parameters", "InvalidRequestError")
+    if sort_field is not None and sort_field not in SORT_FIELDS:
+        return _error(400, f"Invalid sortField {sort_field!r}: allowed {', '.join(SORT_FIELDS)}", "InvalidRequestError")
+    if direction not in SORT_DIRECTIONS:
+        return _error(400, f"Invalid sortDirection {direction!r}: allowed ASC, DESC", "InvalidRequestError")
     return _ListQuery(
         allocation_ids=ids,
         statuses=enums["statuses"],
         types=enums["types"],
         currencies=_csv(params.get("currencies")),
         connection_ids=_csv(params.get("connectionIds")),
-        created_on_or_after=bounds["createdOnOrAfter"],
-        created_before=bounds["createdBefore"],
+        partner_ids=_csv(params.get("partnerIds")),
+        created_on_or_after_us=bounds["createdOnOrAfter"],
+        created_before_us=bounds["createdBefore"],
         page_number=page_number,
         page_size=page_size,
         sort_field=sort_field,
@@ -169,63 +166,38 @@ def _parse_list_query(request: Request) -> _ListQuery | Response:
     )
 
 
-def _matches(query: _ListQuery, alloc: _Allocation, enterprise_id: str) -> bool:
-    """Every filter but ``statuses`` (which needs the observed status)."""
-    if alloc.enterprise_id != enterprise_id:
-        return False
-    if query.allocation_ids is not None and alloc.id not in query.allocation_ids:
-        return False
-    if query.types is not None and alloc.type not in query.types:
-        return False
-    if query.currencies is not None and alloc.currency not in query.currencies:
-        return False
-    if query.connection_ids is not None and alloc.connection_id not in query.connection_ids:
-        return False
-    after, before = query.created_on_or_after, query.created_before
-    return not ((after is not None and alloc.created_at < after) or (before is not None and alloc.created_at >= before))
-
-
-def _sort_key(sort_field: str, row: tuple[_Allocation, _Snapshot]) -> Any:
-    alloc, snapshot = row
-    if sort_field == "id":
-        return alloc.id
-    if sort_field == "updatedAt":
-        return snapshot[2]
-    if sort_field == "currency":
-        return alloc.currency
-    try:
-        return (0, int(alloc.quantity), "")
-    except ValueError:
-        return (1, 0, alloc.quantity)
+def _rejected(state: _State, query: _ListQuery | None) -> Response | None:
+    """The list endpoint refused as configured (:meth:`OESSimulator.reject_list` / ``reject_feed``)."""
+    with state.lock:
+        rejection = state.list_rejection
+    if rejection is None:
+        return None
+    status, feed_only = rejection
+    if feed_only and (query is None or query.sort_field != "updatedAt"):
+        return None
+    if status == 404:
+        return _error(404, "Not Found", "NotFoundError")
+    if status == 400:
+        return _error(400, "Invalid sort parameters: sortField updatedAt is not supported", "InvalidRequestError")
+    return _error(status, f"The list endpoint is unavailable (HTTP {status})", "InvalidRequestError")
 
 
 async def list_allocations(request: Request) -> Response:
     """``GET .../clients/allocations``: filtered, sorted, one page (``pageNumber`` from 0)."""
     state = _state(request)
     enterprise_id: str = request.path_params["enterprise_id"]
-    denied = _check_auth(request, state)
+    denied = _rejected(state, None) or _check_auth(request, state) or _check_enterprise_header(request, enterprise_id)
     if denied is not None:
         return denied
     query = _parse_list_query(request)
     if not isinstance(query, _ListQuery):
         return query
-    denied = _check_enterprise(state, enterprise_id)
+    denied = _rejected(state, query) or _check_enterprise(state, enterprise_id)
     if denied is not None:
         return denied
     fault = _take_record_fault(request, state, query.allocation_ids)
     with state.lock:
-        rows: list[tuple[_Allocation, _Snapshot]] = []
-        for alloc in state.allocations.values():
-            if not _matches(query, alloc, enterprise_id):
-                continue
-            snapshot = alloc.observe()
-            if query.statuses is not None and snapshot[0] not in query.statuses:
-                continue
-            rows.append((alloc, snapshot))
-        rows.sort(key=lambda row: (row[0].created_at, row[0].id))
-        if query.sort_field is not None:
-            field = query.sort_field
-            rows.sort(key=lambda row: _sort_key(field, row), reverse=query.sort_direction == "DESC")
-        start = query.page_number * query.page_size
-        records = [_serve(alloc, snapshot, fault) for alloc, snapshot in rows[start : start + query.page_size]]
+        state.advance()
+        page = run_list_query(state, enterprise_id, query)
+        records = [_serve(state, alloc, fault) for alloc in page]
     return JSONResponse({"allocations": records})

@@ -10,6 +10,7 @@ import threading
 from typing import TYPE_CHECKING
 
 from airflow_provider_oes.testing.simulator._common import (
+    BITGO_RATE_LIMIT,
     DEFAULT_ENTERPRISE_ID,
     DEFAULT_RELEASED_REASON,
     DEFAULT_TOKEN,
@@ -36,6 +37,20 @@ def seed_demo(sim: OESSimulator) -> dict[str, str]:
     }
 
 
+def _rate_limit(text: str) -> tuple[int, float] | None:
+    """``360/60`` -> (360, 60.0); ``none`` -> no limit."""
+    if text.strip().lower() == "none":
+        return None
+    limit, slash, window = text.partition("/")
+    try:
+        parsed = (int(limit), float(window) if slash else 60.0)
+    except ValueError:
+        parsed = (0, 0.0)
+    if parsed[0] < 1 or parsed[1] <= 0:
+        raise argparse.ArgumentTypeError(f"expected REQUESTS/SECONDS (e.g. 360/60) or none, not {text!r}")
+    return parsed
+
+
 def main(argv: list[str] | None = None) -> int:
     """
     Run the simulator in the foreground until SIGINT or SIGTERM.
@@ -51,6 +66,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--token", default=DEFAULT_TOKEN, help="bearer token to accept")
     parser.add_argument("--enterprise-id", default=DEFAULT_ENTERPRISE_ID, help="default enterprise id")
     parser.add_argument("--seed-demo", action="store_true", help="add a few demo allocations")
+    parser.add_argument(
+        "--rate-limit",
+        type=_rate_limit,
+        default=BITGO_RATE_LIMIT,
+        metavar="REQUESTS/SECONDS",
+        help="per-token limit, e.g. 360/60 (BitGo's, the default); 'none' for no limit",
+    )
+    parser.add_argument(
+        "--clock-offset", type=float, default=0.0, metavar="SECONDS", help="run the simulator's clock ahead (or behind)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -61,7 +86,13 @@ def main(argv: list[str] | None = None) -> int:
 
     signal.signal(signal.SIGINT, on_signal)
     signal.signal(signal.SIGTERM, on_signal)
-    sim = OESSimulator(port=args.port, token=args.token, enterprise_id=args.enterprise_id)
+    sim = OESSimulator(
+        port=args.port,
+        token=args.token,
+        enterprise_id=args.enterprise_id,
+        rate_limit=args.rate_limit,
+        clock_offset=args.clock_offset,
+    )
     sim.start()
     try:
         print(f"OES simulator on {sim.url} token={sim.token} enterprise={sim.enterprise_id}", flush=True)

@@ -1,8 +1,27 @@
 """
 The JSON control API under ``/_sim/`` (no auth, not counted): drives a simulator living in another process.
 
-Each route calls the public Python method of the same name on the :class:`OESSimulator`. Bad input
-answers 400 ``{"error": ...}``; an unknown allocation answers 404.
+Each route calls the public Python method of the same name on the :class:`OESSimulator`, with the JSON
+body as keyword arguments. Bad input answers 400 ``{"error": ...}``; an unknown allocation answers 404.
+
+=============================================  ==============================================================
+``GET /_sim/health``                           ``{"status": "ok", "url", "token", "enterpriseId"}``
+``POST /_sim/allocations``                     ``add_allocation`` -> ``{"id"}``
+``POST /_sim/allocations/bulk``                ``add_allocations`` -> ``{"ids"}``
+``GET /_sim/allocations/{id}``                 the current record (no read counted)
+``POST /_sim/allocations/{id}/status``         ``set_status`` (``status``, ``reason``, ``late_by``) -> record
+``POST /_sim/flips``                           ``schedule_flips`` -> ``{"last_in": seconds}``
+``POST /_sim/flips/after_requests``            ``flip_after_requests``
+``GET /_sim/flips``                            ``{"pending": n}``
+``POST /_sim/faults`` / ``DELETE /_sim/faults``  ``inject_fault`` / ``clear_faults`` -> ``{"faults"}``
+``GET|POST /_sim/clock``                       ``{"now", "offset"}`` / ``set_clock_offset`` (``seconds``)
+``GET|POST /_sim/rate_limit``                  ``{"limit", "window"}`` / ``set_rate_limit``
+``POST /_sim/token_requests``                  ``token_requests`` (``token``) -> ``{"requests"}``
+``POST /_sim/tokens``                          ``add_token`` (``token``)
+``POST /_sim/list_rejection``                  ``reject_list`` (``status``, ``feed_only``)
+``GET /_sim/stats``                            ``{"request_count", "requests", "enterprise_id_headers"}``
+``POST /_sim/reset_counts`` / ``/_sim/reset``  ``reset_counts`` / ``reset``
+=============================================  ==============================================================
 """
 
 from __future__ import annotations
@@ -12,11 +31,17 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 
+from airflow_provider_oes.testing.simulator._common import _iso_ms, _to_ms
+
 if TYPE_CHECKING:
+    from collections.abc import Awaitable, Callable
+
     from starlette.requests import Request
     from starlette.responses import Response
 
     from airflow_provider_oes.testing.simulator.server import OESSimulator
+
+    _Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _sim(request: Request) -> OESSimulator:
@@ -38,18 +63,62 @@ async def _json_body(request: Request) -> dict[str, Any]:
     return data
 
 
-async def health(request: Request) -> Response:
-    """``GET /_sim/health`` -> ``{"status": "ok", "url", "token", "enterpriseId"}``."""
-    sim = _sim(request)
-    return JSONResponse({"status": "ok", "url": sim.url, "token": sim.token, "enterpriseId": sim.enterprise_id})
+def _route(call: Callable[[OESSimulator, dict[str, Any]], Any]) -> _Endpoint:
+    """An endpoint calling ``call(simulator, json_body)`` and answering its result as JSON."""
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            return JSONResponse(call(_sim(request), await _json_body(request)))
+        except (ValueError, TypeError, KeyError) as exc:
+            return _control_error(exc)
+
+    return endpoint
 
 
-async def add_allocation(request: Request) -> Response:
-    """``POST /_sim/allocations`` (body: ``add_allocation`` kwargs) -> ``{"id": ...}``."""
-    try:
-        return JSONResponse({"id": _sim(request).add_allocation(**(await _json_body(request)))})
-    except (ValueError, TypeError, KeyError) as exc:
-        return _control_error(exc)
+def _health(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    return {"status": "ok", "url": sim.url, "token": sim.token, "enterpriseId": sim.enterprise_id}
+
+
+def _clock(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    return {"now": _iso_ms(_to_ms(sim.now())), "offset": sim.clock_offset}
+
+
+def _set_clock(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    sim.set_clock_offset(**body)
+    return _clock(sim, {})
+
+
+def _rate_limit(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    limit = sim.rate_limit
+    return {"limit": None, "window": None} if limit is None else {"limit": limit[0], "window": limit[1]}
+
+
+def _set_rate_limit(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    sim.set_rate_limit(**body)
+    return _rate_limit(sim, {})
+
+
+def _stats(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "request_count": sim.request_count,
+        "requests": [list(r) for r in sim.requests],
+        "enterprise_id_headers": sim.enterprise_id_headers,
+    }
+
+
+def _inject_fault(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    sim.inject_fault(**body)
+    return {"faults": sim.faults}
+
+
+def _done(method: str, **answer: Any) -> Callable[[OESSimulator, dict[str, Any]], Any]:
+    """A call of the simulator's ``method(**body)`` answering ``answer`` (for methods returning nothing)."""
+
+    def call(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+        getattr(sim, method)(**body)
+        return answer
+
+    return call
 
 
 async def get_record(request: Request) -> Response:
@@ -61,62 +130,40 @@ async def get_record(request: Request) -> Response:
 
 
 async def set_status(request: Request) -> Response:
-    """``POST /_sim/allocations/{id}/status`` (``{"status", "reason"}``) -> the record."""
+    """``POST /_sim/allocations/{id}/status`` (``{"status", "reason", "late_by"}``) -> the record."""
     sim = _sim(request)
     allocation_id: str = request.path_params["allocation_id"]
     try:
         body = await _json_body(request)
         if "status" not in body:
             raise ValueError("'status' is required")
-        sim.set_status(allocation_id, body["status"], reason=body.get("reason"))
+        sim.set_status(allocation_id, **body)
         return JSONResponse(sim.get_record(allocation_id))
     except (KeyError, ValueError, TypeError) as exc:
         return _control_error(exc)
 
 
-async def inject_fault(request: Request) -> Response:
-    """``POST /_sim/faults`` (``inject_fault`` kwargs) -> ``{"faults": [...]}``."""
-    sim = _sim(request)
-    try:
-        sim.inject_fault(**(await _json_body(request)))
-    except (ValueError, TypeError) as exc:
-        return _control_error(exc)
-    return JSONResponse({"faults": sim.faults})
-
-
-async def clear_faults(request: Request) -> Response:
-    """``DELETE /_sim/faults`` -> ``{"faults": []}``."""
-    _sim(request).clear_faults()
-    return JSONResponse({"faults": []})
-
-
-async def stats(request: Request) -> Response:
-    """``GET /_sim/stats`` -> ``{"request_count": n, "requests": [[method, path, query, t], ...]}``."""
-    sim = _sim(request)
-    return JSONResponse({"request_count": sim.request_count, "requests": [list(r) for r in sim.requests]})
-
-
-async def reset_counts(request: Request) -> Response:
-    """``POST /_sim/reset_counts``: forget the API requests served."""
-    _sim(request).reset_counts()
-    return JSONResponse({"request_count": 0})
-
-
-async def reset(request: Request) -> Response:
-    """``POST /_sim/reset``: forget allocations, faults and counts."""
-    _sim(request).reset()
-    return JSONResponse({"ok": True})
-
-
-#: (path, endpoint, method) of every control route.
-CONTROL_ROUTES = (
-    ("/_sim/health", health, "GET"),
-    ("/_sim/allocations", add_allocation, "POST"),
-    ("/_sim/allocations/{allocation_id}", get_record, "GET"),
-    ("/_sim/allocations/{allocation_id}/status", set_status, "POST"),
-    ("/_sim/faults", inject_fault, "POST"),
-    ("/_sim/faults", clear_faults, "DELETE"),
-    ("/_sim/stats", stats, "GET"),
-    ("/_sim/reset_counts", reset_counts, "POST"),
-    ("/_sim/reset", reset, "POST"),
-)
+def control_routes() -> list[tuple[str, _Endpoint, str]]:
+    """(path, endpoint, method) of every control route."""
+    return [
+        ("/_sim/health", _route(_health), "GET"),
+        ("/_sim/allocations", _route(lambda s, b: {"id": s.add_allocation(**b)}), "POST"),
+        ("/_sim/allocations/bulk", _route(lambda s, b: {"ids": s.add_allocations(**b)}), "POST"),
+        ("/_sim/allocations/{allocation_id}", get_record, "GET"),
+        ("/_sim/allocations/{allocation_id}/status", set_status, "POST"),
+        ("/_sim/flips", _route(lambda s, b: {"last_in": s.schedule_flips(**b)}), "POST"),
+        ("/_sim/flips/after_requests", _route(_done("flip_after_requests", ok=True)), "POST"),
+        ("/_sim/flips", _route(lambda s, b: {"pending": s.pending_flips}), "GET"),
+        ("/_sim/faults", _route(_inject_fault), "POST"),
+        ("/_sim/faults", _route(_done("clear_faults", faults=[])), "DELETE"),
+        ("/_sim/clock", _route(_clock), "GET"),
+        ("/_sim/clock", _route(_set_clock), "POST"),
+        ("/_sim/rate_limit", _route(_rate_limit), "GET"),
+        ("/_sim/rate_limit", _route(_set_rate_limit), "POST"),
+        ("/_sim/token_requests", _route(lambda s, b: {"requests": s.token_requests(**b)}), "POST"),
+        ("/_sim/tokens", _route(_done("add_token", ok=True)), "POST"),
+        ("/_sim/list_rejection", _route(_done("reject_list", ok=True)), "POST"),
+        ("/_sim/stats", _route(_stats), "GET"),
+        ("/_sim/reset_counts", _route(_done("reset_counts", request_count=0)), "POST"),
+        ("/_sim/reset", _route(_done("reset", ok=True)), "POST"),
+    ]

@@ -1,8 +1,11 @@
 """
-What sits in front of the API routes, as a gateway would: request counting and transport faults.
+What sits in front of the API routes, as a gateway would: request counting, the per-token rate limit,
+transport faults, the ``Date`` header, and flips waiting for a number of answered requests.
 
-Transport faults (``500``, ``502``, ``503``, ``429``, ``slow``, ``drop``, ``non_json``) are played here,
-before auth and validation. Control routes (``/_sim/...``) pass straight through and are not counted.
+In order, for each API request: it is counted; a valid token over its rate limit gets 429 with
+``Retry-After``; a queued transport fault (``500``, ``502``, ``503``, ``429``, ``slow``, ``drop``,
+``non_json``) is played, before auth and validation; otherwise the routes answer. Every answer carries
+``Date`` from the simulator's clock. Control routes (``/_sim/...``) pass straight through, not counted.
 """
 
 from __future__ import annotations
@@ -11,17 +14,18 @@ import asyncio
 import json
 import logging
 import re
+import time
 import uuid
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qs
 
 from fastapi.responses import Response
 
-from airflow_provider_oes.testing.simulator._common import _csv, _error
+from airflow_provider_oes.testing.simulator._common import ENTERPRISE_HEADER, _bearer_token, _csv, _error
 from airflow_provider_oes.testing.simulator.faults import _FAULT_ERRORS
 
 if TYPE_CHECKING:
-    from starlette.types import ASGIApp, Receive, Scope, Send
+    from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from airflow_provider_oes.testing.simulator.state import _State
 
@@ -55,12 +59,56 @@ class _Gateway:
         self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith("/api/"):
+        if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        api = scope["path"].startswith("/api/")
+        answered = [False]
+        send = self._dated(send, answered if api else None)
+        if not api:
+            await self.app(scope, receive, send)
+            return
+        try:
+            await self._api_request(scope, receive, send)
+        finally:
+            if not answered[0]:
+                self.state.request_answered()
+
+    def _dated(self, send: Send, answered: list[bool] | None) -> Send:
+        """
+        Wrap ``send`` so the answer carries ``Date`` from the simulator's clock (not the machine's).
+
+        :param answered: for an API request, set when its answer starts: flips waiting for answered
+            requests apply then, before the client can read the answer and send its next request.
+        """
+        state = self.state
+
+        async def dated_send(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = [h for h in message.get("headers", []) if h[0].lower() != b"date"]
+                message = {**message, "headers": [*headers, (b"date", state.clock.http_date().encode("latin-1"))]}
+                if answered is not None and not answered[0]:
+                    answered[0] = True
+                    state.request_answered()
+            await send(message)
+
+        return dated_send
+
+    async def _api_request(self, scope: Scope, receive: Receive, send: Send) -> None:
         path: str = scope["path"]
         query = scope.get("query_string", b"").decode("latin-1")
-        self.state.record_request(scope["method"], path, query)
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
+        self.state.record_request(scope["method"], path, query, headers.get(ENTERPRISE_HEADER))
+        token = _bearer_token(headers.get("authorization", ""))
+        with self.state.lock:
+            valid = token is not None and token in self.state.tokens
+        if valid and token is not None:
+            retry_after = self.state.rate_limit.admit(token, time.monotonic())
+            if retry_after is not None:
+                message = "Too many requests: rate limit exceeded for this access token"
+                headers = {"Retry-After": str(retry_after)}
+                await _error(429, message, "RateLimitExceededError", headers)(scope, receive, send)
+                return
         match = _SINGLE_RE.match(path)
         if match:
             ids: list[str] | None = [match.group(1)]
@@ -80,10 +128,10 @@ class _Gateway:
             await Response("<html>oops</html>", status_code=200, media_type="text/html")(scope, receive, send)
         else:
             status, message, name = _FAULT_ERRORS[fault.kind]
-            headers = None
+            fault_headers = None
             if fault.kind == "429" and fault.retry_after is not None:
-                headers = {"Retry-After": _format_retry_after(fault.retry_after)}
-            await _error(status, message, name, headers)(scope, receive, send)
+                fault_headers = {"Retry-After": _format_retry_after(fault.retry_after)}
+            await _error(status, message, name, fault_headers)(scope, receive, send)
 
     @staticmethod
     async def _drop(send: Send) -> None:

@@ -1,62 +1,85 @@
 """
-The Python scripting API of a simulator: add allocations, change them, queue faults, read the counts.
+The Python scripting API for allocations: add them (one or in bulk), flip them now or on a schedule.
 
 :class:`OESSimulator` inherits these methods; :class:`OESSimulatorClient` offers the same ones over HTTP.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import itertools
 import time
 import uuid
-from datetime import datetime, timezone
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes.testing.simulator._common import (
     DEFAULT_CONNECTION_ID,
     DEFAULT_INITIATED_BY,
-    DEFAULT_RELEASED_REASON,
+    DEFAULT_PARTNER_ID,
     DEFAULT_RESERVED_REASON,
     STATUSES,
     TYPES,
+    _from_ms,
     _is_uuid,
-    _now,
     _parse_iso,
+    _to_ms,
+    _uuid4_strings,
 )
-from airflow_provider_oes.testing.simulator.faults import _Fault
-from airflow_provider_oes.testing.simulator.state import _Allocation, _State
+from airflow_provider_oes.testing.simulator.state import _Allocation, _Flip
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from datetime import datetime
+
+    from airflow_provider_oes.testing.simulator.state import _State
 
 
-class _Scripting:
-    """Scripting methods over a :class:`_State` (``self._state``)."""
+def _check_status(status: str, name: str = "status") -> str:
+    if status not in STATUSES:
+        raise ValueError(f"{name} must be one of {STATUSES}, not {status!r}")
+    return status
+
+
+def _timeline_fields(
+    final_status: str,
+    reserved_for_seconds: float | None,
+    reserved_for_reads: int | None,
+    reserved_reason: str,
+    final_reason: str | None,
+) -> dict[str, Any]:
+    """Validate a timeline; the ``_Allocation`` fields of a freshly added allocation (still reserved)."""
+    _check_status(final_status, "final_status")
+    if reserved_for_seconds is not None and reserved_for_seconds < 0:
+        raise ValueError("reserved_for_seconds must be >= 0")
+    if reserved_for_reads is not None and reserved_for_reads < 0:
+        raise ValueError("reserved_for_reads must be >= 0")
+    reserved_forever = final_status == "reserved"
+    return {
+        "final_status": final_status,
+        "reserved_for_seconds": reserved_for_seconds,
+        "final_reason": final_reason,
+        "reserved_reason": reserved_reason,
+        "reserved_for_reads": reserved_for_reads,
+        "status": "reserved",
+        "reason": (final_reason or reserved_reason) if reserved_forever else reserved_reason,
+        "scripted": True,
+        "waiting_time": bool(reserved_for_seconds) and not reserved_forever,
+    }
+
+
+def _record_fields(quantity: str | int, type: str, **fields: Any) -> dict[str, Any]:
+    """Validate the record's own fields; the ``_Allocation`` fields they set."""
+    if type not in TYPES:
+        raise ValueError(f"type must be one of {TYPES}, not {type!r}")
+    if isinstance(quantity, bool) or not isinstance(quantity, (str, int)):
+        raise TypeError("quantity must be a string (or an int) of base units")
+    return {"quantity": str(quantity), "type": type, **fields}
+
+
+class _AllocationScripting:
+    """Allocation scripting over a :class:`_State` (``self._state``)."""
 
     _state: _State
-
-    @property
-    def token(self) -> str:
-        """The bearer token the API accepts."""
-        return self._state.token
-
-    @property
-    def enterprise_id(self) -> str:
-        """The default enterprise id."""
-        return self._state.enterprise_id
-
-    @property
-    def request_count(self) -> int:
-        """Number of API requests served (control-API requests are not counted)."""
-        with self._state.lock:
-            return len(self._state.requests)
-
-    @property
-    def requests(self) -> list[tuple[str, str, str, float]]:
-        """A copy of the API requests served: ``(method, path, query_string, time.monotonic())``."""
-        with self._state.lock:
-            return list(self._state.requests)
-
-    @property
-    def faults(self) -> list[dict[str, Any]]:
-        """The queued faults, first to be consumed first."""
-        return self._state.faults.as_dicts()
 
     def add_allocation(
         self,
@@ -78,14 +101,18 @@ class _Scripting:
         notes: str | None = None,
         retriable: bool = False,
         created_at: datetime | str | None = None,
+        partner_id: str | None = None,
     ) -> str:
         """
         Add an allocation and script its timeline; return its id.
 
         The allocation is ``reserved`` until ``reserved_for_seconds`` have passed since this call
         and it has been read ``reserved_for_reads`` times (either or both may be given); it then
-        shows ``final_status`` with ``updatedAt`` set to the moment of the flip. With neither given
-        it is created directly in ``final_status``. ``final_status="reserved"`` stays reserved.
+        shows ``final_status`` with ``updatedAt`` set to the moment of the flip (for the time
+        condition: ``createdAt`` + the seconds). With neither given it is created directly in
+        ``final_status``. ``final_status="reserved"`` stays reserved. Reads are counted only when the
+        record is served (single GET or list item): a feed query for final rows never reads a reserved
+        one, so feed tests use ``reserved_for_seconds`` or explicit flips.
 
         :param allocation_id: UUID of the record; a new uuid4 when None.
         :param final_status: ``cleared``, ``released`` or ``reserved``.
@@ -105,77 +132,189 @@ class _Scripting:
         :param partner_external_id: ``partnerExternalId`` (omitted when None).
         :param notes: ``notes`` (omitted when None).
         :param retriable: ``retriable``.
-        :param created_at: ``createdAt`` (datetime or ISO string; default now).
+        :param created_at: ``createdAt`` (datetime or ISO string, kept to the millisecond; default: the
+            simulator's now, 1 ms after the previous default so that insertion order is createdAt order).
+        :param partner_id: the partner of the connection, matched by the list's ``partnerIds`` filter (not
+            a field of the record; default :data:`DEFAULT_PARTNER_ID`).
         """
-        if final_status not in STATUSES:
-            raise ValueError(f"final_status must be one of {STATUSES}, not {final_status!r}")
-        if type not in TYPES:
-            raise ValueError(f"type must be one of {TYPES}, not {type!r}")
-        if reserved_for_seconds is not None and reserved_for_seconds < 0:
-            raise ValueError("reserved_for_seconds must be >= 0")
-        if reserved_for_reads is not None and reserved_for_reads < 0:
-            raise ValueError("reserved_for_reads must be >= 0")
+        timeline = _timeline_fields(
+            final_status, reserved_for_seconds, reserved_for_reads, reserved_reason, final_reason
+        )
         allocation_id = allocation_id or str(uuid.uuid4())
         if not _is_uuid(allocation_id):
             raise ValueError(f"allocation_id must be a UUID, not {allocation_id!r}")
-        if isinstance(quantity, bool) or not isinstance(quantity, (str, int)):
-            raise TypeError("quantity must be a string (or an int) of base units")
-        if isinstance(created_at, str):
-            created_at = _parse_iso(created_at)
-        enterprise = enterprise_id or self.enterprise_id
+        record = _record_fields(
+            quantity,
+            type,
+            currency=currency,
+            enterprise_id=enterprise_id or self._state.enterprise_id,
+            connection_id=connection_id or DEFAULT_CONNECTION_ID,
+            partner_id=partner_id or DEFAULT_PARTNER_ID,
+            initiated_by=initiated_by,
+            retriable=retriable,
+            client_external_id=client_external_id or f"sim-{allocation_id[:8]}",
+            partner_external_id=partner_external_id,
+            notes=notes,
+            extra_fields=dict(extra_fields or {}),
+        )
+        created = _parse_iso(created_at) if isinstance(created_at, str) else created_at
         state = self._state
         with state.lock:
             if allocation_id in state.allocations:
                 raise ValueError(f"allocation {allocation_id} already exists")
-            if created_at is None:
-                created_at = state.next_created_at()
-            elif created_at.tzinfo is None:
-                created_at = created_at.replace(tzinfo=timezone.utc)
-            state.allocations[allocation_id] = _Allocation(
-                id=allocation_id,
-                enterprise_id=enterprise,
-                final_status=final_status,
-                reserved_for_seconds=reserved_for_seconds,
-                reserved_for_reads=reserved_for_reads,
-                reserved_reason=reserved_reason,
-                final_reason=final_reason,
-                currency=currency,
-                quantity=str(quantity),
-                type=type,
-                client_external_id=client_external_id or f"sim-{allocation_id[:8]}",
-                connection_id=connection_id or DEFAULT_CONNECTION_ID,
-                initiated_by=initiated_by,
-                partner_external_id=partner_external_id,
-                notes=notes,
-                retriable=retriable,
-                extra_fields=dict(extra_fields or {}),
-                created_at=created_at,
-                created_mono=time.monotonic(),
-            )
-            state.members.add(enterprise)
+            created_ms = state.next_created_ms() if created is None else _to_ms(created)
+            alloc = _Allocation(id=allocation_id, created_ms=created_ms, updated_ms=created_ms, **record, **timeline)
+            state.insert(alloc, time.monotonic())
         return allocation_id
 
-    def set_status(self, allocation_id: str, status: str, reason: str | None = None) -> None:
+    def add_allocations(self, count: int, **options: Any) -> list[str]:
         """
-        Change an allocation's status now, overriding its timeline (``updatedAt`` becomes now).
+        Add ``count`` allocations at once (100,000 in about a second); return their ids in createdAt order.
+
+        By default they wait (``final_status="reserved"``) until flipped by :meth:`set_status` or
+        :meth:`schedule_flips`. Their ``createdAt`` are 1 ms apart, the last one the simulator's now.
+
+        :param count: how many to add (>= 1).
+        :param options: keyword arguments of :meth:`add_allocation`, applied to every allocation added;
+            not ``allocation_id``, ``client_external_id`` or ``created_at``, which are each record's own.
+        """
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"count must be a positive integer, not {count!r}")
+        per_record = sorted({"allocation_id", "client_external_id", "created_at"} & options.keys())
+        if per_record:
+            raise TypeError(f"add_allocations() sets {', '.join(per_record)} itself for each allocation")
+        options.setdefault("final_status", "reserved")
+        state = self._state
+        first_ms = state.clock.now_ms() - (count - 1)
+        # the first one goes through add_allocation, which checks every option; the others copy it
+        ids = [self.add_allocation(created_at=_from_ms(first_ms), **options)]
+        ids += _uuid4_strings(count - 1)
+        with state.lock:
+            template = state.get(ids[0])
+            timeline = _timeline_fields(
+                template.final_status,
+                template.reserved_for_seconds,
+                template.reserved_for_reads,
+                template.reserved_reason,
+                template.final_reason,
+            )
+            own = ("id", "client_external_id", "created_ms", "updated_ms")
+            common = {f.name: getattr(template, f.name) for f in dataclasses.fields(template) if f.name not in own}
+            common.update(timeline)
+            created_mono = time.monotonic()
+            for offset, allocation_id in enumerate(ids[1:], start=1):
+                if allocation_id in state.allocations:  # pragma: no cover - a uuid4 collision
+                    raise ValueError(f"allocation {allocation_id} already exists")
+                created_ms = first_ms + offset
+                alloc = _Allocation(
+                    id=allocation_id,
+                    client_external_id=f"sim-{allocation_id[:8]}",
+                    created_ms=created_ms,
+                    updated_ms=created_ms,
+                    **common,
+                )
+                state.insert(alloc, created_mono)
+            state.note_created_ms(first_ms + count - 1)
+        return ids
+
+    def set_status(self, allocation_id: str, status: str, reason: str | None = None, late_by: float = 0.0) -> None:
+        """
+        Change an allocation's status now, ending its timeline (``updatedAt`` becomes the simulator's now).
 
         :param allocation_id: the allocation to change.
         :param status: ``cleared``, ``released`` or ``reserved``.
         :param reason: new ``reason``; default None for cleared, the reserved reason for reserved,
             the final reason or "insufficient balance" for released.
+        :param late_by: stamp ``updatedAt`` this many seconds in the past ("late commit": the change
+            becomes visible now but sorts behind rows a reader may already have passed); never before
+            ``createdAt``.
         """
-        if status not in STATUSES:
-            raise ValueError(f"status must be one of {STATUSES}, not {status!r}")
+        _check_status(status)
         with self._state.lock:
-            alloc = self._state.allocations.get(allocation_id)
-            if alloc is None:
-                raise KeyError(f"unknown allocation {allocation_id}")
-            if reason is None and status == "reserved":
-                reason = alloc.reserved_reason
-            elif reason is None and status == "released":
-                reason = alloc.final_reason or DEFAULT_RELEASED_REASON
-            updated = max(_now(), alloc.created_at)
-            alloc.override = (status, reason, updated)
+            self._state.advance()
+            self._state.flip(allocation_id, status, reason, late_by)
+
+    def schedule_flips(
+        self,
+        allocation_ids: Sequence[str],
+        status: str | Sequence[str] = "cleared",
+        at: Sequence[float] | None = None,
+        start: float = 0.0,
+        rate: float | None = None,
+        reason: str | None = None,
+        late_by: float = 0.0,
+    ) -> float:
+        """
+        Schedule status changes; each applies once its time comes, stamped with that time (less ``late_by``).
+
+        When each id flips: at ``at[i]`` seconds from now if ``at`` is given; else steadily, ``rate`` per
+        second from ``start`` seconds from now; else all at ``start`` (a burst).
+
+        :param allocation_ids: the allocations to flip.
+        :param status: the new status, or a sequence cycled over the ids (``("cleared", "released")``
+            alternates them).
+        :param at: seconds from now, one per id.
+        :param start: seconds from now of the first flip (when ``at`` is not given).
+        :param rate: flips per second (when ``at`` is not given).
+        :param reason: the new ``reason`` (default as for :meth:`set_status`).
+        :param late_by: stamp each ``updatedAt`` this many seconds before the moment it is applied.
+        :return: seconds from now until the last flip.
+        """
+        statuses = [status] if isinstance(status, str) else list(status)
+        if not statuses:
+            raise ValueError("status must name at least one status")
+        for one in statuses:
+            _check_status(one)
+        if at is not None and len(at) != len(allocation_ids):
+            raise ValueError(f"at has {len(at)} times for {len(allocation_ids)} allocation ids")
+        if rate is not None and not rate > 0:
+            raise ValueError(f"rate must be > 0 flips per second, not {rate!r}")
+        if at is not None:
+            offsets = [float(seconds) for seconds in at]
+        elif rate is not None:
+            offsets = [start + index / rate for index in range(len(allocation_ids))]
+        else:
+            offsets = [float(start)] * len(allocation_ids)
+        if any(seconds < 0 for seconds in offsets):
+            raise ValueError("flip times must not be in the past")
+        now = time.monotonic()
+        with self._state.lock:
+            for allocation_id, one, seconds in zip(allocation_ids, itertools.cycle(statuses), offsets):
+                self._state.schedule(_Flip(allocation_id, one, reason, late_by), now + seconds)
+        return max(offsets, default=0.0)
+
+    def flip_after_requests(
+        self,
+        allocation_ids: Sequence[str],
+        status: str = "cleared",
+        requests: int = 1,
+        reason: str | None = None,
+        late_by: float = 0.0,
+    ) -> None:
+        """
+        Flip allocations right after the next ``requests`` API requests have been answered.
+
+        Deterministic "changes while a client pages": answer page 0, flip, then answer page 1.
+
+        :param allocation_ids: the allocations to flip.
+        :param status: the new status.
+        :param requests: how many API requests to answer first (>= 1).
+        :param reason: the new ``reason`` (default as for :meth:`set_status`).
+        :param late_by: stamp ``updatedAt`` this many seconds in the past.
+        """
+        _check_status(status)
+        if requests < 1:
+            raise ValueError("requests must be >= 1")
+        with self._state.lock:
+            flips = [_Flip(i, status, reason, late_by) for i in allocation_ids]
+            self._state.schedule_after_requests(flips, requests)
+
+    @property
+    def pending_flips(self) -> int:
+        """Scheduled flips not yet applied (those whose time came are applied at the next request)."""
+        with self._state.lock:
+            self._state.advance()
+        return self._state.pending_flips()
 
     def get_record(self, allocation_id: str) -> dict[str, Any]:
         """
@@ -184,39 +323,9 @@ class _Scripting:
         :param allocation_id: the allocation.
         """
         with self._state.lock:
-            alloc = self._state.allocations.get(allocation_id)
-            if alloc is None:
-                raise KeyError(f"unknown allocation {allocation_id}")
-            return alloc.render()
+            self._state.advance()
+            return self._state.get(allocation_id).render()
 
-    def inject_fault(
-        self,
-        kind: str,
-        count: int = 1,
-        allocation_id: str | None = None,
-        retry_after: float | str | None = None,
-        delay: float | None = None,
-    ) -> None:
-        """
-        Queue a fault for the next ``count`` matching API requests.
-
-        :param kind: one of :data:`FAULT_KINDS`.
-        :param count: number of requests it applies to (>= 1).
-        :param allocation_id: only requests for this allocation; None matches any request.
-        :param retry_after: ``Retry-After`` header value for ``429`` (no header when None).
-        :param delay: seconds to wait for ``slow`` (default 1.0).
-        """
-        self._state.faults.add(_Fault.checked(kind, count, allocation_id, retry_after, delay))
-
-    def clear_faults(self) -> None:
-        """Remove every queued fault."""
-        self._state.faults.clear()
-
-    def reset_counts(self) -> None:
-        """Forget the API requests served so far."""
-        with self._state.lock:
-            self._state.requests.clear()
-
-    def reset(self) -> None:
-        """Forget allocations, faults, counts and added enterprise memberships."""
-        self._state.reset()
+    def now(self) -> datetime:
+        """The simulator's clock (the machine's plus :attr:`clock_offset`), to the millisecond."""
+        return _from_ms(self._state.clock.now_ms())

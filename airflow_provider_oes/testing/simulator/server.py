@@ -15,14 +15,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from airflow_provider_oes.testing.simulator import api_routes
 from airflow_provider_oes.testing.simulator._common import (
+    BITGO_RATE_LIMIT,
     DEFAULT_ENTERPRISE_ID,
     DEFAULT_TOKEN,
     _error,
     _Runnable,
 )
-from airflow_provider_oes.testing.simulator.control_routes import CONTROL_ROUTES
+from airflow_provider_oes.testing.simulator.conditions import _ServerConditions
+from airflow_provider_oes.testing.simulator.control_routes import control_routes
 from airflow_provider_oes.testing.simulator.gateway import _DROP_FILTER, _Gateway
-from airflow_provider_oes.testing.simulator.scripting import _Scripting
+from airflow_provider_oes.testing.simulator.scripting import _AllocationScripting
 from airflow_provider_oes.testing.simulator.state import _State
 
 if TYPE_CHECKING:
@@ -51,34 +53,53 @@ def _build_app(sim: OESSimulator) -> FastAPI:
     routes = (
         (api_routes.SINGLE_PATH, api_routes.get_allocation, "GET"),
         (api_routes.LIST_PATH, api_routes.list_allocations, "GET"),
-        *CONTROL_ROUTES,
+        *control_routes(),
     )
     for path, endpoint, method in routes:
         app.add_route(path, endpoint, methods=[method])
     return app
 
 
-class OESSimulator(_Scripting, _Runnable):
+class OESSimulator(_AllocationScripting, _ServerConditions, _Runnable):
     """
     In-process OES API simulator: uvicorn serving a FastAPI app from a background thread.
 
     Use it as a context manager (``with OESSimulator() as sim: ...``) or call :meth:`start` and
     :meth:`stop`. The scripting methods (:meth:`add_allocation`, :meth:`set_status`,
-    :meth:`inject_fault`, ...) work before and after start.
+    :meth:`schedule_flips`, :meth:`inject_fault`, ...) work before and after start.
 
     :param port: TCP port on 127.0.0.1; 0 picks a free one (read it back from :attr:`port`).
     :param token: bearer token the API accepts.
     :param enterprise_id: default enterprise (the caller is a member, and it is OES-licensed).
+    :param rate_limit: ``(requests, window seconds)`` allowed per token across all clients, BitGo's
+        360 per 60 s by default; None for no limit (e.g. a benchmark of client CPU cost).
+    :param clock_offset: seconds the simulator's clock runs ahead of the machine's (skew against clients).
+    :param ssl_certfile: PEM certificate to serve HTTPS with (with ``ssl_keyfile``); ``None``: plain HTTP.
+    :param ssl_keyfile: PEM private key of ``ssl_certfile``.
     """
 
-    def __init__(self, port: int = 0, token: str = DEFAULT_TOKEN, enterprise_id: str = DEFAULT_ENTERPRISE_ID) -> None:
+    def __init__(
+        self,
+        port: int = 0,
+        token: str = DEFAULT_TOKEN,
+        enterprise_id: str = DEFAULT_ENTERPRISE_ID,
+        *,
+        rate_limit: tuple[int, float] | None = BITGO_RATE_LIMIT,
+        clock_offset: float = 0.0,
+        ssl_certfile: str | None = None,
+        ssl_keyfile: str | None = None,
+    ) -> None:
+        if (ssl_certfile is None) != (ssl_keyfile is None):
+            raise ValueError("ssl_certfile and ssl_keyfile go together")
+        self._ssl_certfile = ssl_certfile
+        self._ssl_keyfile = ssl_keyfile
         if not token:
             raise ValueError("token must not be empty")
         if not enterprise_id:
             raise ValueError("enterprise_id must not be empty")
         self._requested_port = port
         self._port: int | None = None
-        self._state = _State(token, enterprise_id)
+        self._state = _State(token, enterprise_id, clock_offset=clock_offset, rate_limit=rate_limit)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -106,8 +127,11 @@ class OESSimulator(_Scripting, _Runnable):
             log_level="warning",
             log_config=None,
             access_log=False,
+            date_header=False,  # the gateway stamps Date from the simulator's clock
             lifespan="off",
             timeout_graceful_shutdown=2,
+            ssl_certfile=self._ssl_certfile,
+            ssl_keyfile=self._ssl_keyfile,
         )
         server = uvicorn.Server(config)
         self._server = server
@@ -151,5 +175,5 @@ class OESSimulator(_Scripting, _Runnable):
 
     @property
     def url(self) -> str:
-        """Base URL, e.g. ``http://127.0.0.1:8080``."""
-        return f"http://127.0.0.1:{self.port}"
+        """Base URL, e.g. ``http://127.0.0.1:8080`` (``https://`` when serving TLS)."""
+        return f"{'https' if self._ssl_certfile else 'http'}://127.0.0.1:{self.port}"
