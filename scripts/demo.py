@@ -5,7 +5,9 @@ temporary AIRFLOW_HOME, so nothing on this machine is changed and nothing goes t
 
 By default the DAG runs in this process with ``dag.test()``. With ``--full-stack`` the real Airflow
 components run as separate processes (api-server with the UI, scheduler, dag-processor, triggerer;
-LocalExecutor) and the run is triggered and followed through Airflow's REST API; the sensor waits in the
+LocalExecutor) on a private PostgreSQL server started for the demo (Debian's ``postgresql`` package; it is
+stopped and its data removed afterwards; ``--db sqlite`` or ``OES_STACK_DB=sqlite`` uses a SQLite file
+instead), and the run is triggered and followed through Airflow's REST API; the sensor waits in the
 triggerer (``[operators] default_deferrable = True``). Add ``--keep-running`` to look around the UI
 afterwards (Ctrl-C stops everything).
 """
@@ -54,13 +56,14 @@ def _load_dag(module: str):  # type: ignore[no-untyped-def]
     return mod.dag
 
 
-def _full_stack(reserved_reads: int, keep_running: bool) -> int:
+def _full_stack(reserved_reads: int, keep_running: bool, database: str) -> int:
     """Run the demo under real Airflow processes and follow it through the REST API."""
     import time
 
     sys.path.insert(0, str(REPO))  # the process harness lives in the repository's tests/ package
     from airflow_provider_oes.testing.simulator import OESSimulator
     from tests.harness.fullstack import GATING_DAG, FullStack, oes_connection_json
+    from tests.harness.postgres import PostgresUnavailable
 
     with OESSimulator(port=0) as sim:
         allocation_id = sim.add_allocation(
@@ -71,8 +74,14 @@ def _full_stack(reserved_reads: int, keep_running: bool) -> int:
             reserved_reason="awaiting partner confirmation",
         )
         print(f"[demo] OES simulator on {sim.url}; allocation {allocation_id}", flush=True)
+        what = "a private PostgreSQL server" if database == "postgres" else "a SQLite file"
+        print(f"[demo] metadata DB: {what}", flush=True)
+        try:
+            stack = FullStack(oes_connection_json(sim.url, sim.token, sim.enterprise_id), database=database)
+        except PostgresUnavailable as exc:
+            print(f"[demo] cannot start PostgreSQL: {exc}\n[demo] (or run with --db sqlite)", file=sys.stderr)
+            return 2
         print("[demo] starting api-server, scheduler, dag-processor and triggerer (about 20-60 s) ...", flush=True)
-        stack = FullStack(oes_connection_json(sim.url, sim.token, sim.enterprise_id))
         with stack:
             stack.start(dag_ids=[GATING_DAG])
             print(f"[demo] Airflow UI: {stack.url}/dags/{GATING_DAG}  (logs: {stack.stack.logs})", flush=True)
@@ -123,11 +132,26 @@ def main() -> int:
     parser.add_argument(
         "--keep-running", action="store_true", help="with --full-stack: keep Airflow running until Ctrl-C"
     )
+    parser.add_argument(
+        "--db",
+        choices=("postgres", "sqlite"),
+        default=None,
+        help="with --full-stack: the metadata DB (default: $OES_STACK_DB, else postgres)",
+    )
     args = parser.parse_args()
     if args.keep_running and not args.full_stack:
         parser.error("--keep-running only applies with --full-stack")
+    if args.db and not args.full_stack:
+        parser.error("--db only applies with --full-stack (the plain demo always uses SQLite)")
     if args.full_stack:
-        return _full_stack(args.reserved_reads, args.keep_running)
+        sys.path.insert(0, str(REPO))
+        from tests.harness.airflow_stack import default_database
+
+        try:
+            database = args.db or default_database()
+        except ValueError as exc:
+            parser.error(str(exc))
+        return _full_stack(args.reserved_reads, args.keep_running, database)
 
     _prepare_airflow_home()
 

@@ -14,6 +14,19 @@ if [ ! -x /usr/bin/chromium ]; then
   fi
 fi
 
+# --- PostgreSQL (owner: pg) -----------------------------------------------------------------------------
+# The full-stack tests run Airflow on a private PostgreSQL server started by the harness
+# (tests/harness/postgres.py) with Debian's initdb/pg_ctl from /usr/lib/postgresql/<version>/bin.
+if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null && ! command -v pg_ctl >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "[setup] installing Debian's postgresql for the full-stack tests" >&2
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql) >/dev/null
+  else
+    echo "[setup] PostgreSQL is missing: run 'sudo apt-get install postgresql' (the full-stack tests need it)" >&2
+  fi
+fi
+# --- end PostgreSQL ----------------------------------------------------------------------------------------
+
 echo "[lint] ruff" >&2
 ruff check .
 ruff format --check .

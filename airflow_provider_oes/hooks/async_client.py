@@ -183,8 +183,9 @@ class OESAsyncClient:
             return call.answer(response.status_code, body, response.headers.get("Retry-After"))
         except OESRateLimitError as error:
             if self.gate is not None:
-                # Hold back every trigger on this connection, not only this call's retry.
-                self.gate.penalize(self.retry_policy.wait_seconds(1, error))
+                # Hold back every trigger on this connection, not only this call's retry; the ticket tells
+                # the limiter whether this 429 starts a new congestion episode (see _rate_limit).
+                self.gate.penalize(self.retry_policy.wait_seconds(1, error), ticket)
             raise
 
 

@@ -15,7 +15,8 @@ loop:
 
 Every HTTP attempt, retries included, first waits for the connection's rate limiter (a sliding
 window: never more than ``rate_limit_requests`` in any ``rate_limit_period`` seconds). A 429 holds the whole
-connection back for its ``Retry-After`` (or a backoff). When the limit does not allow a full sweep per
+connection back for its ``Retry-After`` (or a backoff) and lowers its rate until several processes sharing
+the token fit under BitGo's limit (``_rate_limit.AdaptiveLimit``). When the limit does not allow a full sweep per
 interval, sweeps simply take longer: every allocation is still checked once per sweep, in order.
 
 Lifecycle: the first trigger of a key starts its poller task; when the last trigger of a poller leaves

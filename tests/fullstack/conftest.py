@@ -1,8 +1,14 @@
-"""One real Airflow stack (api-server, scheduler, dag-processor, triggerer) for the whole full-stack module.
+"""One real Airflow stack (api-server, scheduler, dag-processor, triggerer) shared by the full-stack tests.
 
-The components start once (about 20 s on an idle 2-core machine) and are always stopped, with every task
-runner they spawned, when the module's tests are done. The OES simulator runs in this test process (a
-uvicorn thread on 127.0.0.1); every component reaches it through ``AIRFLOW_CONN_OES_DEFAULT``.
+The stack runs on a private PostgreSQL server (``$OES_STACK_DB=sqlite`` runs it on SQLite instead). The
+components start once per test package (about 30-40 s on an idle 2-core machine, most of it ``airflow db
+migrate`` and the API server's start) and are always stopped, with every task runner they spawned and the
+PostgreSQL server and its data directory, when the package's tests are done, pass or fail. The OES
+simulator runs in this test process (a uvicorn thread on 127.0.0.1); every component reaches it through
+``AIRFLOW_CONN_OES_DEFAULT``.
+
+Tests that change the set of triggerers say what they leave behind: each test that needs N triggerers
+starts or stops them itself (:func:`tests.fullstack._support.use_triggerers`).
 """
 
 from __future__ import annotations
@@ -20,18 +26,18 @@ if TYPE_CHECKING:
     from airflow_provider_oes.testing.simulator import OESSimulator
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def fullstack_simulator() -> Iterator[OESSimulator]:
-    """A simulator of this module's own (the session one is reset by other tests' fixtures)."""
+    """A simulator of this package's own (the session one is reset by other tests' fixtures)."""
     from airflow_provider_oes.testing.simulator import OESSimulator
 
     with OESSimulator(port=0) as sim:
         yield sim
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="package")
 def fullstack(fullstack_simulator: OESSimulator) -> Iterator[FullStack]:
-    """The running stack; stopped (with every descendant process) after the module, pass or fail.
+    """The running stack; stopped (with every descendant process and its database) after the package.
 
     :param fullstack_simulator: The simulator the ``oes_default`` connection points at.
     """

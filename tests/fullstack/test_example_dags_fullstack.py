@@ -1,4 +1,4 @@
-"""The example DAGs under a real scheduler, dag-processor, triggerer and API server (LocalExecutor, SQLite).
+"""The example DAGs under a real scheduler, dag-processor, triggerer and API server (LocalExecutor, PostgreSQL).
 
 Everything is driven through Airflow's public REST API (trigger with ``conf``, task states, XCom, task logs)
 and the allocations are flipped in the OES simulator. The stack runs with ``[operators] default_deferrable =
@@ -10,6 +10,7 @@ the reschedule race apache/airflow#71172; a released allocation is never retried
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import time
 from typing import TYPE_CHECKING
@@ -17,13 +18,14 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.fullstack._support import BATCH_SIZE
+from tests.fullstack._support import BATCH_SIZE, use_triggerers
 from tests.harness.fullstack import (
     FINISHED_TI_STATES,
     FLEET_DAG,
     GATING_DAG,
     RESCHEDULE_DAG,
     FullStack,
+    StackTimeout,
     TaskState,
     expected_batches,
     requests_per_interval,
@@ -157,6 +159,7 @@ def test_reschedule_mode_up_for_reschedule_then_cleared(
 
 def test_triggerer_killed_with_twenty_deferred_sensors(fullstack: FullStack, fullstack_simulator: OESSimulator) -> None:
     sim = fullstack_simulator
+    use_triggerers(fullstack, 1)  # the one that is killed holds all 20
     ids = [sim.add_allocation(final_status="reserved", quantity=str(1000 + i)) for i in range(FLEET)]
     to_clear, to_release, stay_reserved = ids[:7], ids[7:14], ids[14:]
     run_id = fullstack.trigger(FLEET_DAG, {"allocation_ids": ids})
@@ -266,17 +269,29 @@ def test_triggerer_killed_with_twenty_deferred_sensors(fullstack: FullStack, ful
     # --- what the triggerers wrote. Each triggerer job writes its own file per task instance
     # (``<ti log>.trigger.<triggerer job id>.log``): the killed one started all 20 and fired nothing, the new
     # one started all 20 again and fired all 20 events (14 at once, 6 after the last flip).
-    by_job: dict[str, dict[str, list[str]]] = {}
-    for path in fullstack.stack.home.glob(f"logs/dag_id={FLEET_DAG}/**/*.trigger.*.log"):
-        if run_id not in str(path):
-            continue
-        job = path.name.rsplit(".trigger.", 1)[1].removesuffix(".log")
-        lines = by_job.setdefault(job, {"starts": [], "fired": []})
-        for line in path.read_text(errors="replace").splitlines():
-            if '"trigger ' in line and ' starting"' in line:
-                lines["starts"].append(line)
-            elif "Trigger fired event" in line:
-                lines["fired"].append(line)
+    def read_trigger_logs() -> dict[str, dict[str, list[str]]]:
+        found: dict[str, dict[str, list[str]]] = {}
+        for path in fullstack.stack.home.glob(f"logs/dag_id={FLEET_DAG}/**/*.trigger.*.log"):
+            if run_id not in str(path):
+                continue
+            job = path.name.rsplit(".trigger.", 1)[1].removesuffix(".log")
+            lines = found.setdefault(job, {"starts": [], "fired": []})
+            for line in path.read_text(errors="replace").splitlines():
+                if '"trigger ' in line and ' starting"' in line:
+                    lines["starts"].append(line)
+                elif "Trigger fired event" in line:
+                    lines["fired"].append(line)
+        return found
+
+    # The triggerer writes these files after the events went out: on a loaded machine the last lines can
+    # land a few seconds after the run finished, so wait for them (the assertions below still decide).
+    by_job = read_trigger_logs()
+    with contextlib.suppress(StackTimeout):
+        by_job = fullstack.wait_for(
+            lambda: (found := read_trigger_logs()) and sum(len(v["fired"]) for v in found.values()) >= FLEET and found,
+            30,
+            "the trigger log files to show every event",
+        )
     print(f"[fullstack] new triggerer fired the 14 events {takeover_seconds:.1f} s after the SIGKILL")
     print(f"[fullstack] old triggerer ({old}) log tail:\n{fullstack.component_log(old)[-600:]}")
     print(f"[fullstack] new triggerer ({new}) log tail:\n{fullstack.component_log(new)[-600:]}")

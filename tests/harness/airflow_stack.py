@@ -1,9 +1,12 @@
 """Run real Airflow 3 components (``airflow api-server`` today) as separate processes for tests.
 
-:class:`AirflowStack` owns one throw-away AIRFLOW_HOME with a SQLite metadata DB and an environment built
-from scratch: every inherited ``AIRFLOW*`` variable (unit-test mode, the test session's AIRFLOW_HOME, stray
-``AIRFLOW_CONN_*``) is dropped, and only the connections handed to the stack are passed on. Every process it
-starts runs in its own process group, and :meth:`AirflowStack.stop` kills each group and every descendant
+:class:`AirflowStack` owns one throw-away AIRFLOW_HOME, a metadata DB of its own and an environment built
+from scratch. The metadata DB is a private PostgreSQL server (:class:`~tests.harness.postgres.PostgresServer`,
+what production deployments run) unless ``database="sqlite"`` or ``OES_STACK_DB=sqlite`` asks for a SQLite
+file in the home; the server is stopped and its data directory removed with the stack. In the environment,
+every inherited ``AIRFLOW*`` variable (unit-test mode, the test session's AIRFLOW_HOME, stray
+``AIRFLOW_CONN_*``) is dropped, and only the connections handed to the stack are passed on. Every process
+it starts runs in its own process group, and :meth:`AirflowStack.stop` kills each group and every descendant
 it can still see, so nothing outlives the test even when the test fails.
 
 The API server is started first because it fixes the port that the execution API lives on; other
@@ -40,8 +43,19 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
     from types import TracebackType
 
+    from tests.harness.postgres import PostgresServer
+
+DATABASES = ("postgres", "sqlite")
 SIMPLE_AUTH_MANAGER = "airflow.api_fastapi.auth.managers.simple.simple_auth_manager.SimpleAuthManager"
 HEALTH_PATH = "/api/v2/monitor/health"
+
+
+def default_database() -> str:
+    """The stack's metadata DB kind: ``$OES_STACK_DB`` (``postgres`` or ``sqlite``), ``postgres`` by default."""
+    value = os.environ.get("OES_STACK_DB", "postgres").strip().lower() or "postgres"
+    if value not in DATABASES:
+        raise ValueError(f"OES_STACK_DB must be one of {', '.join(DATABASES)}, got {value!r}")
+    return value
 
 
 def free_port() -> int:
@@ -113,6 +127,8 @@ class AirflowStack:
     :param env: extra environment variables (e.g. ``AIRFLOW__CORE__TEST_CONNECTION``); applied last.
     :param dags_folder: the DAGs folder; defaults to an empty folder inside the home.
     :param home: AIRFLOW_HOME to use; defaults to a fresh temporary directory, removed on :meth:`stop`.
+    :param database: ``"postgres"`` (a private server started here, stopped by :meth:`stop`) or ``"sqlite"``;
+        default :func:`default_database`.
     """
 
     def __init__(
@@ -121,6 +137,29 @@ class AirflowStack:
         env: Mapping[str, str] | None = None,
         dags_folder: Path | None = None,
         home: Path | None = None,
+        database: str | None = None,
+    ) -> None:
+        self.database = database or default_database()
+        if self.database not in DATABASES:
+            raise ValueError(f"database must be one of {', '.join(DATABASES)}, got {self.database!r}")
+        self.postgres: PostgresServer | None = None
+        if self.database == "postgres":
+            from tests.harness.postgres import PostgresServer
+
+            self.postgres = PostgresServer().start()  # stops itself if it fails to start
+        try:
+            self._init(connections, env, dags_folder, home)
+        except BaseException:
+            if self.postgres is not None:
+                self.postgres.stop()
+            raise
+
+    def _init(
+        self,
+        connections: Mapping[str, str] | None,
+        env: Mapping[str, str] | None,
+        dags_folder: Path | None,
+        home: Path | None,
     ) -> None:
         self._own_home = home is None
         self.home = Path(home) if home is not None else Path(tempfile.mkdtemp(prefix="oes-airflow-stack-"))
@@ -146,7 +185,7 @@ class AirflowStack:
         env.update(
             {
                 "AIRFLOW_HOME": str(self.home),
-                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": f"sqlite:///{self.home / 'airflow.db'}",
+                "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": self.database_url,
                 "AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder),
                 "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
                 "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
@@ -167,6 +206,13 @@ class AirflowStack:
             env[f"AIRFLOW_CONN_{conn_id.upper()}"] = value
         env.update(extra)
         return env
+
+    @property
+    def database_url(self) -> str:
+        """``[database] sql_alchemy_conn`` of every component (contains the PostgreSQL password)."""
+        if self.postgres is not None:
+            return self.postgres.sqlalchemy_url
+        return f"sqlite:///{self.home / 'airflow.db'}"
 
     # ------------------------------------------------------------------ CLI
     def cli(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
@@ -241,7 +287,10 @@ class AirflowStack:
             time.sleep(0.25)
 
     def stop(self) -> None:
-        """Stop every component (newest first) and remove a home the stack created. Idempotent."""
+        """Stop every component (newest first), then the PostgreSQL server, and remove what the stack created.
+
+        Idempotent; the database goes last so that no component loses it while stopping.
+        """
         errors: list[BaseException] = []
         for name in reversed(list(self.components)):
             try:
@@ -249,6 +298,11 @@ class AirflowStack:
             except BaseException as exc:  # keep stopping the others
                 errors.append(exc)
         self._session.close()
+        if self.postgres is not None:
+            try:
+                self.postgres.stop()
+            except BaseException as exc:
+                errors.append(exc)
         if self._own_home and os.environ.get("OES_KEEP_STACK_HOME") != "1":
             shutil.rmtree(self.home, ignore_errors=True)
         if errors:

@@ -1,10 +1,11 @@
 """The example DAGs under real Airflow 3 components: api-server, scheduler, dag-processor and triggerer.
 
-:class:`FullStack` composes :class:`~tests.harness.airflow_stack.AirflowStack` (throw-away AIRFLOW_HOME,
-SQLite, LocalExecutor, every process in its own group and stopped with its descendants) with the settings a
-test run needs, and adds what the tests and ``scripts/demo.py --full-stack`` do through Airflow's public REST
-API: trigger a DAG run with ``conf``, wait for task-instance and run states, read XComs and task logs. It
-can also SIGKILL the triggerer and start a new one.
+:class:`FullStack` composes :class:`~tests.harness.airflow_stack.AirflowStack` (throw-away AIRFLOW_HOME, a
+private PostgreSQL server as the metadata DB unless SQLite is asked for, LocalExecutor, every process in its
+own group and stopped with its descendants) with the settings a test run needs, and adds what the tests and
+``scripts/demo.py --full-stack`` do through Airflow's public REST API: trigger a DAG run with ``conf``, wait
+for task-instance and run states, read XComs and task logs. It runs one or more triggerers, can SIGKILL
+one and start new ones, and knows each triggerer's job id (the ``triggerer_id`` of the triggers it holds).
 
 Every component gets the same environment, including ``AIRFLOW_CONN_OES_DEFAULT`` pointing at the OES
 simulator, so the worker (sync hook) and the triggerer (async poller) reach the same simulator.
@@ -121,6 +122,7 @@ class FullStack:
     :param connection_json: The ``oes_default`` connection (see :func:`oes_connection_json`).
     :param dags_folder: The DAGs folder (the example DAGs by default).
     :param env: Extra environment for every component, applied after :data:`STACK_ENV`.
+    :param database: ``"postgres"`` or ``"sqlite"``; default ``$OES_STACK_DB``, else PostgreSQL.
     """
 
     def __init__(
@@ -128,14 +130,20 @@ class FullStack:
         connection_json: str,
         dags_folder: Path = EXAMPLE_DAGS,
         env: Mapping[str, str] | None = None,
+        database: str | None = None,
     ) -> None:
         merged = dict(STACK_ENV)
         merged.update(env or {})
         # The example DAGs import the provider, whose package sits at the repository root.
         merged["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO_ROOT), os.environ.get("PYTHONPATH", "")) if p)
-        self.stack = AirflowStack(connections={"oes_default": connection_json}, env=merged, dags_folder=dags_folder)
+        self.stack = AirflowStack(
+            connections={"oes_default": connection_json}, env=merged, dags_folder=dags_folder, database=database
+        )
         self.triggerer_name = "triggerer"
         self._triggerers_started = 0
+        self.triggerer_jobs: dict[str, int] = {}
+        """Job id of each started triggerer, by component name (filled by :meth:`triggerer_job_id`)."""
+        self._jobs_before: dict[str, set[int]] = {}
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -204,23 +212,72 @@ class FullStack:
         """Start a triggerer (each one gets its own log file: ``triggerer.log``, ``triggerer-2.log``...)."""
         self._triggerers_started += 1
         name = "triggerer" if self._triggerers_started == 1 else f"triggerer-{self._triggerers_started}"
+        # Jobs that exist now are not this triggerer's: triggerer_job_id() waits for the one that is new.
+        self._jobs_before[name] = set(self._triggerer_jobs_alive())
         self.triggerer_name = name
         return self.stack.start_component(name, ["triggerer", "-s"])
+
+    @property
+    def triggerer_names(self) -> list[str]:
+        """Names of the triggerers running now, oldest first."""
+        return [name for name in self.stack.components if name.startswith("triggerer")]
+
+    def _triggerer_jobs_alive(self) -> dict[int, str]:
+        """``{job id: latest heartbeat}`` of triggerer jobs in state running (a SIGKILLed one stays listed)."""
+        answer = self.api_json("GET", "/api/v2/jobs?job_type=TriggererJob&job_state=running&limit=100")
+        return {int(job["id"]): str(job["latest_heartbeat"]) for job in answer["jobs"]}
+
+    def triggerer_heartbeats(self) -> dict[int, str]:
+        """``{job id: latest heartbeat (ISO 8601)}`` of every triggerer job still marked running."""
+        return self._triggerer_jobs_alive()
+
+    def triggerer_job_id(self, name: str, timeout: float = 60.0) -> int:
+        """The job id of triggerer ``name`` (waits until its job appears; triggerers must start one by one).
+
+        :param name: Component name, e.g. ``"triggerer-2"``.
+        :param timeout: Seconds to wait for the job.
+        """
+        if name not in self.triggerer_jobs:
+            before = self._jobs_before.get(name, set())
+
+            def new_job() -> int | None:
+                fresh = set(self._triggerer_jobs_alive()) - before - set(self.triggerer_jobs.values())
+                if len(fresh) > 1:
+                    raise AssertionError(f"several new triggerer jobs {sorted(fresh)}: start triggerers one by one")
+                return fresh.pop() if fresh else None
+
+            self.triggerer_jobs[name] = int(self.wait_for(new_job, timeout, f"the job of {name}"))
+        return self.triggerer_jobs[name]
 
     @property
     def triggerer(self) -> Component:
         """The triggerer started last."""
         return self.stack.components[self.triggerer_name]
 
-    def kill_triggerer(self) -> Component:
-        """SIGKILL the current triggerer's whole process group and every descendant, and wait for it.
+    def stop_triggerer(self, name: str) -> None:
+        """Stop one triggerer gracefully (SIGTERM): Airflow hands its triggers to the others at once.
+
+        :param name: Component name.
+        """
+        self.stack.components.pop(name).stop()
+        self._after_triggerer_left(name)
+
+    def _after_triggerer_left(self, name: str) -> None:
+        if self.triggerer_name == name and self.triggerer_names:
+            self.triggerer_name = self.triggerer_names[-1]
+
+    def kill_triggerer(self, name: str | None = None) -> Component:
+        """SIGKILL a triggerer's whole process group and every descendant, and wait for it.
 
         The triggerer gets no chance to clean up: its triggers stay assigned to it in the DB until its
         heartbeat is older than ``triggerer_health_check_threshold``.
+
+        :param name: Component name; default the triggerer started last.
         """
         import psutil
 
-        component = self.stack.components.pop(self.triggerer_name)
+        name = name or self.triggerer_name
+        component = self.stack.components.pop(name)
         component.remember_descendants()
         with contextlib.suppress(ProcessLookupError):
             os.killpg(component.process.pid, signal.SIGKILL)
@@ -228,6 +285,7 @@ class FullStack:
             with contextlib.suppress(psutil.Error):
                 psutil.Process(pid).kill()
         component.process.wait(timeout=30)
+        self._after_triggerer_left(name)
         return component
 
     # ------------------------------------------------------------------ waiting
@@ -327,6 +385,21 @@ class FullStack:
             return dict(self.wait_for(check, timeout, what))
         except StackTimeout as exc:
             raise StackTimeout(f"{exc}\n{self.describe(dag_id, run_id)}") from None
+
+    def trigger_holders(self, dag_id: str, run_id: str) -> dict[str, int | None]:
+        """For every task instance with a trigger: the job id of the triggerer holding it (``None``: nobody).
+
+        :param dag_id: The DAG.
+        :param run_id: The run.
+        """
+        answer = self.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")
+        holders: dict[str, int | None] = {}
+        for ti in answer["task_instances"]:
+            if ti.get("trigger"):
+                key = ti["task_id"] if int(ti["map_index"]) < 0 else f"{ti['task_id']}[{ti['map_index']}]"
+                holder = ti["trigger"].get("triggerer_id")
+                holders[key] = int(holder) if holder is not None else None
+        return holders
 
     def xcom(self, dag_id: str, run_id: str, task_id: str, map_index: int = -1) -> Any:
         """The task's ``return_value`` XCom through the REST API, or ``None`` when it has none.

@@ -45,6 +45,7 @@ class _Gate:
         self.acquired = 0
         self.released: list[object] = []
         self.penalties: list[float] = []
+        self.penalized_tickets: list[object] = []
 
     async def acquire(self) -> object:
         self.acquired += 1
@@ -53,8 +54,9 @@ class _Gate:
     def release(self, ticket: object) -> None:
         self.released.append(ticket)
 
-    def penalize(self, seconds: float) -> None:
+    def penalize(self, seconds: float, ticket: object = None) -> None:
         self.penalties.append(seconds)
+        self.penalized_tickets.append(ticket)
 
 
 @pytest.fixture
@@ -186,6 +188,7 @@ async def test_every_attempt_passes_the_gate_and_a_429_penalizes_it(
     assert gate.acquired == 2
     assert gate.released == [("ticket", 1), ("ticket", 2)]  # each ticket back once its answer came
     assert gate.penalties == [0.02]  # Retry-After, for the whole connection
+    assert gate.penalized_tickets == [("ticket", 1)]  # the throttled request's ticket, for the adaptive limit
 
 
 async def test_rate_limit_error_when_retries_run_out(make_client: Callable[..., OESAsyncClient]) -> None:

@@ -1,4 +1,5 @@
-"""The provider through Airflow's own CLI, run as real ``airflow`` processes on a throw-away SQLite home.
+"""The provider through Airflow's own CLI, run as real ``airflow`` processes on a throw-away home
+(metadata DB: the harness's private PostgreSQL server, see ``tests/harness/postgres.py``).
 
 ``connections add/get`` must round-trip every extra under the names the hook reads; ``connections test``
 runs the hook's check against the local simulator; ``providers list/get/hooks`` show the provider.

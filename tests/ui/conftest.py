@@ -41,7 +41,7 @@ WAIT_MS = 30_000
 
 @pytest.fixture(scope="module")
 def airflow_ui(oes_simulator_session: OESSimulator) -> Iterator[AirflowStack]:
-    """A fresh Airflow (SQLite, all-admins simple auth, test-connection enabled) with its API server up.
+    """A fresh Airflow (the harness's PostgreSQL, all-admins simple auth, test-connection enabled) with its API server up.
 
     :param oes_simulator_session: started first, so the API server can reach it when a connection is tested.
     """
