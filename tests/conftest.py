@@ -6,7 +6,9 @@ a developer's real Airflow home or configuration.
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +24,8 @@ from tests._paths import EXAMPLE_DAGS
 pytest_plugins = ["tests._statsd"]
 
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="oes-airflow-home-"))
+# Removed when the test process exits, so repeated runs do not pile up homes (and SQLite DBs) in /tmp.
+atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
 os.environ["AIRFLOW_HOME"] = str(_AIRFLOW_HOME)
 os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(EXAMPLE_DAGS)
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
