@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import re
+from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -268,3 +269,44 @@ def parse_allocations_list_body(body: bytes, *, enterprise_id: str, secret: str 
             f"the OES API's answer for {what} has no 'allocations' list", enterprise_id=enterprise_id
         )
     return list(data["allocations"])
+
+
+def parse_http_date(value: str | None) -> float | None:
+    """The server's clock from an HTTP ``Date`` header, as epoch seconds; ``None`` when absent or unreadable.
+
+    The header has whole-second resolution: it reads up to 1 s behind the server's clock, which only ever
+    makes a window built from it reach further back (the safe side).
+    """
+    if not value:
+        return None
+    from email.utils import parsedate_to_datetime
+
+    try:
+        moment = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if moment.tzinfo is None:  # RFC 9110 dates are GMT; a bare one is taken as UTC too
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def parse_timestamp(value: object) -> float | None:
+    """An ISO 8601 timestamp of the API (``createdAt``/``updatedAt``) as epoch seconds; ``None`` if unreadable.
+
+    Cheap on purpose (no model validation): the change feed reads the ``updatedAt`` of every row it pages
+    through, most of which it has already seen. A timestamp without an offset is taken as UTC.
+    """
+    if not isinstance(value, str) or not 10 <= len(value) <= 40:
+        return None
+    try:
+        moment = datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith(("Z", "z")) else value)
+    except ValueError:
+        return None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    return moment.timestamp()
+
+
+def format_timestamp(epoch: float) -> str:
+    """Epoch seconds as the API's ISO 8601 form in UTC with milliseconds (``2026-11-25T18:30:00.123Z``)."""
+    return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")

@@ -46,9 +46,13 @@ def _coerce(name: str, raw: Any) -> Any:
             if not math.isfinite(value):  # "inf"/"nan" parse as floats but are no usable timeout or wait
                 raise ValueError
         else:
-            return str(raw).strip()
+            text = str(raw).strip()
+            if spec.choices is not None and text not in spec.choices:
+                raise ValueError
+            return text
     except (TypeError, ValueError):
-        raise OESInvalidRequestError(f"connection extra {name!r} must be a {spec.type}, got {raw!r}") from None
+        kind = f"one of {', '.join(spec.choices)}" if spec.choices else f"a {spec.type}"
+        raise OESInvalidRequestError(f"connection extra {name!r} must be {kind}, got {raw!r}") from None
     if spec.minimum is not None and not value >= spec.minimum:
         raise OESInvalidRequestError(f"connection extra {name!r} must be at least {spec.minimum}, got {raw!r}")
     return value
@@ -74,10 +78,21 @@ class OESConnectionSettings:
     retry_max_wait: float = EXTRA_FIELDS["retry_max_wait"].default
     rate_limit_requests: int = EXTRA_FIELDS["rate_limit_requests"].default
     rate_limit_period: float = EXTRA_FIELDS["rate_limit_period"].default
+    poll_strategy: str | None = EXTRA_FIELDS["poll_strategy"].default
     batching: bool = EXTRA_FIELDS["batching"].default
     batch_size: int = EXTRA_FIELDS["batch_size"].default
+    feed_overlap: float = EXTRA_FIELDS["feed_overlap"].default
+    feed_page_size: int = EXTRA_FIELDS["feed_page_size"].default
+    reconcile_interval: float = EXTRA_FIELDS["reconcile_interval"].default
     proxy_url: str | None = field(default=EXTRA_FIELDS["proxy_url"].default, repr=False)
     trust_env: bool = EXTRA_FIELDS["trust_env"].default
+
+    @property
+    def strategy(self) -> str:
+        """The poller's strategy: ``poll_strategy`` if set, else ``single`` when ``batching`` is off, else ``feed``."""
+        if self.poll_strategy:
+            return self.poll_strategy
+        return "feed" if self.batching else "single"
 
     @property
     def retry_policy(self) -> RetryPolicy:

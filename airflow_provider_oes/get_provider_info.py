@@ -11,6 +11,9 @@ from typing import Any
 from airflow_provider_oes import __version__
 from airflow_provider_oes._constants import PRODUCTION_BASE_URL, TEST_BASE_URL
 
+POLL_STRATEGIES = ("feed", "id_batches", "single")
+"""Values of the ``poll_strategy`` extra; the first is the default."""
+
 
 @dataclass(frozen=True)
 class _Extra:
@@ -19,6 +22,7 @@ class _Extra:
     type: str  # JSON-schema type: "string", "number", "integer" or "boolean"
     default: Any = None
     minimum: float | None = None
+    choices: tuple[str, ...] | None = None
 
 
 EXTRA_FIELDS: dict[str, _Extra] = {
@@ -62,14 +66,44 @@ EXTRA_FIELDS: dict[str, _Extra] = {
     "rate_limit_period": _Extra(
         "Rate limit: period (s)", "Length of the rate-limit window in seconds.", "number", 60.0, 0.001
     ),
+    "poll_strategy": _Extra(
+        "Poll strategy",
+        "How deferred sensors poll: 'feed' (default: read the enterprise's newly final allocations, newest "
+        "first, about one request per interval whatever the number waiting), 'id_batches' (ask about the "
+        "waiting ids, batch_size per list request) or 'single' (one GET per allocation). Empty: 'feed', or "
+        "'single' when the deprecated 'Batch polling' is off.",
+        "string",
+        None,
+        None,
+        POLL_STRATEGIES,
+    ),
     "batching": _Extra(
-        "Batch polling",
-        "Deferred sensors poll many allocations with one list request. Off: one GET per allocation.",
+        "Batch polling (deprecated)",
+        "Deprecated, use Poll strategy. Off (with Poll strategy empty) means 'single': one GET per allocation.",
         "boolean",
         True,
     ),
     "batch_size": _Extra(
-        "Batch size", "Allocation ids asked for in one list request when batching.", "integer", 100, 1
+        "Batch size", "Allocation ids asked for in one list request by id batches.", "integer", 100, 1
+    ),
+    "feed_overlap": _Extra(
+        "Feed overlap (s)",
+        "Seconds each change-feed poll reaches back behind the server time of the previous one: the clock "
+        "skew between the API's Date header and its updatedAt stamps plus the commit lag it tolerates.",
+        "number",
+        30.0,
+        0,
+    ),
+    "feed_page_size": _Extra(
+        "Feed page size", "Allocations per change-feed page (at most what the API allows).", "integer", 1000, 1
+    ),
+    "reconcile_interval": _Extra(
+        "Reconciliation interval (s)",
+        "How often the change feed's safety net re-checks every waiting allocation by id, at most one list "
+        "request per poll interval.",
+        "number",
+        600.0,
+        1,
     ),
     "proxy_url": _Extra(
         "Proxy URL",

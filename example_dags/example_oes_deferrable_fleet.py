@@ -7,10 +7,11 @@ What it shows
 * ``wait_for_allocation`` is :class:`AllocationStatusSensor` with ``deferrable=True``, mapped over the ids
   with ``.partial(...).expand(allocation_id=...)``. Each mapped sensor checks once; if the allocation is
   still ``reserved`` it *defers*: it frees its worker slot and hands the wait to the triggerer.
-* In the triggerer, all these waits share **one** poller per connection and enterprise: it asks BitGo's
-  list endpoint about up to ``batch_size`` allocations (connection extra, default 100) per request, once
-  per ``poke_interval``, and never sends more than the connection's rate limit (default 360 requests per
-  60 s, BitGo's limit for one user). 10,000 waiting allocations cost 100 requests per sweep, not 10,000.
+* In the triggerer, all these waits share **one** poller per connection and enterprise: by default it reads
+  the enterprise's change feed (the newest final allocations, once per ``poke_interval``: about one request
+  per interval whatever the number waiting; the ``poll_strategy`` extra selects id batches or single GETs
+  instead), and never sends more than the connection's rate limit (default 360 requests per 60 s, BitGo's
+  limit for one user). For big fleets see ``start_from_trigger`` in the README.
 * When an allocation is ``cleared`` the mapped task succeeds and pushes the allocation (the API's own
   JSON) to XCom; ``released`` fails that task at once (no retries) with BitGo's reason, so
   ``settle_cleared`` below runs only when every allocation cleared (its default trigger rule).

@@ -13,12 +13,13 @@ connection per event loop; triggers never build their own.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     USER_AGENT,
     check_declared_length,
+    parse_http_date,
     validate_allocation_id,
     validate_enterprise_id,
 )
@@ -28,7 +29,7 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimit
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     import httpx
 
@@ -41,6 +42,15 @@ T = TypeVar("T")
 
 DEFAULT_MAX_CONNECTIONS = 10
 """Open TCP connections per client: enough for a few concurrent requests, few enough to be polite."""
+
+
+class ListPage(NamedTuple):
+    """One page of the list endpoint: its raw records and the server's clock when it answered."""
+
+    records: list[Any]
+    """The records, unparsed (validate each with :func:`~airflow_provider_oes._api.parse_allocation_record`)."""
+    server_time: float | None
+    """The answer's ``Date`` header as epoch seconds (whole seconds), ``None`` when the server sent none."""
 
 
 class OESAsyncClient:
@@ -119,6 +129,18 @@ class OESAsyncClient:
         )
         return await self._call(call)
 
+    async def get_allocation_at(self, allocation_id: str, enterprise_id: str) -> tuple[Allocation, float | None]:
+        """Like :meth:`get_allocation`, with the server's clock of the answer (its ``Date``, epoch s, if sent).
+
+        :param allocation_id: The allocation's UUID.
+        :param enterprise_id: The client's enterprise id.
+        :raises OESError: a subclass saying what went wrong.
+        """
+        call = allocation_call(
+            self.settings, validate_allocation_id(allocation_id), validate_enterprise_id(enterprise_id)
+        )
+        return await self._call_dated(call)
+
     async def list_allocations(
         self,
         enterprise_id: str,
@@ -152,14 +174,67 @@ class OESAsyncClient:
             params["statuses"] = ",".join(str(s) for s in statuses)
         return await self._call(list_call(self.settings, enterprise_id, params))
 
+    async def list_allocations_page(
+        self,
+        enterprise_id: str,
+        *,
+        allocation_ids: Sequence[str] | None = None,
+        filters: Mapping[str, Sequence[str]] | None = None,
+        statuses: Sequence[str] | None = None,
+        sort_field: str | None = None,
+        sort_direction: str | None = None,
+        page_number: int = 0,
+        page_size: int = 100,
+    ) -> ListPage:
+        """Fetch one page of the list endpoint with any of its filters; return its raw records and server time.
+
+        :param enterprise_id: The client's enterprise id.
+        :param allocation_ids: Only these allocations (``allocationIds``).
+        :param filters: Other comma-separated list filters by their query name (``types``, ``currencies``,
+            ``connectionIds``, ``partnerIds``).
+        :param statuses: Only these statuses (``statuses``).
+        :param sort_field: ``sortField`` (``updatedAt`` for the change feed).
+        :param sort_direction: ``ASC`` or ``DESC``.
+        :param page_number: Page to fetch, from 0.
+        :param page_size: Records per page.
+        :raises OESError: a subclass saying what went wrong with the request as a whole.
+        """
+        enterprise_id = validate_enterprise_id(enterprise_id)
+        if isinstance(page_number, bool) or not isinstance(page_number, int) or page_number < 0:
+            raise OESInvalidRequestError(f"page_number must be an integer >= 0, got {page_number!r}")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise OESInvalidRequestError(f"page_size must be an integer >= 1, got {page_size!r}")
+        params: dict[str, str] = {"pageNumber": str(page_number), "pageSize": str(page_size)}
+        if allocation_ids is not None:
+            params["allocationIds"] = ",".join(validate_allocation_id(i) for i in allocation_ids)
+        if statuses is not None:
+            params["statuses"] = ",".join(str(s) for s in statuses)
+        for name, values in (filters or {}).items():
+            params[name] = ",".join(str(v) for v in values)
+        if sort_field is not None:
+            params["sortField"] = sort_field
+        if sort_direction is not None:
+            params["sortDirection"] = sort_direction
+        records, server_time = await self._call_dated(list_call(self.settings, enterprise_id, params))
+        return ListPage(records, server_time)
+
     async def _call(self, call: ApiCall[T]) -> T:
         """The call with its retries; the token is stripped from any error."""
+        result, _ = await self._call_dated(call)
+        return result
+
+    async def _call_dated(self, call: ApiCall[T]) -> tuple[T, float | None]:
+        """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded."""
         call.batch = self.metrics
         with redacting(self.settings.token):
             return await self.retry_policy.acall(lambda: self._attempt(call))
 
-    async def _attempt(self, call: ApiCall[T]) -> T:
-        """One attempt: the steps of :mod:`airflow_provider_oes._request` around the rate limiter and httpx I/O."""
+    async def _attempt(self, call: ApiCall[T]) -> tuple[T, float | None]:
+        """One attempt: the steps of :mod:`airflow_provider_oes._request` around the rate limiter and httpx I/O.
+
+        Returns the result and the answer's ``Date`` (epoch s; ``None`` without one): the change feed and its
+        id checks reason in the server's time, never in this machine's.
+        """
         import httpx
 
         call.check_token()
@@ -180,7 +255,10 @@ class OESAsyncClient:
                 self.gate.release(ticket)
         call.attempt_ended(response.status_code, started)
         try:
-            return call.answer(response.status_code, body, response.headers.get("Retry-After"))
+            return (
+                call.answer(response.status_code, body, response.headers.get("Retry-After")),
+                parse_http_date(response.headers.get("date")),
+            )
         except OESRateLimitError as error:
             if self.gate is not None:
                 # Hold back every trigger on this connection, not only this call's retry; the ticket tells

@@ -9,7 +9,13 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow.sdk import BaseHook
 
-from airflow_provider_oes._api import USER_AGENT, check_declared_length, validate_allocation_id, validate_enterprise_id
+from airflow_provider_oes._api import (
+    USER_AGENT,
+    check_declared_length,
+    parse_http_date,
+    validate_allocation_id,
+    validate_enterprise_id,
+)
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._errors import ca_bundle_error
 from airflow_provider_oes._request import allocation_call, redacting
@@ -44,6 +50,9 @@ class OESHook(BaseHook):
     def __init__(self, oes_conn_id: str = default_conn_name) -> None:
         super().__init__()
         self.oes_conn_id = oes_conn_id
+        self.last_server_time: float | None = None
+        """The API server's clock (its ``Date``, epoch s) of the last allocation read, if it sent one; reset by
+        every :meth:`get_allocation`, so a failed call leaves ``None``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(oes_conn_id={self.oes_conn_id!r})"
@@ -112,6 +121,7 @@ class OESHook(BaseHook):
         :param enterprise_id: The client's enterprise id; ``None`` uses the connection's ``enterprise_id``.
         :raises OESError: a subclass saying what went wrong (see :mod:`airflow_provider_oes.exceptions`).
         """
+        self.last_server_time = None
         allocation_id = validate_allocation_id(allocation_id)
         enterprise_id = self.resolve_enterprise_id(enterprise_id)
         return self._get_allocation(allocation_id, enterprise_id, self.retry_policy)
@@ -155,7 +165,10 @@ class OESHook(BaseHook):
                 raise ca_bundle_error(settings.ca_bundle, exc) from None
             raise
         call.attempt_ended(response.status_code, started)
-        return call.answer(response.status_code, body, response.headers.get("Retry-After"))
+        allocation = call.answer(response.status_code, body, response.headers.get("Retry-After"))
+        # Only an answer that was read as an allocation proves its status at this server time.
+        self.last_server_time = parse_http_date(response.headers.get("Date"))
+        return allocation
 
     def test_connection(self) -> tuple[bool, str]:
         """Check the connection against the real API (the connections UI "Test" button).

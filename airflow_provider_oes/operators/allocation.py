@@ -26,6 +26,9 @@ class GetAllocationOperator(AllocationTaskMixin, BaseOperator):
     :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's
         ``enterprise_id`` extra. Templated.
     :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
+
+    Given ``outlets=[asset, ...]``, the fetched allocation (id, type, status, amount, connectionId, reason) is
+    attached to each outlet's asset event ``extra`` (whatever its status: the operator does not judge it).
     """
 
     def __init__(
@@ -43,6 +46,16 @@ class GetAllocationOperator(AllocationTaskMixin, BaseOperator):
 
     def execute(self, context: Context) -> dict[str, Any]:
         """Fetch the allocation and return its JSON shape (pushed to XCom by Airflow)."""
+        from airflow_provider_oes.assets import attach_allocation_to_outlets
+
         allocation = self.hook.get_allocation(self.allocation_id, self.enterprise_id)
         self.log.info("Fetched %s", allocation.describe())
+        if self.outlets:
+            attach_allocation_to_outlets(
+                self,
+                context,
+                allocation,
+                enterprise_id=self.hook.resolve_enterprise_id(self.enterprise_id),
+                oes_conn_id=self.oes_conn_id,
+            )
         return allocation.to_json_dict()

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._task import AllocationTaskMixin
@@ -16,6 +17,31 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_oes.models import Allocation
+
+
+_TRIGGER_CLS = "airflow_provider_oes.triggers.allocation.AllocationStatusTrigger"
+
+
+def _airflow_renders_start_trigger_templates() -> bool:
+    """Airflow 3.3+ renders a start_from_trigger task's templated trigger kwargs in the triggerer."""
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(Version(airflow_version).base_version) >= Version("3.3.0")
+
+
+def _from_mapped_task(name: str, default: str) -> str:
+    """A template the triggerer renders to this map index's value of ``name`` (a literal ``expand`` list),
+    else the ``partial`` value, else ``default``.
+
+    Airflow 3.3.2's scheduler starts every map index of a mapped task from the same trigger kwargs (it does
+    not expand them per index), and the triggerer then renders the trigger's templated fields with each task
+    instance's own context: ``ti.map_index`` picks the index's value.
+    """
+    return (
+        f"{{{{ task.expand_input.value[{name!r}][ti.map_index] if {name!r} in task.expand_input.value "
+        f"else task.partial_kwargs.get({name!r}) or {default!r} }}}}"
+    )
 
 
 class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
@@ -39,7 +65,40 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     :param deferrable: Wait in the triggerer instead of a worker slot. Defaults to Airflow's
         ``[operators] default_deferrable``.
+    :param start_from_trigger: Airflow 3.3+: go from the scheduler straight to the triggerer, with no worker
+        process and no GET before the wait; the first check happens in the shared poller, batched with the
+        others and within the rate limit. For big fleets (see the README). Implies ``deferrable``. On 3.2 the
+        sensor defers from a worker instead. Mapped: ``.partial(start_from_trigger=True).expand(
+        allocation_id=[...])`` with a literal list (Airflow 3.3.2 does not expand trigger arguments per map
+        index: the triggerer picks this index's value from the list).
+
+    Given ``outlets=[asset, ...]``, the sensor attaches the cleared allocation (id, type, status, amount,
+    connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger``
+    included: the task resumes on a worker), so a DAG scheduled on the asset reads which allocation started it
+    (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
     """
+
+    # Used as they are for mapped sensors (``.partial(start_from_trigger=True).expand(allocation_id=[...])``),
+    # whose __init__ does not run before the scheduler starts them; an unmapped sensor replaces it with its own
+    # values in __init__. None before Airflow 3.3: there the scheduler would hand the triggerer unrendered
+    # templates, so the sensor always starts on a worker.
+    start_trigger_args: StartTriggerArgs | None = (
+        StartTriggerArgs(
+            trigger_cls=_TRIGGER_CLS,
+            trigger_kwargs={
+                "allocation_id": _from_mapped_task("allocation_id", ""),
+                "enterprise_id": _from_mapped_task("enterprise_id", ""),
+                "oes_conn_id": _from_mapped_task("oes_conn_id", DEFAULT_CONN_ID),
+                "poll_interval": None,
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=None,
+        )
+        if _airflow_renders_start_trigger_templates()
+        else None
+    )
+    start_from_trigger = False
 
     def __init__(
         self,
@@ -48,13 +107,41 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         enterprise_id: str | None = None,
         oes_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        start_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.allocation_id = allocation_id
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
-        self.deferrable = deferrable
+        # Starting from the triggerer is deferring without the first check on a worker: whenever the task
+        # does run on a worker (Airflow 3.2, a retry), it defers as well.
+        self.deferrable = deferrable or start_from_trigger
+        self.start_from_trigger = False
+        if start_from_trigger:
+            if _airflow_renders_start_trigger_templates():
+                self.start_from_trigger = True
+                self.start_trigger_args = StartTriggerArgs(
+                    trigger_cls=_TRIGGER_CLS,
+                    # Raw values: the triggerer renders the templated ones (allocation_id, enterprise_id,
+                    # oes_conn_id) with this task instance's context. No last check: the shared poller checks
+                    # the allocation by id first, in a batch with the others, within the rate limit.
+                    trigger_kwargs={
+                        "allocation_id": allocation_id,
+                        "enterprise_id": enterprise_id or "",
+                        "oes_conn_id": oes_conn_id,
+                        "poll_interval": float(self.poke_interval),
+                    },
+                    next_method="execute_complete",
+                    next_kwargs=None,
+                    timeout=timedelta(seconds=float(self.timeout)),
+                )
+            else:
+                self.log.warning(
+                    "start_from_trigger needs Airflow 3.3 or later (the triggerer renders templated trigger "
+                    "arguments from 3.3); task %s defers from a worker instead.",
+                    self.task_id,
+                )
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the allocation once and apply the status rules."""
@@ -70,7 +157,19 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             return PokeReturnValue(is_done=False)
         if allocation.is_terminal:
             self._record_wait_time(context, allocation)
-        return self.evaluate(allocation)
+        result = self.evaluate(allocation)
+        if result.is_done:
+            self._attach_to_outlets(context, allocation, self.enterprise_id)
+        return result
+
+    def _attach_to_outlets(self, context: Context, allocation: Allocation, enterprise_id: str | None) -> None:
+        """On success, put the allocation on each outlet's asset event (for DAGs scheduled on those assets)."""
+        from airflow_provider_oes.assets import attach_allocation_to_outlets
+
+        if not self.outlets:
+            return
+        resolved = enterprise_id or self.hook.resolve_enterprise_id(self.enterprise_id)
+        attach_allocation_to_outlets(self, context, allocation, enterprise_id=resolved, oes_conn_id=self.oes_conn_id)
 
     def _record_wait_time(self, context: Context, allocation: Allocation) -> None:
         """Send the time from the first check to the final status (poke and reschedule mode only)."""
@@ -138,14 +237,19 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         return None
 
     def _defer_to_trigger(self) -> None:
+        from airflow_provider_oes._api import format_timestamp
         from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
+        # The API server's time of the check that just saw the allocation not final: the triggerer's change
+        # feed covers every change after it (no time of our own clock: it may differ from the server's).
+        checked = self.hook.last_server_time
         self.defer(
             trigger=AllocationStatusTrigger(
                 allocation_id=self.allocation_id,
                 enterprise_id=self.hook.resolve_enterprise_id(self.enterprise_id),
                 oes_conn_id=self.oes_conn_id,
                 poll_interval=float(self.poke_interval),
+                last_check=format_timestamp(checked) if checked is not None else None,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
@@ -160,4 +264,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         from airflow_provider_oes.triggers._events import read_event
 
         allocation = read_event(event, allocation_id=str(self.allocation_id), enterprise_id=self.enterprise_id)
-        return self.evaluate(allocation).xcom_value
+        result = self.evaluate(allocation)
+        if result.is_done:
+            # Outlet events are registered when the task succeeds on a worker, i.e. here, not in the trigger.
+            self._attach_to_outlets(context, allocation, None)
+        return result.xcom_value

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.hooks.async_client import OESAsyncClient
     from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +67,15 @@ class _Connection:
     pollers: int = 0
 
 
-@dataclass
+@dataclass(slots=True)  # one per waiting trigger: 100,000 of them in a big triggerer
 class _Waiter:
     """One trigger waiting for one allocation."""
 
     allocation_id: str
     poll_interval: float
     future: asyncio.Future[dict[str, Any]]
+    last_check: float | None = None
+    """Server time (epoch s) at which the allocation was last seen not final; ``None``: unknown."""
 
 
 @dataclass
@@ -126,7 +129,7 @@ async def _connection(conn_id: str) -> _Connection:
         limiter = RateLimiter(settings.rate_limit_requests, settings.rate_limit_period)
         client = OESAsyncClient(settings, gate=limiter, max_connections=CONCURRENCY)
         connection = registry.connections[conn_id] = _Connection(settings, client, limiter)
-        if settings.batching and settings.batch_size > MAX_BATCH_SIZE:
+        if settings.strategy != "single" and settings.batch_size > MAX_BATCH_SIZE:
             log.warning(
                 "Connection %r asks for batches of %d allocation ids; using %d per request so the request "
                 "line stays under 8 kB.",
@@ -135,6 +138,16 @@ async def _connection(conn_id: str) -> _Connection:
                 MAX_BATCH_SIZE,
             )
         return connection
+
+
+async def release_connection(conn_id: str, connection: _Connection) -> None:
+    """One user of the connection (a poller or a change feed) is done; the last one closes its HTTP client."""
+    connection.pollers -= 1
+    if connection.pollers == 0:
+        registry = _registry()
+        if registry.connections.get(conn_id) is connection:
+            del registry.connections[conn_id]
+        await connection.client.aclose()
 
 
 async def _load_settings(conn_id: str) -> OESConnectionSettings:
@@ -152,13 +165,16 @@ async def _load_settings(conn_id: str) -> OESConnectionSettings:
     return OESConnectionSettings.from_connection(conn)
 
 
-async def register(conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float) -> Registration:
+async def register(
+    conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float, last_check: float | None = None
+) -> Registration:
     """Add one waiting allocation to the shared poller of its connection and enterprise (starting it if needed).
 
     :param conn_id: Airflow connection id of type ``oes``.
     :param enterprise_id: Validated enterprise id.
     :param allocation_id: Validated allocation id.
     :param poll_interval: Seconds between checks wanted by this trigger (the poller uses the smallest).
+    :param last_check: Server time (epoch s) at which the allocation was last seen not final, if known.
     :raises OESError: when the connection cannot be read.
     """
     connection = await _connection(conn_id)
@@ -167,7 +183,7 @@ async def register(conn_id: str, enterprise_id: str, allocation_id: str, poll_in
     poller = registry.pollers.get(key)
     if poller is None:
         poller = registry.pollers[key] = AllocationPoller(registry, key, connection)
-    return Registration(poller, poller.add(allocation_id, poll_interval))
+    return Registration(poller, poller.add(allocation_id, poll_interval, last_check))
 
 
 class Registration:
@@ -210,6 +226,10 @@ class AllocationPoller:
         """Allocations that got their event (final status or permanent error)."""
         self.metrics = _metrics.PollerMetrics(key[0], key[1])
         """Events and gauges of this poller, sent after a sweep every 20 s (see :mod:`airflow_provider_oes._metrics`)."""
+        self.strategy = connection.settings.strategy
+        """``feed``, ``id_batches`` or ``single``: the connection's choice, until a fallback changes it."""
+        self.feed_strategy: FeedStrategy | None = None
+        """The running change-feed strategy, while ``strategy == "feed"``."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -219,16 +239,19 @@ class AllocationPoller:
         """Ids per list request: the connection's ``batch_size``, at most :data:`MAX_BATCH_SIZE`."""
         return min(self.connection.settings.batch_size, MAX_BATCH_SIZE)
 
-    def add(self, allocation_id: str, poll_interval: float) -> _Waiter:
+    def add(self, allocation_id: str, poll_interval: float, last_check: float | None = None) -> _Waiter:
         """Wait for one allocation; start the polling task if it is not running.
 
         :param allocation_id: Validated allocation id (several triggers may wait for the same one).
         :param poll_interval: Seconds between checks.
+        :param last_check: Server time (epoch s) at which it was last seen not final, if known.
         """
         if self._stopped:  # pragma: no cover - register() never hands out a stopped poller
             raise RuntimeError("this poller has stopped")
-        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future())
+        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future(), last_check)
         self.waiters.setdefault(allocation_id, []).append(waiter)
+        if self.feed_strategy is not None:
+            self.feed_strategy.added(allocation_id, last_check)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
                 self._run(), name=f"oes-poller-{self.key[0]}-{self.enterprise_id}"
@@ -261,10 +284,23 @@ class AllocationPoller:
                 "OES poller started for connection %r, enterprise %r: %s, at most %d requests per %g s",
                 self.key[0],
                 self.enterprise_id,
-                f"batches of {self.batch_size} ids per list request" if settings.batching else "one GET per allocation",
+                {
+                    "feed": "the enterprise's change feed",
+                    "id_batches": f"batches of {self.batch_size} ids per list request",
+                }.get(self.strategy, "one GET per allocation"),
                 settings.rate_limit_requests,
                 settings.rate_limit_period,
             )
+            if self.strategy == "feed":
+                from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
+
+                self.feed_strategy = FeedStrategy(self)
+                try:
+                    fall_back = await self.feed_strategy.run()
+                finally:
+                    self.feed_strategy = None
+                if fall_back:
+                    self.strategy = "id_batches"
             while self.waiters:
                 started = loop.time()
                 waiting = len(self.waiters)
@@ -325,18 +361,12 @@ class AllocationPoller:
         self.waiters.clear()
         # Last word: the events of the final sweep, and nothing waiting any more (a gauge keeps its last value).
         self._flush_metrics(0, final=True)
-        connection = self.connection
-        connection.pollers -= 1
-        if connection.pollers == 0:
-            conn_id = self.key[0]
-            if self._registry.connections.get(conn_id) is connection:
-                del self._registry.connections[conn_id]
-            await connection.client.aclose()
+        await release_connection(self.key[0], self.connection)
 
     async def _sweep(self) -> None:
         """Ask once about every allocation waited for now."""
         ids = list(self.waiters)
-        if self.connection.settings.batching:
+        if self.strategy != "single":
             size = self.batch_size
             batches = [ids[i : i + size] for i in range(0, len(ids), size)]
             await _bounded(batches, self._poll_batch, CONCURRENCY)
@@ -348,6 +378,10 @@ class AllocationPoller:
         if not batch:
             return
         client = self.connection.client
+        if self.strategy == "single":  # switched while this sweep ran
+            for allocation_id in batch:
+                await self._poll_one(allocation_id)
+            return
         try:
             records = await client.list_allocations(self.enterprise_id, allocation_ids=batch, page_size=len(batch))
         except OESError as exc:
@@ -359,9 +393,34 @@ class AllocationPoller:
                     exc,
                 )
                 return
+            from airflow_provider_oes.triggers._feed_strategy import LIST_REJECTED_STATUS_CODES
+
+            if exc.status_code in LIST_REJECTED_STATUS_CODES:
+                # The list endpoint itself is not usable here: one GET each still works (and a real
+                # "no such allocation" or "no such enterprise" then reaches only the allocations it concerns).
+                if self.strategy != "single":
+                    self.strategy = "single"
+                    log.warning(
+                        "OES poller %r/%r: the list endpoint rejected a check by ids (%s); switching to one GET "
+                        "per allocation for this poller.",
+                        self.key[0],
+                        self.enterprise_id,
+                        exc,
+                    )
+                for allocation_id in batch:
+                    await self._poll_one(allocation_id)
+                return
             for allocation_id in batch:
                 self._finish(allocation_id, error_event(exc, allocation_id))
             return
+        seen = self._apply_records(batch, records)
+        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
+        for allocation_id in missing:
+            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
+            await self._poll_one(allocation_id)
+
+    def _apply_records(self, batch: list[str], records: list[Any]) -> set[str]:
+        """Wake the waiters of ``batch`` whose record in ``records`` is final; return the ids found in them."""
         wanted = {allocation_id.lower(): allocation_id for allocation_id in batch}
         seen: set[str] = set()
         for record in records:
@@ -376,10 +435,7 @@ class AllocationPoller:
                 self._finish(asked, error_event(exc, asked))
                 continue
             self._observe(asked, allocation)
-        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
-        for allocation_id in missing:
-            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
-            await self._poll_one(allocation_id)
+        return seen
 
     async def _poll_one(self, allocation_id: str) -> None:
         if allocation_id not in self.waiters:

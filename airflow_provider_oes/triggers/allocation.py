@@ -8,6 +8,7 @@ asks BitGo about up to ``batch_size`` allocations per request, within the connec
 from __future__ import annotations
 
 import math
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
@@ -16,6 +17,9 @@ from airflow_provider_oes._constants import DEFAULT_CONN_ID
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
+
+DEFAULT_POLL_INTERVAL = 60.0
+"""Seconds between checks when the trigger was given none (a mapped sensor started from the triggerer)."""
 
 
 class AllocationStatusTrigger(BaseTrigger):
@@ -30,49 +34,83 @@ class AllocationStatusTrigger(BaseTrigger):
     are logged as warnings and polling goes on (the sensor's ``timeout`` bounds the wait).
 
     :param allocation_id: UUID of the allocation.
-    :param enterprise_id: The client's enterprise id (already resolved from the connection by the sensor).
+    :param enterprise_id: The client's enterprise id (resolved from the connection by the sensor); empty: the
+        connection's ``enterprise_id`` extra (a sensor started from the triggerer).
     :param oes_conn_id: Airflow connection id of type ``oes``.
     :param poll_interval: Seconds between checks; triggers sharing a poller are checked at the smallest one.
+        ``None``: the ``poke_interval`` of the mapped sensor that started it, else 60.
+    :param last_check: When the sensor last saw the allocation not final, in the API server's time (ISO 8601,
+        from the ``Date`` of its GET). With it the shared poller's change feed covers the allocation without
+        asking about it; without it (or when too old) the poller checks it by id first. Triggers serialized by
+        older versions have none and keep working.
     """
 
     def __init__(
         self,
         allocation_id: str,
-        enterprise_id: str,
+        enterprise_id: str | None,
         oes_conn_id: str = DEFAULT_CONN_ID,
-        poll_interval: float = 60.0,
+        poll_interval: float | None = DEFAULT_POLL_INTERVAL,
+        last_check: str | None = None,
     ) -> None:
         super().__init__()
         self.allocation_id = allocation_id
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
         self.poll_interval = poll_interval
+        self.last_check = last_check
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(allocation_id={self.allocation_id!r}, enterprise_id={self.enterprise_id!r}, "
-            f"oes_conn_id={self.oes_conn_id!r}, poll_interval={self.poll_interval!r})"
+            f"oes_conn_id={self.oes_conn_id!r}, poll_interval={self.poll_interval!r}, last_check={self.last_check!r})"
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Class path and plain-data kwargs, to rebuild the trigger in the triggerer."""
-        return (
-            f"{type(self).__module__}.{type(self).__qualname__}",
-            {
-                "allocation_id": self.allocation_id,
-                "enterprise_id": self.enterprise_id,
-                "oes_conn_id": self.oes_conn_id,
-                "poll_interval": self.poll_interval,
-            },
-        )
+        kwargs: dict[str, Any] = {
+            "allocation_id": self.allocation_id,
+            "enterprise_id": self.enterprise_id,
+            "oes_conn_id": self.oes_conn_id,
+            "poll_interval": self.poll_interval,
+        }
+        if self.last_check is not None:  # absent rather than null: the same kwargs as before it existed
+            kwargs["last_check"] = self.last_check
+        return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
+
+    def _task_poke_interval(self) -> float | None:
+        """A mapped sensor started from the triggerer: its ``poke_interval`` from ``partial`` (if any)."""
+        task = getattr(self, "task", None)
+        partial_kwargs = getattr(task, "partial_kwargs", None)
+        value = partial_kwargs.get("poke_interval") if isinstance(partial_kwargs, dict) else None
+        if isinstance(value, timedelta):
+            return value.total_seconds()
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
     def _checked_poll_interval(self) -> float:
         from airflow_provider_oes.exceptions import OESInvalidRequestError
 
         value = self.poll_interval
+        if value is None:  # started from the triggerer as a mapped sensor: its partial's, else the default
+            value = self._task_poke_interval() or DEFAULT_POLL_INTERVAL
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
             raise OESInvalidRequestError(f"poll_interval must be a positive number of seconds, got {value!r}")
         return float(value)
+
+    def _checked_last_check(self) -> float | None:
+        from airflow_provider_oes._api import parse_timestamp
+
+        if self.last_check is None:
+            return None
+        value = parse_timestamp(self.last_check)
+        if value is None:
+            # Only a cost: the poller checks the allocation by id instead of trusting the feed for it.
+            self.log.warning(
+                "last_check %r is not an ISO 8601 time; allocation %s will be checked by id first",
+                str(self.last_check)[:40],
+                self.allocation_id,
+            )
+        return value
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Wait on the shared poller; yield exactly one event."""
@@ -83,8 +121,19 @@ class AllocationStatusTrigger(BaseTrigger):
 
         try:
             allocation_id = validate_allocation_id(self.allocation_id)
-            enterprise_id = validate_enterprise_id(self.enterprise_id)
-            registration = await register(self.oes_conn_id, enterprise_id, allocation_id, self._checked_poll_interval())
+            enterprise_id = self.enterprise_id
+            if not enterprise_id:  # started from the triggerer without one: the connection's, as the sensor does
+                from airflow_provider_oes.triggers._poller import _connection
+
+                enterprise_id = (await _connection(self.oes_conn_id)).settings.enterprise_id
+            enterprise_id = validate_enterprise_id(enterprise_id)
+            registration = await register(
+                self.oes_conn_id,
+                enterprise_id,
+                allocation_id,
+                self._checked_poll_interval(),
+                self._checked_last_check(),
+            )
         except OESError as exc:
             yield TriggerEvent(error_event(exc, str(self.allocation_id)))
             return

@@ -13,6 +13,7 @@ starts or stops them itself (:func:`tests.fullstack._support.use_triggerers`).
 
 from __future__ import annotations
 
+import json
 from typing import TYPE_CHECKING
 
 import pytest
@@ -42,7 +43,10 @@ def fullstack(fullstack_simulator: OESSimulator) -> Iterator[FullStack]:
     :param fullstack_simulator: The simulator the ``oes_default`` connection points at.
     """
     sim = fullstack_simulator
-    stack = FullStack(oes_connection_json(sim.url, sim.token, sim.enterprise_id, batch_size=BATCH_SIZE))
+    connection = json.loads(oes_connection_json(sim.url, sim.token, sim.enterprise_id, batch_size=BATCH_SIZE))
+    # These tests count the id-batch sweeps; the change feed (the default) has test_fleet_start_from_trigger.py.
+    connection["extra"]["poll_strategy"] = "id_batches"
+    stack = FullStack(json.dumps(connection))
     with stack:
         stack.start()
         yield stack

@@ -71,6 +71,10 @@ def test_connections_add_and_get_round_trip_the_extras(cli_stack: AirflowStack, 
         "rate_limit_period": 30,
         "batching": False,
         "batch_size": 25,
+        "poll_strategy": "id_batches",
+        "feed_overlap": 12.5,
+        "feed_page_size": 500,
+        "reconcile_interval": 300,
         "ca_bundle": "/etc/ssl/certs/ca-certificates.crt",
         "proxy_url": "",  # a proxy needs an https API; the simulator here is http (see tests/reliability/test_proxy.py)
         "trust_env": False,
@@ -102,6 +106,8 @@ def test_connections_add_and_get_round_trip_the_extras(cli_stack: AirflowStack, 
     assert (settings.connect_timeout, settings.read_timeout, settings.max_retries) == (2.5, 7.0, 6)
     assert (settings.retry_max_wait, settings.rate_limit_requests, settings.rate_limit_period) == (4.5, 120, 30.0)
     assert (settings.batching, settings.batch_size) == (False, 25)
+    assert (settings.poll_strategy, settings.strategy) == ("id_batches", "id_batches")  # the new extra wins
+    assert (settings.feed_overlap, settings.feed_page_size, settings.reconcile_interval) == (12.5, 500, 300.0)
     assert settings.ca_bundle == "/etc/ssl/certs/ca-certificates.crt"
     assert (settings.proxy_url, settings.trust_env) == (None, False)
 

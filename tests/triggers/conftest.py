@@ -25,6 +25,8 @@ def make_connection(oes_simulator: OESSimulator, monkeypatch: pytest.MonkeyPatch
     """
 
     def make(conn_id: str = "oes_trig", token: str | None = None, **extras: Any) -> str:
+        # These tests check the id strategies; the change feed has its own tests (test_feed*.py).
+        extras.setdefault("poll_strategy", "id_batches" if extras.get("batching", True) else None)
         extra = {"enterprise_id": oes_simulator.enterprise_id, "max_retries": 0, "retry_max_wait": 0.05, **extras}
         token = oes_simulator.token if token is None else token
         for name, value in oes_connection_env(conn_id, host=oes_simulator.url, token=token, **extra).items():

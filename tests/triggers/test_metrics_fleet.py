@@ -73,7 +73,9 @@ def _sum(metrics: list[Metric], name: str) -> float:
     return sum(m.value for m in metrics if m.name == name)
 
 
+@pytest.mark.parametrize("strategy", ["feed", "id_batches"])
 async def test_fleet_emits_requests_retries_events_gauges_and_timers(
+    strategy: str,
     oes_simulator: OESSimulator,
     make_connection: Callable[..., str],
     statsd_metrics: Callable[..., StatsdListener],
@@ -82,8 +84,9 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     listener = statsd_metrics(tags="influxdb")
     # Send after every sweep, not every 10 s, so that this short run shows the gauges move.
     monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
-    strategy = "id_batches"  # the change feed's variant of this test comes with the feed (issue 11)
-    conn_id = make_connection(conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4)
+    conn_id = make_connection(
+        conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4, poll_strategy=strategy
+    )
     # Reserved until flipped (explicit flips: the change feed sees them as read counts would not show).
     expected = {oes_simulator.add_allocation(final_status="reserved"): s for s in ["cleared"] * 4 + ["released"] * 3}
     oes_simulator.inject_fault("429", count=1, retry_after=0.1)
@@ -175,7 +178,7 @@ async def test_poller_counts_an_event_built_from_the_record_alone(
     from tests._factories import allocation_record
 
     listener = statsd_metrics(tags="influxdb")
-    connection = SimpleNamespace(pollers=0)
+    connection = SimpleNamespace(pollers=0, settings=SimpleNamespace(strategy="id_batches"))
     poller = _poller.AllocationPoller(_poller._LoopRegistry(), ("oes_x", "ent-x"), connection)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     updated = datetime.now(timezone.utc) - timedelta(seconds=3)

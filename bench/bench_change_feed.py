@@ -1,0 +1,473 @@
+"""The change feed against id batches at N = 100,000 waiting allocations, side by side, in one run.
+
+For each strategy a fresh worker process runs N :class:`AllocationStatusTrigger` in one event loop (as in a
+triggerer; 5 s poll interval; BitGo's limit of 360 requests / 60 s in the connection's limiter, and enforced
+by the simulator too), against the OES simulator in another process. Once the worker's poller has settled,
+the simulator flips allocations on its own clock:
+
+* **steady**: 20 flips per second (alternately ``cleared`` and ``released``) for ``--steady`` seconds;
+* **burst**: then 10,000 flips within one interval (spread over 5 s).
+
+The worker reports, over the steady window: requests per interval, share of the rate limit used, CPU
+seconds per interval (``time.process_time`` of the worker, which holds only the triggers), the longest gap a
+10 ms ticker saw (event-loop stall); over the whole run: peak RSS; for steady and burst flips: the delay from
+each flip (its ``updatedAt``, the simulator's clock, the same machine's) to its trigger event, p50/p99/max;
+and wrong events (an event for an allocation that did not flip, or with another status: must be 0).
+
+**Restart**: a fresh worker takes over N waiting triggers whose last check is 10 minutes old, after 10 minutes
+of changes at 20 per second (12,000 rows of history, 100 of them waiting allocations that flipped while no
+triggerer ran). Reported: requests and seconds until every waiting trigger is covered (the feed: vouched by
+the feed or checked by id; id batches: one full sweep), and that the 100 flipped ones got their events.
+
+Run: ``python bench/bench_change_feed.py [--n 100000] [--steady 60]`` (about 15 minutes on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+LIMIT_REQUESTS = 360
+LIMIT_PERIOD = 60.0
+CONN_ID = "oes_bench"
+INTERVAL = 5.0
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
+async def _ticker(stop: asyncio.Event, gaps: list[tuple[float, float]]) -> None:
+    """Every 10 ms: record (when, how late) so stalls can be attributed to a window afterwards."""
+    loop = asyncio.get_running_loop()
+    while not stop.is_set():
+        before = loop.time()
+        await asyncio.sleep(0.01)
+        gaps.append((time.time(), loop.time() - before - 0.01))
+
+
+async def _settled(strategy: str, enterprise_id: str, n: int, finished: Any, timeout: float) -> tuple[float, int]:
+    """Wait until all ``n`` triggers registered and the poller covers every one; return (seconds, requests)."""
+    from airflow_provider_oes.triggers import _poller
+
+    started = time.monotonic()
+    deadline = started + timeout
+    while (poller := _poller.get_poller(CONN_ID, enterprise_id)) is None:
+        await asyncio.sleep(0.01)
+    while len(poller.waiters) + finished() < n and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
+    sweeps_at_full = poller.sweeps
+    while time.monotonic() < deadline:
+        if strategy == "feed":
+            fs = poller.feed_strategy
+            if (
+                fs is not None
+                and fs.feed is not None
+                and fs.feed.polls >= 1
+                and not fs.unvouched
+                and fs._backfill_target is None
+            ):
+                break
+        elif poller.sweeps >= sweeps_at_full + 2:  # the sweep running at full registration may have missed some
+            break
+        await asyncio.sleep(0.02)
+    return time.monotonic() - started, poller.connection.client.requests_sent
+
+
+def _watch_gc(pauses: list[tuple[float, int, float]]) -> None:
+    """Record (when, generation, seconds) of every garbage collection: a full one over 100,000 triggers' objects
+    is the likely cause of a long event-loop stall, and this tells it apart from the poller's own work."""
+    import gc
+
+    started = [0.0]
+
+    def callback(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            started[0] = time.perf_counter()
+        else:
+            pauses.append((time.time(), int(info["generation"]), time.perf_counter() - started[0]))
+
+    gc.callbacks.append(callback)
+
+
+async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
+    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+    ids: list[str] = plan["ids"]
+    flips: dict[str, str] = plan["flips"]
+    enterprise_id: str = plan["enterprise_id"]
+    strategy: str = plan["strategy"]
+    events: dict[str, tuple[float, dict[str, Any]]] = {}
+    wrong: list[str] = []
+    all_seen = asyncio.Event()
+    stop = asyncio.Event()
+    gaps: list[tuple[float, float]] = []
+    gc_pauses: list[tuple[float, int, float]] = []
+    _watch_gc(gc_pauses)
+
+    async def wait_one(trigger: AllocationStatusTrigger) -> None:
+        async for event in trigger.run():
+            payload = event.payload
+            events[trigger.allocation_id] = (time.time(), payload)
+            expected = flips.get(trigger.allocation_id)
+            if expected is None or payload.get("status") != "terminal" or payload["allocation"]["status"] != expected:
+                wrong.append(trigger.allocation_id)
+            if len(events) >= len(flips) and all(i in events for i in flips):
+                all_seen.set()
+
+    ticker = asyncio.create_task(_ticker(stop, gaps))
+    cpu0 = time.process_time()
+    tasks = [
+        asyncio.create_task(
+            wait_one(AllocationStatusTrigger(i, enterprise_id, CONN_ID, INTERVAL, last_check=plan["last_check"]))
+        )
+        for i in ids
+    ]
+    settle_s, settle_requests = await _settled(
+        strategy, enterprise_id, len(ids), lambda: len(events), plan["settle_timeout"]
+    )
+    poller = _poller.get_poller(CONN_ID, enterprise_id)
+    assert poller is not None
+    client = poller.connection.client
+    result: dict[str, Any] = {
+        "strategy": strategy,
+        "n": len(ids),
+        "settle_s": settle_s,
+        "settle_requests": settle_requests,
+        "settle_cpu_s": time.process_time() - cpu0,
+    }
+    fs = poller.feed_strategy
+    if fs is not None:
+        result["backfills"] = fs.backfills
+        result["settle_id_requests"] = fs.id_check_requests
+        result["settle_feed_pages"] = fs.feed.pages if fs.feed is not None else 0
+    print("READY", flush=True)
+    line = await asyncio.get_running_loop().run_in_executor(None, sys.stdin.readline)
+    t0 = float(line.split()[1])  # epoch (simulator clock) of the first flip
+    windows = plan["windows"]  # name -> [start offset, end offset]
+    marks: dict[str, tuple[float, float, int]] = {}  # name -> (cpu, time, requests) at the window's start
+
+    async def mark(name: str, at: float) -> None:
+        delay = t0 + at - time.time()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        marks[name] = (time.process_time(), time.time(), client.requests_sent)
+
+    marker = asyncio.gather(
+        *(mark(f"{name}:{edge}", w[k]) for name, w in windows.items() for k, edge in enumerate(("start", "end")))
+    )
+    deadline = t0 + plan["observe_until"]
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(all_seen.wait(), max(1.0, deadline - time.time()))
+    last_mark = max((w[1] for w in windows.values()), default=0.0)
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(marker, max(1.0, t0 + last_mark + 1.0 - time.time()))
+    stop.set()
+    await ticker
+    fs = poller.feed_strategy
+    if fs is not None:
+        result["missed_by_feed"] = len(fs.missed_by_feed)
+        result["reconcile_requests"] = fs.reconcile_requests
+        result["late_rows"] = fs.feed.late_rows if fs.feed is not None else 0
+    result["limiter_waited_s"] = poller.connection.limiter.waited_seconds
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+    for name in windows:
+        a, b = marks.get(f"{name}:start"), marks.get(f"{name}:end")
+        if a is None or b is None:
+            continue
+        intervals = (b[1] - a[1]) / INTERVAL
+        result[f"{name}_requests_per_interval"] = (b[2] - a[2]) / intervals
+        result[f"{name}_cpu_per_interval"] = (b[0] - a[0]) / intervals
+        result[f"{name}_stall_ms"] = 1000 * max((g for t, g in gaps if a[1] <= t <= b[1]), default=0.0)
+        result[f"{name}_gc_ms"] = 1000 * max((p for t, _, p in gc_pauses if a[1] <= t <= b[1]), default=0.0)
+    delays: dict[str, list[float]] = {"steady": [], "burst": []}
+    for allocation_id, (received, payload) in events.items():
+        if allocation_id in wrong:
+            continue
+        group = plan["groups"].get(allocation_id)
+        if group in delays:
+            updated = payload["allocation"]["updatedAt"]
+            from airflow_provider_oes._api import parse_timestamp
+
+            stamp = parse_timestamp(updated)
+            assert stamp is not None
+            delays[group].append(received - stamp)
+    result["delays"] = {k: sorted(v) for k, v in delays.items()}
+    result["flips"] = {g: sum(1 for i in flips if plan["groups"].get(i) == g) for g in ("steady", "burst", "outage")}
+    result["seen"] = {
+        g: sum(1 for i in events if plan["groups"].get(i) == g and i not in wrong)
+        for g in ("steady", "burst", "outage")
+    }
+    result["wrong"] = len(wrong)
+    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["stall_ms_all"] = 1000 * max((g for _, g in gaps), default=0.0)
+    return result
+
+
+def worker(plan_path: str) -> None:
+    plan = json.loads(Path(plan_path).read_text())
+    result = asyncio.run(_worker_main(plan))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------------------- parent
+
+
+def _run_worker(sim: Any, plan: dict[str, Any], extra: dict[str, Any], on_ready: Any) -> dict[str, Any]:
+    conn = {
+        "conn_type": "oes",
+        "host": sim.url,
+        "password": sim.token,
+        "extra": {"enterprise_id": sim.enterprise_id, **extra},
+    }
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+        json.dump(plan, handle)
+        plan_path = handle.name
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
+    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
+    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
+    proc = subprocess.Popen(
+        [sys.executable, __file__, "--worker", plan_path],
+        stdout=subprocess.PIPE,
+        stdin=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    result: dict[str, Any] | None = None
+    try:
+        assert proc.stdout is not None
+        assert proc.stdin is not None
+        for line in proc.stdout:
+            if line.startswith("READY"):
+                t0 = on_ready()
+                proc.stdin.write(f"GO {t0}\n")
+                proc.stdin.flush()
+            elif line.startswith("RESULT "):
+                result = json.loads(line[len("RESULT ") :])
+            elif line.strip() and not line.startswith("20"):  # the worker's own log lines start with a date
+                print("   worker:", line.rstrip(), flush=True)
+        proc.wait(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.unlink(plan_path)
+    if result is None:
+        raise RuntimeError(f"the worker for {plan['strategy']} produced no result")
+    return result
+
+
+def _sim_now(sim: Any) -> float:
+    return sim.client.now().timestamp()
+
+
+def _extra(strategy: str) -> dict[str, Any]:
+    # Batches of 200 ids for both: the id strategy's batches, and the feed's id checks (restart, safety net).
+    return {"poll_strategy": strategy, "batch_size": 200}
+
+
+def run_live(sim: Any, strategy: str, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
+    """Steady flips then a burst, against N waiting triggers that a sensor just checked."""
+    from airflow_provider_oes._api import format_timestamp
+
+    sim.client.reset()
+    ids = sim.client.add_allocations(args.n)
+    steady_count = int(args.rate * args.steady)
+    chosen = rng.sample(ids, steady_count + args.burst)
+    steady_ids, burst_ids = chosen[:steady_count], chosen[steady_count:]
+    statuses = ("cleared", "released")
+    flips = {i: statuses[k % 2] for k, i in enumerate(steady_ids)}
+    flips.update({i: statuses[k % 2] for k, i in enumerate(burst_ids)})
+    groups = {i: "steady" for i in steady_ids} | {i: "burst" for i in burst_ids}
+    burst_at = args.steady + INTERVAL
+    drain = 3 * INTERVAL if strategy == "feed" else 2 * (args.n / 200) / (LIMIT_REQUESTS / LIMIT_PERIOD) + INTERVAL
+    plan = {
+        "ids": ids,
+        "flips": flips,
+        "groups": groups,
+        "enterprise_id": sim.enterprise_id,
+        "strategy": strategy,
+        "last_check": format_timestamp(_sim_now(sim)),  # the sensors' checks: just now, server time
+        "settle_timeout": 600.0,
+        # the steady window skips the first interval (flips just began) and ends before the burst
+        "windows": {"steady": [INTERVAL, args.steady], "burst": [burst_at, burst_at + 3 * INTERVAL]},
+        "observe_until": burst_at + INTERVAL + drain,
+    }
+
+    def on_ready() -> float:
+        t0 = _sim_now(sim) + 1.0
+        sim.client.schedule_flips(steady_ids, status=statuses, start=1.0, rate=args.rate)
+        sim.client.schedule_flips(
+            burst_ids, status=statuses, at=[1.0 + burst_at + rng.uniform(0, INTERVAL) for _ in burst_ids]
+        )
+        return t0
+
+    sim.client.reset_counts()
+    result = _run_worker(sim, plan, _extra(strategy), on_ready)
+    result["sim_max_in_60s"] = sim.client.max_requests_in_window(window=LIMIT_PERIOD)
+    result["sim_429"] = sum(1 for _, admitted in sim.client.token_requests() if not admitted)
+    return result
+
+
+def run_restart(sim: Any, strategy: str, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
+    """A fresh poller takes over N waiting triggers last checked 10 minutes ago, after 10 minutes of changes."""
+    from airflow_provider_oes._api import format_timestamp
+
+    sim.client.reset()
+    outage = 600.0
+    history = int(args.rate * outage)
+    # Created before the outage (the simulator never stamps updatedAt before createdAt): add them while its
+    # clock runs 700 s behind, then put the clock right.
+    sim.client.set_clock_offset(-(outage + 100.0))
+    ids = sim.client.add_allocations(args.n + history)
+    sim.client.set_clock_offset(0.0)
+    waiting, others = ids[: args.n], ids[args.n :]
+    flipped_waiting = rng.sample(waiting, 100)
+    now = _sim_now(sim)
+    last_check = now - outage
+    changed = others[: history - 100] + flipped_waiting
+    rng.shuffle(changed)
+    statuses = ("cleared", "released")
+    # 10 minutes of history: flips stamped evenly over the outage (late_by puts each updatedAt in the past).
+    groups_of = 100
+    for k in range(0, len(changed), groups_of):
+        part = changed[k : k + groups_of]
+        sim.client.schedule_flips(part, status=statuses, late_by=outage * (1 - k / len(changed)))
+    while sim.client.pending_flips:
+        time.sleep(0.05)
+    flips = {i: sim.client.get_record(i)["status"] for i in flipped_waiting}
+    plan = {
+        "ids": waiting,
+        "flips": flips,
+        "groups": {i: "outage" for i in flipped_waiting},
+        "enterprise_id": sim.enterprise_id,
+        "strategy": strategy,
+        "last_check": format_timestamp(last_check),
+        "settle_timeout": 900.0,
+        "windows": {},
+        "observe_until": INTERVAL,
+    }
+    sim.client.reset_counts()
+    result = _run_worker(sim, plan, _extra(strategy), lambda: _sim_now(sim))
+    result["sim_429"] = sum(1 for _, admitted in sim.client.token_requests() if not admitted)
+    return result
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=100_000)
+    parser.add_argument("--rate", type=float, default=20.0, help="steady flips per second")
+    parser.add_argument("--steady", type=float, default=60.0, help="seconds of steady flips")
+    parser.add_argument("--burst", type=int, default=10_000)
+    parser.add_argument("--strategies", nargs="+", default=["feed", "id_batches"])
+    parser.add_argument("--skip-restart", action="store_true")
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+
+    from airflow_provider_oes.testing.simulator import OESSimulatorProcess
+
+    rng = random.Random(args.seed)
+    began = time.monotonic()
+    live: dict[str, dict[str, Any]] = {}
+    restart: dict[str, dict[str, Any]] = {}
+    with OESSimulatorProcess(port=0, rate_limit=(LIMIT_REQUESTS, LIMIT_PERIOD)) as sim:
+        for strategy in args.strategies:
+            live[strategy] = run_live(sim, strategy, args, rng)
+            print(f"  done live {strategy}: {time.monotonic() - began:.0f} s", flush=True)
+        if not args.skip_restart:
+            for strategy in args.strategies:
+                restart[strategy] = run_restart(sim, strategy, args, rng)
+                print(f"  done restart {strategy}: {time.monotonic() - began:.0f} s", flush=True)
+
+    per_interval_limit = LIMIT_REQUESTS / LIMIT_PERIOD * INTERVAL
+    print()
+    print(
+        f"N = {args.n:,} waiting; {INTERVAL:g} s interval; limit {LIMIT_REQUESTS} / {LIMIT_PERIOD:g} s "
+        f"(= {per_interval_limit:g} per interval); steady {args.rate:g} flips/s for {args.steady:g} s; "
+        f"burst {args.burst:,} flips within one interval"
+    )
+    header = (
+        f"{'strategy':<11} {'req/int':>7} {'limit%':>6} {'CPU s/int':>9} {'%core':>5} {'RSS MB':>6} {'stall ms':>8} "
+        f"{'seen/flips':>11} {'p50 s':>6} {'p99 s':>6} {'max s':>6} | {'burst seen':>11} {'p50 s':>6} {'max s':>6} "
+        f"{'req/int':>7} {'stall ms':>8} | {'wrong':>5} {'429s':>4} {'max/60s':>7}"
+    )
+    print(header)
+    print("-" * len(header))
+    for strategy, r in live.items():
+        steady, burst = r["delays"]["steady"], r["delays"]["burst"]
+        rpi = r.get("steady_requests_per_interval", float("nan"))
+        cpu = r.get("steady_cpu_per_interval", float("nan"))
+        print(
+            f"{strategy:<11} {rpi:>7.2f} {100 * rpi / per_interval_limit:>5.1f}% {cpu:>9.3f} {100 * cpu / INTERVAL:>4.1f}% "
+            f"{r['peak_rss_mb']:>6.0f} {r.get('steady_stall_ms', float('nan')):>8.1f} "
+            f"{r['seen']['steady']:>5}/{r['flips']['steady']:<5} {_pct(steady, 0.5):>6.2f} {_pct(steady, 0.99):>6.2f} "
+            f"{max(steady, default=float('nan')):>6.2f} | {r['seen']['burst']:>5}/{r['flips']['burst']:<5} "
+            f"{_pct(burst, 0.5):>6.2f} {max(burst, default=float('nan')):>6.2f} "
+            f"{r.get('burst_requests_per_interval', float('nan')):>7.2f} {r.get('burst_stall_ms', float('nan')):>8.1f} | "
+            f"{r['wrong']:>5} {r['sim_429']:>4} {r['sim_max_in_60s']:>7}"
+        )
+    print()
+    for strategy, r in live.items():
+        print(
+            f"{strategy}: longest garbage collection in the steady window {r.get('steady_gc_ms', float('nan')):.0f} ms, "
+            f"in the burst window {r.get('burst_gc_ms', float('nan')):.0f} ms"
+        )
+    for strategy, r in live.items():
+        extra = ""
+        if strategy == "feed":
+            extra = (
+                f"; reconciliation requests {r.get('reconcile_requests')}, missed by the feed {r.get('missed_by_feed')}, "
+                f"late rows {r.get('late_rows')}"
+            )
+        print(
+            f"{strategy}: settled {args.n:,} triggers in {r['settle_s']:.1f} s with {r['settle_requests']} requests "
+            f"({r['settle_cpu_s']:.1f} CPU s); worst stall over the whole run {r['stall_ms_all']:.0f} ms; "
+            f"limiter waited {r['limiter_waited_s']:.0f} s{extra}"
+        )
+    if restart:
+        print()
+        print(f"Restart: a fresh poller takes over {args.n:,} waiting triggers last checked 10 minutes ago")
+        print(f"  (10 minutes of history at {args.rate:g} changes/s; 100 of the waiting flipped meanwhile)")
+        for strategy, r in restart.items():
+            pages = r.get("settle_feed_pages")
+            detail = (
+                f" (feed pages {pages}, id-check requests {r.get('settle_id_requests')}, backfills {r.get('backfills')})"
+                if strategy == "feed"
+                else ""
+            )
+            print(
+                f"  {strategy:<11} covered in {r['settle_s']:6.1f} s with {r['settle_requests']:4} requests{detail}; "
+                f"outage flips seen {r['seen']['outage']}/{r['flips']['outage']}, wrong {r['wrong']}, 429s {r['sim_429']}"
+            )
+        ids_cost = -(-args.n // 200)
+        print(
+            f"  rule: the cheaper of paging back (about {int(args.rate * 630 / 1000) + 1} pages of 1000) and {ids_cost} id batches"
+        )
+    print(f"\ntotal bench time {time.monotonic() - began:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

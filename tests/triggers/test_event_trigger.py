@@ -1,0 +1,448 @@
+"""AllocationEventTrigger: serialization, filters, first start, and exactly-once state across restarts.
+
+The trigger's loop (``_Watcher``) runs against an in-memory change feed and state store
+(``tests/triggers/_event_fakes.py``); the Airflow 3.3 shared-stream path is driven through Airflow's own
+``SharedStreamManager`` the way the triggerer drives it (``test_event_trigger_shared_stream.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any
+
+import pytest
+from airflow.triggers.base import BaseEventTrigger
+
+from airflow_provider_oes.exceptions import OESInvalidRequestError
+from airflow_provider_oes.triggers import event as event_module
+from airflow_provider_oes.triggers._event_state import EventQuery, StateStore
+from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
+from tests.triggers._event_fakes import OVERLAP, Accessor, Feed, Server, Subscription, opener, requires_airflow_33
+
+CLASSPATH = "airflow_provider_oes.triggers.event.AllocationEventTrigger"
+
+
+# ---------------------------------------------------------------------- construction and serialization
+
+
+@requires_airflow_33
+def test_serialize_round_trip_gives_plain_json_and_the_same_trigger() -> None:
+    trigger = AllocationEventTrigger(
+        enterprise_id="ent1",
+        oes_conn_id="oes_prod",
+        statuses=["released", "cleared"],
+        types="allocation",
+        currencies=["ofctbtc", "ofcteth", "ofctbtc"],
+        connection_ids=["c0ffee00-0000-4000-8000-000000000001"],
+        poll_interval=7,
+        start_time="2026-01-31T12:00:00+01:00",
+    )
+    classpath, kwargs = trigger.serialize()
+
+    assert classpath == CLASSPATH
+    assert json.loads(json.dumps(kwargs)) == kwargs
+    assert kwargs == {
+        "enterprise_id": "ent1",
+        "oes_conn_id": "oes_prod",
+        "statuses": ["cleared", "released"],
+        "types": ["allocation"],
+        "currencies": ["ofctbtc", "ofcteth"],
+        "connection_ids": ["c0ffee00-0000-4000-8000-000000000001"],
+        "poll_interval": 7.0,
+        "start_time": "2026-01-31T11:00:00.000000Z",
+    }
+    rebuilt = AllocationEventTrigger(**kwargs)
+    assert rebuilt.serialize() == (classpath, kwargs)
+    assert rebuilt.state_key == trigger.state_key
+
+
+@requires_airflow_33
+def test_defaults_watch_cleared_from_now() -> None:
+    _classpath, kwargs = AllocationEventTrigger(enterprise_id="ent1").serialize()
+    assert kwargs["statuses"] == ["cleared"]
+    assert kwargs["types"] is None
+    assert kwargs["currencies"] is None
+    assert kwargs["connection_ids"] is None
+    assert kwargs["start_time"] is None
+    assert kwargs["oes_conn_id"] == "oes_default"
+
+
+@requires_airflow_33
+def test_equivalent_filters_are_one_watcher_for_airflow() -> None:
+    """Airflow identifies a watcher trigger by the hash of its kwargs: order and duplicates must not matter."""
+    a = AllocationEventTrigger(enterprise_id="e", statuses=["cleared", "released"], currencies=["b", "a"])
+    b = AllocationEventTrigger(enterprise_id="e", statuses=("released", "cleared", "cleared"), currencies=("a", "b"))
+    assert BaseEventTrigger.hash(*a.serialize()) == BaseEventTrigger.hash(*b.serialize())
+    assert a.shared_stream_key() == b.shared_stream_key()
+
+
+@requires_airflow_33
+def test_state_key_follows_the_query_not_the_poll_interval() -> None:
+    base = AllocationEventTrigger(enterprise_id="e")
+    assert AllocationEventTrigger(enterprise_id="e", poll_interval=3).state_key == base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", statuses="released").state_key != base.state_key
+    assert AllocationEventTrigger(enterprise_id="other").state_key != base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", oes_conn_id="x").state_key != base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", start_time="2026-01-01T00:00:00Z").state_key != base.state_key
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "named"),
+    [
+        ({"statuses": ["reserved"]}, "'reserved'"),
+        ({"statuses": []}, "statuses must not be empty"),
+        ({"statuses": ["cleared,released"]}, "'cleared,released'"),
+        ({"types": ["allocations"]}, "'allocations'"),
+        ({"currencies": [""]}, "''"),
+        ({"currencies": [" ofctbtc"]}, "' ofctbtc'"),
+        ({"connection_ids": [7]}, "7"),
+        ({"poll_interval": 0}, "0"),
+        ({"poll_interval": float("nan")}, "nan"),
+        ({"poll_interval": True}, "True"),
+        ({"start_time": "yesterday"}, "'yesterday'"),
+        ({"enterprise_id": ".."}, "'..'"),
+        ({"oes_conn_id": ""}, "''"),
+    ],
+)
+@requires_airflow_33
+def test_bad_arguments_fail_at_dag_parse_naming_the_value(kwargs: dict[str, Any], named: str) -> None:
+    with pytest.raises(OESInvalidRequestError) as info:
+        AllocationEventTrigger(**{"enterprise_id": "ent1", **kwargs})
+    assert named in str(info.value)
+
+
+def test_airflow_without_state_store_is_refused_clearly(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Airflow 3.2 has no asset state store and no shared-stream acknowledgements: a clear error at DAG parse."""
+    monkeypatch.delattr(BaseEventTrigger, "create_shared_stream_producer", raising=False)  # as on 3.2
+    with pytest.raises(OESInvalidRequestError, match=r"needs Airflow 3\.3 or later"):
+        AllocationEventTrigger(enterprise_id="ent1")
+
+
+# ---------------------------------------------------------------------- filters
+
+
+@requires_airflow_33
+def test_filters_map_onto_the_list_endpoints_query() -> None:
+    trigger = AllocationEventTrigger(
+        enterprise_id="e",
+        statuses=["cleared", "released"],
+        types=["deallocation"],
+        currencies=["ofctbtc", "ofcteth"],
+        connection_ids=["c2", "c1"],
+    )
+    assert trigger.query.list_params() == {
+        "statuses": "cleared,released",
+        "types": "deallocation",
+        "currencies": "ofctbtc,ofcteth",
+        "connectionIds": "c1,c2",
+    }
+    assert AllocationEventTrigger(enterprise_id="e").query.list_params() == {"statuses": "cleared"}
+    # What the change feed sends: the same filters, and both final statuses (shared by every watcher).
+    wire = event_module.feed_query(trigger.query)
+    assert wire.statuses == ("cleared", "released")
+    assert wire.filters() == {
+        "types": ("deallocation",),
+        "currencies": ("ofctbtc", "ofcteth"),
+        "connectionIds": ("c1", "c2"),
+    }
+    assert event_module.feed_query(AllocationEventTrigger(enterprise_id="e", statuses="released").query) == (
+        event_module.feed_query(AllocationEventTrigger(enterprise_id="e").query)
+    )
+
+
+@requires_airflow_33
+def test_local_filter_agrees_with_the_query() -> None:
+    from airflow_provider_oes.models import Allocation
+    from tests._factories import allocation_record
+
+    query = EventQuery(statuses=("cleared",), types=("allocation",), currencies=("ofctbtc",), connection_ids=("c1",))
+
+    def allocation(**overrides: Any) -> Allocation:
+        return Allocation.model_validate(allocation_record(**{"status": "cleared", "connectionId": "c1", **overrides}))
+
+    assert query.matches(allocation())
+    assert not query.matches(allocation(status="released"))
+    assert not query.matches(allocation(status="reserved"))
+    assert not query.matches(allocation(status="settled"))  # an unknown status is never final
+    assert not query.matches(allocation(type="deallocation"))
+    assert not query.matches(allocation(amount={"currency": "ofcteth", "quantity": "1"}))
+    assert not query.matches(allocation(connectionId="c2"))
+
+
+# ---------------------------------------------------------------------- the watch loop
+
+
+async def _until(predicate: Any, what: str) -> Any:
+    for _ in range(2000):
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0)
+    raise AssertionError(f"never happened: {what}")
+
+
+class Harness:
+    """Runs one watcher (one trigger life) against a feed and a store; pulls its items one by one."""
+
+    def __init__(self, feed: Feed, store: Accessor, trigger: AllocationEventTrigger, *, markers: bool) -> None:
+        self.feed = feed
+        self.watcher = _Watcher(
+            trigger,
+            StateStore(store, trigger.state_key),
+            markers=markers,
+            open_subscription=opener(feed),
+            clock=lambda: feed.server.now,  # the one-event-per-interval spacing follows the test's clock
+        )
+        self.items = self.watcher.items()
+        self._subs_before = len(feed.subscriptions)
+
+    async def subscription(self) -> Subscription:
+        count = self._subs_before + 1
+        return await _until(lambda: len(self.feed.subscriptions) >= count and self.feed.subscriptions[-1], "subscribe")
+
+    async def start(self) -> tuple[asyncio.Task[Any], Subscription]:
+        task = asyncio.ensure_future(self.items.__anext__())
+        return task, await self.subscription()
+
+    async def pull(self) -> tuple[dict[str, Any], Any]:
+        return await asyncio.wait_for(self.items.__anext__(), 5)
+
+    async def close(self) -> None:
+        await self.items.aclose()
+
+
+def _ids(item: tuple[dict[str, Any], Any]) -> list[str]:
+    payload = item[0].get("event")
+    return [a["id"] for a in payload["allocations"]] if payload else []
+
+
+@pytest.fixture(autouse=True)
+def _no_heartbeat_waits(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Items come from the test's polls; a heartbeat would only interleave with them.
+    monkeypatch.setattr(event_module, "HEARTBEAT_SECONDS", 1000.0)
+    monkeypatch.setattr(event_module, "CHECKPOINT_SECONDS", 0.0)
+
+
+@requires_airflow_33
+async def test_first_start_begins_at_the_servers_now_and_emits_one_event_per_poll() -> None:
+    server = Server()
+    old = server.add()
+    server.flip(old, "cleared", at=server.now - 5)  # final before the watcher started: not emitted
+    trigger = AllocationEventTrigger(enterprise_id="ent1", statuses=["cleared"], poll_interval=0.001)
+    store = Accessor()
+    h = Harness(Feed(server), store, trigger, markers=False)
+
+    task, sub = await h.start()
+    sub.poll()
+    first = await task
+    assert _ids(first) == []
+
+    a, b, c = server.add(), server.add(), server.add()
+    server.tick(1)
+    server.flip(a, "cleared")
+    server.flip(b, "cleared")
+    server.flip(c, "released")  # not watched
+    server.tick(1)
+    sub.poll(pages=2)  # one poll over two pages: still one event
+    item = await h.pull()
+    assert sorted(_ids(item)) == sorted([a, b])
+    payload = item[0]["event"]
+    assert payload["enterprise_id"] == "ent1"
+    assert payload["statuses"] == ["cleared"]
+    assert payload["oes_conn_id"] == "oes_default"
+    assert payload["allocations"][0] == server.records[payload["allocations"][0]["id"]]  # the API's JSON shape
+    await h.watcher.commit(item[1])
+
+    server.tick(1)
+    sub.poll()  # a, b are in the overlap window and handed again: nothing new
+    assert _ids(await h.pull()) == []
+    await h.close()
+
+
+@requires_airflow_33
+async def test_start_time_replays_history_on_first_start() -> None:
+    server = Server()
+    earlier = [server.add() for _ in range(3)]
+    for i, allocation_id in enumerate(earlier):
+        server.flip(allocation_id, "cleared", at=server.now - 3600 + i)
+    start = server.now - 3600 + 0.5  # the first one is before the start time
+    from tests.triggers._event_fakes import iso
+
+    trigger = AllocationEventTrigger(enterprise_id="ent1", start_time=iso(start), poll_interval=0.001)
+    h = Harness(Feed(server), Accessor(), trigger, markers=False)
+    task, sub = await h.start()
+    assert sub.floor == pytest.approx(start)  # the feed reads back to the start time
+    sub.poll()
+    assert _ids(await task) == earlier[1:]
+    await h.close()
+
+
+@requires_airflow_33
+async def test_restart_after_confirmed_event_emits_nothing_twice_and_misses_nothing() -> None:
+    server = Server()
+    store = Accessor()
+    feed = Feed(server)
+    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
+
+    first = Harness(feed, store, trigger, markers=False)
+    task, sub = await first.start()
+    sub.poll()
+    await task
+    a = server.add()
+    server.tick(1)
+    server.flip(a, "cleared")
+    sub.poll()
+    item = await first.pull()
+    assert _ids(item) == [a]
+    await first.watcher.commit(item[1])
+    await first.close()  # the triggerer dies here
+
+    b = server.add()
+    server.tick(2)
+    server.flip(b, "cleared")  # while no triggerer runs
+    server.tick(5)
+
+    second = Harness(feed, store, AllocationEventTrigger(**trigger.serialize()[1]), markers=False)
+    task, sub = await second.start()
+    sub.poll()  # reads back to the stored floor: a (already emitted) and b (new)
+    assert _ids(await task) == [b]
+    await second.close()
+
+
+@requires_airflow_33
+async def test_crash_after_handover_before_confirmation_emits_again_and_names_it(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server = Server()
+    store = Accessor()
+    feed = Feed(server)
+    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
+
+    first = Harness(feed, store, trigger, markers=False)
+    task, sub = await first.start()
+    sub.poll()
+    await task
+    a = server.add()
+    server.tick(1)
+    server.flip(a, "cleared")
+    sub.poll()
+    item = await first.pull()
+    assert _ids(item) == [a]
+    stored = store.values[trigger.state_key]
+    assert stored["inflight"] == [a]  # written before the handover
+    assert a not in stored["emitted"]  # not claimed: Airflow has not confirmed storing the event
+    await first.close()  # crash: no confirmation, no commit
+
+    caplog.clear()
+    second = Harness(feed, store, trigger, markers=False)
+    task, sub = await second.start()
+    sub.poll()
+    assert _ids(await task) == [a]  # at least once: emitted again
+    logged = caplog.text
+    assert f"handed allocations {a} to Airflow but stopped before Airflow confirmed" in logged
+    await second.close()
+
+
+@requires_airflow_33
+async def test_polls_within_one_interval_make_one_event() -> None:
+    """Several polls inside one poll interval (a feed shared with a faster subscriber): one event, later."""
+    server = Server()
+    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=10)
+    h = Harness(Feed(server), Accessor(), trigger, markers=False)
+    task, sub = await h.start()
+    sub.poll()
+    await task
+    a, b = server.add(), server.add()
+    server.tick(10)
+    server.flip(a, "cleared")
+    sub.poll()
+    item = await h.pull()
+    assert _ids(item) == [a]
+    await h.watcher.commit(item[1])
+    server.tick(2)
+    server.flip(b, "cleared")
+    sub.poll()
+    held = await h.pull()
+    assert _ids(held) == []
+    assert held[1] is None
+    server.tick(8)
+    sub.poll()
+    assert _ids(await h.pull()) == [b]
+    await h.close()
+
+
+@requires_airflow_33
+async def test_crash_before_handover_emits_on_restart() -> None:
+    """The in-flight write is made; the triggerer dies before the yield: the allocation is emitted later."""
+    server = Server()
+    store = Accessor()
+    feed = Feed(server)
+    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
+    first = Harness(feed, store, trigger, markers=False)
+    task, sub = await first.start()
+    sub.poll()
+    await task
+    a = server.add()
+    server.tick(1)
+    server.flip(a, "cleared")
+    sub.poll()
+    store.fail_next_writes = 1  # even the in-flight write is lost
+    item = await first.pull()
+    assert _ids(item) == [a]
+    await first.close()
+
+    second = Harness(feed, store, trigger, markers=False)
+    task, sub = await second.start()
+    sub.poll()
+    assert _ids(await task) == [a]
+    await second.close()
+
+
+@requires_airflow_33
+async def test_window_stays_bounded_by_the_overlap() -> None:
+    server = Server()
+    store = Accessor()
+    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
+    h = Harness(Feed(server), store, trigger, markers=False)
+    task, sub = await h.start()
+    sub.poll()
+    await task
+    emitted = []
+    for _ in range(20):
+        allocation_id = server.add()
+        server.tick(10)
+        server.flip(allocation_id, "cleared")
+        sub.poll()
+        item = await h.pull()
+        emitted += _ids(item)
+        await h.watcher.commit(item[1])
+    stored = store.values[trigger.state_key]
+    assert emitted == list(server.records)  # every one, once, in order
+    # Only ids within the overlap (30 s) of the last watermark are remembered: 10 s apart, so at most 4.
+    assert 1 <= len(stored["emitted"]) <= OVERLAP / 10 + 1
+    await h.close()
+
+
+@requires_airflow_33
+async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
+    sleeps: list[float] = []
+
+    async def fake_sleep(seconds: float) -> None:
+        sleeps.append(seconds)
+
+    server = Server()
+    store = Accessor()
+    store.fail_next_reads = 3
+    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
+    feed = Feed(server)
+    watcher = _Watcher(
+        trigger, StateStore(store, trigger.state_key), markers=False, open_subscription=opener(feed), sleep=fake_sleep
+    )
+    items = watcher.items()
+    task = asyncio.ensure_future(items.__anext__())
+    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "subscribe")
+    sub.poll()
+    assert _ids(await task) == []
+    assert sleeps == [2.0, 4.0, 8.0]  # backoff, then it carried on
+    await items.aclose()
