@@ -11,7 +11,8 @@ import ipaddress
 import json
 import re
 from datetime import datetime, timezone
-from typing import Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, urlsplit
 
 from pydantic import ValidationError
@@ -20,6 +21,9 @@ from airflow_provider_oes import __version__
 from airflow_provider_oes._constants import PRODUCTION_BASE_URL, TEST_BASE_URL
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.models import Allocation
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Collection
 
 DEFAULT_BASE_URL = PRODUCTION_BASE_URL
 """A connection with an empty Host talks to BitGo's production API."""
@@ -310,3 +314,190 @@ def parse_timestamp(value: object) -> float | None:
 def format_timestamp(epoch: float) -> str:
     """Epoch seconds as the API's ISO 8601 form in UTC with milliseconds (``2026-11-25T18:30:00.123Z``)."""
     return datetime.fromtimestamp(epoch, tz=timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+# --- The list endpoint's query: every filter, validated and encoded in one place -------------------------
+
+ENTERPRISE_ID_HEADER = "enterprise-id"
+"""Header naming the enterprise on every request, besides the path, as BitGo's own SDK sends it."""
+
+
+def enterprise_id_header_value(enterprise_id: str) -> str:
+    """The ``enterprise-id`` header's value for an (already validated) enterprise id.
+
+    The id itself; one outside ASCII (no real enterprise id is) goes percent-encoded as UTF-8, as in the
+    path, because HTTP clients cannot send it raw (httpx encodes header text as ASCII).
+    """
+    return enterprise_id if enterprise_id.isascii() else _segment(enterprise_id)
+
+
+LIST_STATUSES = ("cleared", "released", "reserved")
+"""Values the list endpoint's ``statuses`` filter accepts."""
+LIST_TYPES = ("allocation", "deallocation")
+"""Values the list endpoint's ``types`` filter accepts."""
+LIST_SORT_FIELDS = ("id", "updatedAt", "quantity", "currency")
+"""Values of ``sortField``. Whatever it is, the API then orders by ``createdAt`` and ``id`` ascending."""
+LIST_SORT_DIRECTIONS = ("ASC", "DESC")
+"""Values of ``sortDirection`` (the API's default is ``ASC``)."""
+DEFAULT_LIST_PAGE_SIZE = 100
+"""Records per list request unless a caller asks otherwise."""
+MAX_LIST_PAGE_SIZE = 1000
+"""The largest page this package asks for: a page of 1,000 allocations is about 1 MB."""
+
+_CURRENCY = re.compile(r"[A-Za-z0-9:_.\-]{1,64}")
+
+
+def _csv_values(name: str, values: object, check: Callable[[str, object], str]) -> str | None:
+    """Join a filter's values with commas, each checked; ``None`` (no filter) stays ``None``."""
+    if values is None:
+        return None
+    if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
+        raise OESInvalidRequestError(f"{name} must be a list of values (or None for no filter), got {_shown(values)}")
+    if not values:
+        # An empty parameter could be read as "no filter" and return everything: the opposite of what was asked.
+        raise OESInvalidRequestError(f"{name} must not be empty: pass None for no filter")
+    checked = [check(name, value) for value in values]
+    # A set has no order: sort it so that the same filter always makes the same URL.
+    return ",".join(sorted(checked) if isinstance(values, (set, frozenset)) else checked)
+
+
+def _uuid_value(name: str, value: object) -> str:
+    if not isinstance(value, str) or not _UUID.fullmatch(value):
+        raise OESInvalidRequestError(f"{name} must hold UUIDs, got {_shown(value)}")
+    return value
+
+
+def _enum_value(allowed: tuple[str, ...]) -> Callable[[str, object], str]:
+    def check(name: str, value: object) -> str:
+        # A str-based Enum (AllocationStatus.CLEARED) counts as its value.
+        raw = value.value if isinstance(value, Enum) else value
+        if not isinstance(raw, str) or raw not in allowed:
+            raise OESInvalidRequestError(f"{name} values must be one of {', '.join(allowed)}; got {_shown(value)}")
+        return raw
+
+    return check
+
+
+def _currency_value(name: str, value: object) -> str:
+    if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
+        raise OESInvalidRequestError(
+            f"{name} must hold currency codes (letters, digits, ':', '_', '.', '-'), got {_shown(value)}"
+        )
+    return value
+
+
+def _timestamp_value(name: str, value: object) -> datetime | None:
+    if value is None:
+        return None
+    moment = value
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            moment = None
+    if not isinstance(moment, datetime):
+        raise OESInvalidRequestError(
+            f"{name} must be a datetime or an ISO 8601 string like '2026-11-24T00:00:00Z', got {_shown(value)}"
+        )
+    if moment.tzinfo is None or moment.utcoffset() is None:
+        # A naive time would be read in whatever zone the worker runs in: a silent shift of the window.
+        raise OESInvalidRequestError(f"{name} must carry a time zone (e.g. UTC), got {_shown(value)}")
+    return moment.astimezone(timezone.utc)
+
+
+def _format_utc(moment: datetime) -> str:
+    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _int_value(name: str, value: object, low: int, high: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f">= {low}"
+        raise OESInvalidRequestError(f"{name} must be an integer {bound}, got {_shown(value)}")
+    return value
+
+
+def list_query_params(
+    *,
+    allocation_ids: Collection[str] | None = None,
+    statuses: Collection[str] | None = None,
+    types: Collection[str] | None = None,
+    currencies: Collection[str] | None = None,
+    connection_ids: Collection[str] | None = None,
+    partner_ids: Collection[str] | None = None,
+    created_on_or_after: datetime | str | None = None,
+    created_before: datetime | str | None = None,
+    sort_field: str | None = None,
+    sort_direction: str | None = None,
+    page_number: int = 0,
+    page_size: int = DEFAULT_LIST_PAGE_SIZE,
+) -> dict[str, str]:
+    """Validate the list endpoint's filters and return its query parameters (used by the hook and async client).
+
+    Every filter is optional; ``None`` means "no filter". A list filter must hold at least one value.
+
+    :param allocation_ids: Only these allocations (UUIDs; ``allocationIds``).
+    :param statuses: Only these statuses: ``cleared``, ``released``, ``reserved`` (``statuses``).
+    :param types: Only ``allocation`` and/or ``deallocation`` records (``types``).
+    :param currencies: Only these currencies, e.g. ``["ofctbtc"]`` (``currencies``).
+    :param connection_ids: Only records of these connections (UUIDs; ``connectionIds``).
+    :param partner_ids: Only records of these partners (UUIDs; ``partnerIds``).
+    :param created_on_or_after: Only records created at or after this time (time-zone aware datetime or ISO
+        8601 string; ``createdOnOrAfter``).
+    :param created_before: Only records created before this time (``createdBefore``; the spec's text says
+        "on or before": do not count on the bound itself either way).
+    :param sort_field: ``id``, ``updatedAt``, ``quantity`` or ``currency``; ``None`` keeps the API's order,
+        ``createdAt`` then ``id`` ascending (``sortField``).
+    :param sort_direction: ``ASC`` or ``DESC`` for ``sort_field`` (``sortDirection``).
+    :param page_number: Page to fetch, from 0 (``pageNumber``).
+    :param page_size: Records per page, 1 to :data:`MAX_LIST_PAGE_SIZE` (``pageSize``).
+    :raises OESInvalidRequestError: naming the parameter and the bad value, before any request is sent.
+    """
+    params: dict[str, str] = {
+        "pageNumber": str(_int_value("page_number", page_number, 0)),
+        "pageSize": str(_int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
+    }
+    lists: list[tuple[str, str | None]] = [
+        ("allocationIds", _csv_values("allocation_ids", allocation_ids, _uuid_value)),
+        ("statuses", _csv_values("statuses", statuses, _enum_value(LIST_STATUSES))),
+        ("types", _csv_values("types", types, _enum_value(LIST_TYPES))),
+        ("currencies", _csv_values("currencies", currencies, _currency_value)),
+        ("connectionIds", _csv_values("connection_ids", connection_ids, _uuid_value)),
+        ("partnerIds", _csv_values("partner_ids", partner_ids, _uuid_value)),
+    ]
+    params.update((key, value) for key, value in lists if value is not None)
+    after = _timestamp_value("created_on_or_after", created_on_or_after)
+    before = _timestamp_value("created_before", created_before)
+    if after is not None and before is not None and after > before:
+        raise OESInvalidRequestError(
+            f"created_on_or_after ({_format_utc(after)}) must not be later than created_before ({_format_utc(before)})"
+        )
+    if after is not None:
+        params["createdOnOrAfter"] = _format_utc(after)
+    if before is not None:
+        params["createdBefore"] = _format_utc(before)
+    if sort_field is not None:
+        params["sortField"] = _enum_value(LIST_SORT_FIELDS)("sort_field", sort_field)
+    if sort_direction is not None:
+        params["sortDirection"] = _enum_value(LIST_SORT_DIRECTIONS)("sort_direction", sort_direction)
+    return params
+
+
+def parse_listed_allocation(record: Any, *, enterprise_id: str, position: int) -> Allocation:
+    """Validate one record of a list page (no id was asked for, so none is compared).
+
+    :param position: The record's index in the listing, named in the error.
+    :raises OESResponseError: if the record is not a valid allocation.
+    """
+    try:
+        return Allocation.model_validate(record)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'record'}: {err['msg']}" for err in exc.errors()[:5]
+        )
+        record_id = record.get("id") if isinstance(record, dict) else None
+        raise OESResponseError(
+            f"record {position} (id {_shown(record_id)}) of the allocations list of enterprise {enterprise_id!r} "
+            f"is not a valid allocation ({problems})",
+            enterprise_id=enterprise_id,
+        ) from None

@@ -21,10 +21,12 @@ from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
+    ENTERPRISE_ID_HEADER,
     MAX_LIST_RESPONSE_BYTES,
     MAX_RESPONSE_BYTES,
     allocation_path,
     allocations_path,
+    enterprise_id_header_value,
     parse_allocation_body,
     parse_allocations_list_body,
 )
@@ -60,6 +62,7 @@ class ApiCall(Generic[T]):
         "attempts",
         "batch",
         "enterprise_id",
+        "headers",
         "kind",
         "limit",
         "params",
@@ -90,6 +93,9 @@ class ApiCall(Generic[T]):
         subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
         self.what = f"{subject} of enterprise {enterprise_id!r}"
         """What was asked for, as error messages name it."""
+        self.headers = {ENTERPRISE_ID_HEADER: enterprise_id_header_value(enterprise_id)}
+        """Headers of this call besides the client's own: the enterprise, as BitGo's SDK sends it on every
+        request (a gateway can check it against the path)."""
         self.kind = (
             "single"
             if allocation_id is not None

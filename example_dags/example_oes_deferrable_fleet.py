@@ -62,7 +62,8 @@ with DAG(
         retries=0,
     ).expand(allocation_id=list_allocation_ids())
 
-    @task
+    # One XCom (return_value) with the whole dict, not one XCom per key.
+    @task(multiple_outputs=False)
     def settle_cleared(allocations: list[dict[str, Any]]) -> dict[str, Any]:
         """Runs once every allocation cleared: here, count them and total the amounts exactly (integers)."""
         totals: dict[str, int] = {}

@@ -43,7 +43,8 @@ with DAG(
         timeout=3600,
     ).expand(allocation_id=list_allocation_ids())
 
-    @task
+    # One XCom (return_value) with the whole dict, not one XCom per key.
+    @task(multiple_outputs=False)
     def total_cleared(allocations: list[dict[str, Any]]) -> dict[str, str]:
         """Total the cleared amounts per currency, exactly (integers, never floats)."""
         totals: dict[str, int] = {}

@@ -50,7 +50,8 @@ with DAG(
         mode="poke",
     )
 
-    @task
+    # One XCom (return_value) with the whole dict, not one XCom per key.
+    @task(multiple_outputs=False)
     def settle(allocation: dict[str, Any]) -> dict[str, str]:
         """Settle against the cleared allocation (here: return what would be booked)."""
         amount = allocation["amount"]

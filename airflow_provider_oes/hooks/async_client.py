@@ -17,8 +17,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
+    DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
     check_declared_length,
+    list_query_params,
     parse_http_date,
     validate_allocation_id,
     validate_enterprise_id,
@@ -29,7 +31,8 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimit
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Collection, Mapping, Sequence
+    from datetime import datetime
 
     import httpx
 
@@ -51,6 +54,16 @@ class ListPage(NamedTuple):
     """The records, unparsed (validate each with :func:`~airflow_provider_oes._api.parse_allocation_record`)."""
     server_time: float | None
     """The answer's ``Date`` header as epoch seconds (whole seconds), ``None`` when the server sent none."""
+
+
+_FILTER_ARGUMENTS = {
+    "types": "types",
+    "currencies": "currencies",
+    "connectionIds": "connection_ids",
+    "partnerIds": "partner_ids",
+}
+"""The list filters :meth:`OESAsyncClient.list_allocations_page` takes by query name, and their argument names
+in :func:`~airflow_provider_oes._api.list_query_params` (the one place the query is built and validated)."""
 
 
 class OESAsyncClient:
@@ -145,33 +158,57 @@ class OESAsyncClient:
         self,
         enterprise_id: str,
         *,
-        allocation_ids: Sequence[str] | None = None,
-        statuses: Sequence[str] | None = None,
+        allocation_ids: Collection[str] | None = None,
+        statuses: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+        currencies: Collection[str] | None = None,
+        connection_ids: Collection[str] | None = None,
+        partner_ids: Collection[str] | None = None,
+        created_on_or_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        sort_field: str | None = None,
+        sort_direction: str | None = None,
         page_number: int = 0,
-        page_size: int = 100,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
     ) -> list[Any]:
         """Fetch one page of the list endpoint; return its raw records.
 
         Records are returned unparsed so that the caller validates each one separately
         (:func:`~airflow_provider_oes._api.parse_allocation_record`): one bad record must not hide the others.
+        The filters are those of :func:`~airflow_provider_oes._api.list_query_params`, validated there, the
+        same as for :meth:`OESHook.list_allocations <airflow_provider_oes.hooks.oes.OESHook.list_allocations>`.
 
         :param enterprise_id: The client's enterprise id.
         :param allocation_ids: Only these allocations (``allocationIds``).
         :param statuses: Only these statuses (``statuses``).
+        :param types: Only these record types (``types``).
+        :param currencies: Only these currencies (``currencies``).
+        :param connection_ids: Only these connections (``connectionIds``).
+        :param partner_ids: Only these partners (``partnerIds``).
+        :param created_on_or_after: Only records created at or after this time (``createdOnOrAfter``).
+        :param created_before: Only records created before this time (``createdBefore``).
+        :param sort_field: ``sortField``; ``None`` keeps the API's ``createdAt``, ``id`` ascending order.
+        :param sort_direction: ``ASC`` or ``DESC``.
         :param page_number: Page to fetch, from 0.
         :param page_size: Records per page.
+        :raises OESInvalidRequestError: for a bad filter, naming it, before any request.
         :raises OESError: a subclass saying what went wrong with the request as a whole.
         """
         enterprise_id = validate_enterprise_id(enterprise_id)
-        if isinstance(page_number, bool) or not isinstance(page_number, int) or page_number < 0:
-            raise OESInvalidRequestError(f"page_number must be an integer >= 0, got {page_number!r}")
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise OESInvalidRequestError(f"page_size must be an integer >= 1, got {page_size!r}")
-        params: dict[str, str] = {"pageNumber": str(page_number), "pageSize": str(page_size)}
-        if allocation_ids is not None:
-            params["allocationIds"] = ",".join(validate_allocation_id(i) for i in allocation_ids)
-        if statuses is not None:
-            params["statuses"] = ",".join(str(s) for s in statuses)
+        params = list_query_params(
+            allocation_ids=allocation_ids,
+            statuses=statuses,
+            types=types,
+            currencies=currencies,
+            connection_ids=connection_ids,
+            partner_ids=partner_ids,
+            created_on_or_after=created_on_or_after,
+            created_before=created_before,
+            sort_field=sort_field,
+            sort_direction=sort_direction,
+            page_number=page_number,
+            page_size=page_size,
+        )
         return await self._call(list_call(self.settings, enterprise_id, params))
 
     async def list_allocations_page(
@@ -200,21 +237,22 @@ class OESAsyncClient:
         :raises OESError: a subclass saying what went wrong with the request as a whole.
         """
         enterprise_id = validate_enterprise_id(enterprise_id)
-        if isinstance(page_number, bool) or not isinstance(page_number, int) or page_number < 0:
-            raise OESInvalidRequestError(f"page_number must be an integer >= 0, got {page_number!r}")
-        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise OESInvalidRequestError(f"page_size must be an integer >= 1, got {page_size!r}")
-        params: dict[str, str] = {"pageNumber": str(page_number), "pageSize": str(page_size)}
-        if allocation_ids is not None:
-            params["allocationIds"] = ",".join(validate_allocation_id(i) for i in allocation_ids)
-        if statuses is not None:
-            params["statuses"] = ",".join(str(s) for s in statuses)
+        extra: dict[str, Sequence[str]] = {}
         for name, values in (filters or {}).items():
-            params[name] = ",".join(str(v) for v in values)
-        if sort_field is not None:
-            params["sortField"] = sort_field
-        if sort_direction is not None:
-            params["sortDirection"] = sort_direction
+            if name not in _FILTER_ARGUMENTS:
+                raise OESInvalidRequestError(
+                    f"unknown list filter {name!r}; expected one of {', '.join(sorted(_FILTER_ARGUMENTS))}"
+                )
+            extra[_FILTER_ARGUMENTS[name]] = values
+        params = list_query_params(
+            allocation_ids=allocation_ids,
+            statuses=statuses,
+            sort_field=sort_field,
+            sort_direction=sort_direction,
+            page_number=page_number,
+            page_size=page_size,
+            **extra,  # type: ignore[arg-type]
+        )
         records, server_time = await self._call_dated(list_call(self.settings, enterprise_id, params))
         return ListPage(records, server_time)
 
@@ -243,7 +281,10 @@ class OESAsyncClient:
         started = call.attempt_started()
         try:
             async with self._http.stream(
-                "GET", call.path, params=call.params, headers={"Authorization": f"Bearer {self.settings.token}"}
+                "GET",
+                call.path,
+                params=call.params,
+                headers={"Authorization": f"Bearer {self.settings.token}", **call.headers},
             ) as response:
                 body = await _read_limited(response, call.limit, call.what, self.settings.read_timeout)
         except httpx.HTTPError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 from functools import cached_property
@@ -10,20 +11,26 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from airflow.sdk import BaseHook
 
 from airflow_provider_oes._api import (
+    DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
     check_declared_length,
+    list_query_params,
     parse_http_date,
+    parse_listed_allocation,
     validate_allocation_id,
     validate_enterprise_id,
 )
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._errors import ca_bundle_error
-from airflow_provider_oes._request import allocation_call, redacting
+from airflow_provider_oes._request import allocation_call, list_call, redacting
 from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes._settings import OESConnectionSettings
-from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESNotFoundError
+from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESNotFoundError, OESResponseError
 
 if TYPE_CHECKING:
+    from collections.abc import Collection, Iterator
+    from datetime import datetime
+
     import requests
 
     from airflow_provider_oes._request import ApiCall
@@ -126,11 +133,111 @@ class OESHook(BaseHook):
         enterprise_id = self.resolve_enterprise_id(enterprise_id)
         return self._get_allocation(allocation_id, enterprise_id, self.retry_policy)
 
-    def _get_allocation(self, allocation_id: str, enterprise_id: str, policy: RetryPolicy) -> Allocation:
-        call = allocation_call(self.settings, allocation_id, enterprise_id)
+    def list_allocations(
+        self,
+        enterprise_id: str | None = None,
+        *,
+        allocation_ids: Collection[str] | None = None,
+        statuses: Collection[str] | None = None,
+        types: Collection[str] | None = None,
+        currencies: Collection[str] | None = None,
+        connection_ids: Collection[str] | None = None,
+        partner_ids: Collection[str] | None = None,
+        created_on_or_after: datetime | str | None = None,
+        created_before: datetime | str | None = None,
+        sort_field: str | None = None,
+        sort_direction: str | None = None,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> Iterator[Allocation]:
+        """Iterate over the allocations (and deallocations) that match every given filter, page by page.
+
+        Arguments are checked before any request (a bad one raises :class:`OESInvalidRequestError` naming
+        it), here rather than at the first ``next()``. Pages are fetched lazily, one request of at most
+        ``page_size`` records each, with the same retries, errors and answer checks as
+        :meth:`get_allocation`. A record that is not a valid allocation raises :class:`OESResponseError`:
+        a listing never silently leaves one out.
+
+        Paging is by page number (offset). With the default order (``sort_field=None``: ``createdAt``, then
+        ``id``, ascending) an allocation created while the listing runs lands after every earlier one, so
+        every allocation that existed and matched when the listing began, and still matches, is yielded
+        exactly once; new ones may or may not appear at the end. A record that leaves the filter meanwhile
+        (e.g. ``reserved`` -> ``cleared`` under ``statuses=["reserved"]``), or moves under another
+        ``sort_field`` (``updatedAt``), shifts later records by one, which can then be missed; an id seen
+        twice is yielded once.
+
+        :param enterprise_id: The client's enterprise id; ``None`` uses the connection's ``enterprise_id``.
+        :param allocation_ids: Only these allocations (UUIDs).
+        :param statuses: Only these statuses: ``cleared``, ``released``, ``reserved``.
+        :param types: Only ``allocation`` and/or ``deallocation`` records.
+        :param currencies: Only these currencies, e.g. ``["ofctbtc", "ofcteth"]``.
+        :param connection_ids: Only records of these connections (UUIDs).
+        :param partner_ids: Only records of these partners (UUIDs).
+        :param created_on_or_after: Only records created at or after this time (time-zone aware datetime or
+            ISO 8601 string such as ``"2026-11-24T00:00:00Z"``).
+        :param created_before: Only records created before this time.
+        :param sort_field: ``id``, ``updatedAt``, ``quantity`` or ``currency``; ``None`` keeps the API's
+            stable order (see above).
+        :param sort_direction: ``ASC`` (default) or ``DESC`` for ``sort_field``.
+        :param page_size: Records per request, 1 to 1,000.
+        :raises OESError: a subclass saying what went wrong, when the iterator is created (bad arguments) or
+            while iterating (a failed page).
+        """
+        enterprise_id = self.resolve_enterprise_id(enterprise_id)
+        filters: dict[str, Any] = {
+            "allocation_ids": allocation_ids,
+            "statuses": statuses,
+            "types": types,
+            "currencies": currencies,
+            "connection_ids": connection_ids,
+            "partner_ids": partner_ids,
+            "created_on_or_after": created_on_or_after,
+            "created_before": created_before,
+            "sort_field": sort_field,
+            "sort_direction": sort_direction,
+        }
+        list_query_params(**filters, page_size=page_size)  # every argument checked now, not at the first next()
+        return self._iter_allocations(enterprise_id, filters, page_size)
+
+    def _iter_allocations(self, enterprise_id: str, filters: dict[str, Any], page_size: int) -> Iterator[Allocation]:
+        seen: set[str] = set()
+        position = 0
+        for page_number in itertools.count():
+            params = list_query_params(**filters, page_number=page_number, page_size=page_size)
+            call = list_call(self.settings, enterprise_id, params)
+            records = self._call(call)
+            if len(records) > page_size:
+                raise OESResponseError(
+                    f"the OES API returned {len(records)} records for page {page_number} of the allocations list "
+                    f"of enterprise {enterprise_id!r}, more than the {page_size} asked for; refusing to page on",
+                    enterprise_id=enterprise_id,
+                )
+            new = 0
+            for record in records:
+                allocation = parse_listed_allocation(record, enterprise_id=enterprise_id, position=position)
+                position += 1
+                if allocation.id in seen:
+                    continue
+                seen.add(allocation.id)
+                new += 1
+                yield allocation
+            if len(records) < page_size:
+                return
+            if new == 0:
+                # A full page of records already seen: a server ignoring pageNumber would loop forever.
+                raise OESResponseError(
+                    f"page {page_number} of the allocations list of enterprise {enterprise_id!r} holds only "
+                    "records already listed; refusing to page on",
+                    enterprise_id=enterprise_id,
+                )
+
+    def _call(self, call: ApiCall[T], policy: RetryPolicy | None = None) -> T:
+        """One API call with its retries (the connection's policy by default); the token is stripped from errors."""
         url = self.settings.base_url + call.path
         with redacting(self.settings.token):
-            return policy.call(lambda: self._get_once(call, url))
+            return (policy or self.retry_policy).call(lambda: self._get_once(call, url))
+
+    def _get_allocation(self, allocation_id: str, enterprise_id: str, policy: RetryPolicy) -> Allocation:
+        return self._call(allocation_call(self.settings, allocation_id, enterprise_id), policy)
 
     def _get_once(self, call: ApiCall[T], url: str) -> T:
         """One attempt: the steps of :mod:`airflow_provider_oes._request` around this hook's requests I/O."""
@@ -144,6 +251,7 @@ class OESHook(BaseHook):
             response = self.session.get(
                 url,
                 params=call.params,
+                headers=call.headers,
                 timeout=(settings.connect_timeout, settings.read_timeout),
                 # Per request, not only on the session: requests lets REQUESTS_CA_BUNDLE override a
                 # session-level verify (psf/requests#3829), which would ignore the ca_bundle extra.
