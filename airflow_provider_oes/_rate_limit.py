@@ -259,6 +259,15 @@ class RateLimiter:
                 self.waited_seconds += got
                 await asyncio.sleep(got)
 
+    def in_window(self) -> int:
+        """Requests that count in the window now: sent, or answered, within the last ``period`` seconds.
+
+        For the ``oes.rate_limit.in_window`` gauge: how close the connection runs to its limit.
+        """
+        cutoff = self._clock() - self.period
+        # Counted one by one: release() moves a slow request's time forward, so the queue is not sorted by it.
+        return sum(1 for ticket in self._sent if ticket.counted_from > cutoff)
+
     def release(self, ticket: RequestTicket) -> None:
         """The request of ``ticket`` got its answer (or failed): its window now starts at this moment.
 

@@ -4,17 +4,22 @@ Each client does only its own I/O — send the GET, read at most :attr:`ApiCall.
 steps around it, in this order:
 
 1. :meth:`ApiCall.check_token`: no request leaves without an access token;
-2. the client sends and reads (bounded in size and time);
-3. :meth:`ApiCall.transport_error`: a failed send or read becomes the error to raise (transient or not);
-4. :meth:`ApiCall.answer`: a non-200 status becomes its error (one table, :mod:`airflow_provider_oes._errors`),
+2. :meth:`ApiCall.attempt_started` just before sending (after any rate limiter): counts the attempt, and a
+   retry when it is not the first;
+3. the client sends and reads (bounded in size and time), then :meth:`ApiCall.attempt_ended` with the HTTP
+   status, or ``None`` when no answer came: the request metrics (:mod:`airflow_provider_oes._metrics`);
+4. :meth:`ApiCall.transport_error`: a failed send or read becomes the error to raise (transient or not);
+5. :meth:`ApiCall.answer`: a non-200 status becomes its error (one table, :mod:`airflow_provider_oes._errors`),
    a 200 body is parsed into what the caller asked for;
-5. :class:`redacting`, around the whole call with its retries: the token is stripped from any error.
+6. :class:`redacting`, around the whole call with its retries: the token is stripped from any error.
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
+from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     ENTERPRISE_ID_HEADER,
     MAX_LIST_RESPONSE_BYTES,
@@ -52,7 +57,20 @@ class ApiCall(Generic[T]):
     :param enterprise_id: The enterprise asked under, named in errors.
     """
 
-    __slots__ = ("allocation_id", "enterprise_id", "headers", "limit", "params", "parse", "path", "settings", "what")
+    __slots__ = (
+        "allocation_id",
+        "attempts",
+        "batch",
+        "enterprise_id",
+        "headers",
+        "kind",
+        "limit",
+        "params",
+        "parse",
+        "path",
+        "settings",
+        "what",
+    )
 
     def __init__(
         self,
@@ -78,6 +96,18 @@ class ApiCall(Generic[T]):
         self.headers = {ENTERPRISE_ID_HEADER: enterprise_id_header_value(enterprise_id)}
         """Headers of this call besides the client's own: the enterprise, as BitGo's SDK sends it on every
         request (a gateway can check it against the path)."""
+        self.kind = (
+            "single"
+            if allocation_id is not None
+            else "id_batch"
+            if params and "allocationIds" in params
+            else "feed_page"
+        )
+        """The request's kind in the metrics: ``single``, ``id_batch`` or ``feed_page`` (the list read as a feed)."""
+        self.attempts = 0
+        """HTTP attempts made so far (retries included)."""
+        self.batch: _metrics.Batch | None = None
+        """Where the request metrics are gathered (the shared poller's client sets it); ``None``: sent at once."""
 
     def check_token(self) -> None:
         """Step 1: refuse to send a request without an access token.
@@ -89,8 +119,29 @@ class ApiCall(Generic[T]):
                 self.settings.conn_id, allocation_id=self.allocation_id, enterprise_id=self.enterprise_id
             )
 
+    def attempt_started(self) -> float:
+        """Step 2: the request is about to be sent; return the start time for :meth:`attempt_ended`."""
+        self.attempts += 1
+        if self.attempts > 1:
+            _metrics.retry(self.kind, _metrics.tags_for(self.settings.conn_id, self.enterprise_id), self.batch)
+        return time.perf_counter()
+
+    def attempt_ended(self, status_code: int | None, started: float) -> None:
+        """Step 3: the attempt is over: count it by kind and outcome and time it.
+
+        :param status_code: The HTTP status, or ``None`` when no answer came (refused, reset, timed out, TLS).
+        :param started: What :meth:`attempt_started` returned.
+        """
+        _metrics.request(
+            self.kind,
+            _metrics.outcome(status_code),
+            time.perf_counter() - started,
+            _metrics.tags_for(self.settings.conn_id, self.enterprise_id),
+            self.batch,
+        )
+
     def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
-        """Step 3: the error to raise for a send or read that failed (the client raises it ``from None``).
+        """Step 4: the error to raise for a send or read that failed (the client raises it ``from None``).
 
         :param exc: What the HTTP library raised.
         :param timed_out: True for a connect or read timeout.
@@ -100,7 +151,7 @@ class ApiCall(Generic[T]):
         )
 
     def answer(self, status_code: int, body: bytes, retry_after: str | None) -> T:
-        """Step 4: map a non-200 status to its error, or parse the 200 body.
+        """Step 5: map a non-200 status to its error, or parse the 200 body.
 
         :param status_code: The HTTP status.
         :param body: The body, as read (at most ``limit + 1`` bytes).
@@ -165,7 +216,7 @@ def list_call(settings: OESConnectionSettings, enterprise_id: str, params: dict[
 
 
 class redacting:
-    """Step 5: strip the access token from any :class:`OESError` raised inside the block, in place.
+    """Step 6: strip the access token from any :class:`OESError` raised inside the block, in place.
 
     Messages quote the server's words (its ``error`` text, a body snippet, a record's id); a server that
     echoes the ``Authorization`` header must not put the token into logs or task failures. Works around

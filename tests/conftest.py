@@ -20,6 +20,9 @@ import pytest
 
 from tests._paths import EXAMPLE_DAGS
 
+# The StatsD listener fixtures (statsd_listener, statsd_metrics) for the metrics tests.
+pytest_plugins = ["tests._statsd"]
+
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="oes-airflow-home-"))
 # Removed when the test process exits, so repeated runs do not pile up homes (and SQLite DBs) in /tmp.
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)

@@ -255,3 +255,17 @@ def test_processes_joining_one_by_one_converge_and_share() -> None:
     assert len(after_joins) >= 0.7 * 360 * (1200 - 600) / 60  # the token stays well used
     assert min(result.allowance.values()) >= 0.25 * 360 / 3  # nobody left at the floor
     assert sum(result.allowance.values()) <= 360
+
+
+async def test_in_window_counts_requests_until_a_period_after_their_answer() -> None:
+    now = [0.0]
+    limiter = RateLimiter(10, 60, burst=10, clock=lambda: now[0])
+    first = await limiter.acquire()
+    await limiter.acquire()
+    assert limiter.in_window() == 2
+    now[0] = 30.0
+    limiter.release(first)  # answered late: counts until 90 s
+    now[0] = 61.0
+    assert limiter.in_window() == 1
+    now[0] = 91.0
+    assert limiter.in_window() == 0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
@@ -114,6 +115,8 @@ class OESAsyncClient:
             raise
         self.requests_sent = 0
         """HTTP attempts made by this client (retries included); read by tests and the benchmark."""
+        self.metrics = _metrics.Batch()
+        """The request metrics of this client, gathered until its pollers flush them once per poll interval."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.settings.conn_id!r}, base_url={self.settings.base_url!r})"
@@ -260,6 +263,7 @@ class OESAsyncClient:
 
     async def _call_dated(self, call: ApiCall[T]) -> tuple[T, float | None]:
         """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded."""
+        call.batch = self.metrics
         with redacting(self.settings.token):
             return await self.retry_policy.acall(lambda: self._attempt(call))
 
@@ -274,6 +278,7 @@ class OESAsyncClient:
         call.check_token()
         ticket = await self.gate.acquire() if self.gate is not None else None
         self.requests_sent += 1
+        started = call.attempt_started()
         try:
             async with self._http.stream(
                 "GET",
@@ -283,11 +288,13 @@ class OESAsyncClient:
             ) as response:
                 body = await _read_limited(response, call.limit, call.what, self.settings.read_timeout)
         except httpx.HTTPError as exc:
+            call.attempt_ended(None, started)
             raise call.transport_error(exc, timed_out=isinstance(exc, httpx.TimeoutException)) from None
         finally:
             if self.gate is not None:
                 # The request is over: the limiter's window for it starts now, not when it was sent.
                 self.gate.release(ticket)
+        call.attempt_ended(response.status_code, started)
         try:
             return (
                 call.answer(response.status_code, body, response.headers.get("Retry-After")),

@@ -246,6 +246,7 @@ class OESHook(BaseHook):
 
         settings = self.settings
         call.check_token()
+        started = call.attempt_started()
         try:
             response = self.session.get(
                 url,
@@ -263,12 +264,15 @@ class OESHook(BaseHook):
             finally:
                 response.close()
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
+            call.attempt_ended(None, started)
             raise call.transport_error(exc, timed_out=isinstance(exc, requests.Timeout)) from None
         except OSError as exc:
+            call.attempt_ended(None, started)
             # requests raises a bare OSError (after RequestException, which is one too) for a bad CA bundle.
             if settings.ca_bundle:
                 raise ca_bundle_error(settings.ca_bundle, exc) from None
             raise
+        call.attempt_ended(response.status_code, started)
         allocation = call.answer(response.status_code, body, response.headers.get("Retry-After"))
         # Only an answer that was read as an allocation proves its status at this server time.
         self.last_server_time = parse_http_date(response.headers.get("Date"))

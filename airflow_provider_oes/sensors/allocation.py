@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+import time
+from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -154,6 +155,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                 raise
             self.log.warning("Could not check allocation %s this time, will try again: %s", self.allocation_id, exc)
             return PokeReturnValue(is_done=False)
+        if allocation.is_terminal:
+            self._record_wait_time(context, allocation)
         result = self.evaluate(allocation)
         if result.is_done:
             self._attach_to_outlets(context, allocation, self.enterprise_id)
@@ -167,6 +170,29 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             return
         resolved = enterprise_id or self.hook.resolve_enterprise_id(self.enterprise_id)
         attach_allocation_to_outlets(self, context, allocation, enterprise_id=resolved, oes_conn_id=self.oes_conn_id)
+
+    def _record_wait_time(self, context: Context, allocation: Allocation) -> None:
+        """Send the time from the first check to the final status (poke and reschedule mode only)."""
+        from airflow_provider_oes import _metrics
+
+        started = self.__dict__.get("_first_check_monotonic")
+        if started is None or not _metrics.enabled():
+            return  # not inside execute() in poke/reschedule mode (deferrable, or a bare poke())
+        seconds = time.monotonic() - started
+        try:
+            if self.reschedule:
+                # Each reschedule is a fresh run of this method: the first check happened in an earlier run.
+                # Airflow keeps when that run started (what it measures the sensor's timeout from); None
+                # while this is the first run.
+                first = context["ti"].get_first_reschedule_date(context)
+                if first is not None:
+                    seconds = (datetime.now(timezone.utc) - first).total_seconds()
+            tags = _metrics.tags_for(self.oes_conn_id, self.hook.resolve_enterprise_id(self.enterprise_id))
+        except Exception:
+            # A metric must never fail the sensor: without the first date there is nothing true to send.
+            self.log.debug("No wait-time metric: the first check time is unknown", exc_info=True)
+            return
+        _metrics.sensor_wait(seconds, str(allocation.status), self.mode, tags)
 
     def evaluate(self, allocation: Allocation) -> PokeReturnValue:
         """The status rules, in one place for poke, reschedule and deferrable modes.
@@ -194,6 +220,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         """Check once; in deferrable mode hand the wait to the triggerer if the allocation is not final."""
         if not self.deferrable:
+            # This run's first check is about to happen (for the wait-time metric; see _record_wait_time).
+            self._first_check_monotonic = time.monotonic()
             return super().execute(context)
         try:
             first = self.poke(context)

@@ -199,6 +199,7 @@ class FeedStrategy:
                 self._sub.interval = self._interval()
                 await self._after_poll()
                 self._forget_finished()
+                poller._flush_metrics(len(poller.waiters))
         finally:
             self._sub.close()
         return False
@@ -453,6 +454,7 @@ class FeedStrategy:
             if updated is None or updated >= claimed:
                 continue  # changed after the feed's last poll began: the feed would have seen it next
             self.missed_by_feed.append(record_id)
+            self.poller.metrics.reconciliation_finds(1)
             log.error(
                 "OES poller %r/%r: the reconciliation found allocation %s %s (updatedAt %s), which the change "
                 "feed should have seen and did not. The API may not keep its sort or filter promises, or commit "

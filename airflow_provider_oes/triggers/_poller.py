@@ -31,13 +31,15 @@ import asyncio
 import logging
 import weakref
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError
-from airflow_provider_oes.triggers._events import error_event, terminal_event
+from airflow_provider_oes.triggers._events import TERMINAL, error_event, terminal_event
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
@@ -222,6 +224,8 @@ class AllocationPoller:
         self.last_sweep_seconds = 0.0
         self.finished = 0
         """Allocations that got their event (final status or permanent error)."""
+        self.metrics = _metrics.PollerMetrics(key[0], key[1])
+        """Events and gauges of this poller, sent after a sweep every 20 s (see :mod:`airflow_provider_oes._metrics`)."""
         self.strategy = connection.settings.strategy
         """``feed``, ``id_batches`` or ``single``: the connection's choice, until a fallback changes it."""
         self.feed_strategy: FeedStrategy | None = None
@@ -315,6 +319,7 @@ class AllocationPoller:
                     self.last_sweep_seconds,
                     self.finished - finished_before,
                 )
+                self._flush_metrics(len(self.waiters))
                 if not self.waiters:
                     break
                 interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
@@ -330,6 +335,18 @@ class AllocationPoller:
         finally:
             await self._stop()
 
+    def _flush_metrics(self, waiting: int, final: bool = False) -> None:
+        """Send the gathered metrics and the gauges, every ``FLUSH_PERIOD`` seconds, and when stopping."""
+        if self.metrics.on and (final or self.metrics.due()):
+            connection = self.connection
+            # The client's request metrics too: they are the connection's, whichever of its pollers sends them.
+            connection.client.metrics.flush()
+            limiter = connection.limiter
+            # An adaptive limiter (lowered by 429s) tells its current allowance; a fixed one has none to tell.
+            adaptive = getattr(limiter, "adaptive", None)
+            rate = adaptive.current() if adaptive is not None else None
+            self.metrics.flush(waiting, in_window=limiter.in_window(), limit=limiter.max_requests, rate=rate)
+
     def _detach(self) -> None:
         self._stopped = True
         if self._registry.pollers.get(self.key) is self:
@@ -342,6 +359,8 @@ class AllocationPoller:
             for waiter in waiters:
                 waiter.future.cancel()
         self.waiters.clear()
+        # Last word: the events of the final sweep, and nothing waiting any more (a gauge keeps its last value).
+        self._flush_metrics(0, final=True)
         await release_connection(self.key[0], self.connection)
 
     async def _sweep(self) -> None:
@@ -433,7 +452,7 @@ class AllocationPoller:
 
     def _observe(self, allocation_id: str, allocation: Allocation) -> None:
         if allocation.is_terminal:
-            self._finish(allocation_id, terminal_event(allocation, self.enterprise_id))
+            self._finish(allocation_id, terminal_event(allocation, self.enterprise_id), allocation)
         elif not allocation.has_known_status:
             log.warning(
                 "Allocation %s has status %r, which this provider does not know; it is not treated as final. "
@@ -442,12 +461,39 @@ class AllocationPoller:
                 allocation.status,
             )
 
-    def _finish(self, allocation_id: str, event: dict[str, Any]) -> None:
+    def _finish(self, allocation_id: str, event: dict[str, Any], allocation: Allocation | None = None) -> None:
+        """Hand ``event`` to every trigger waiting for ``allocation_id`` (``allocation``: the final one, if known)."""
         if allocation_id in self.waiters:
             self.finished += 1
+            metrics = self.metrics
+            if metrics.on:
+                if allocation is not None:  # the usual way: one call, the status's str() left to the flush
+                    metrics.event(allocation.status, allocation.updated_at)
+                else:
+                    self._count_event(event)
         for waiter in self.waiters.pop(allocation_id, []):
             if not waiter.future.done():
                 waiter.future.set_result(event)
+
+    def _count_event(self, event: dict[str, Any]) -> None:
+        """Count an event handed over without its Allocation: an error, or a final status read from the payload."""
+        if event.get("status") != TERMINAL:
+            self.metrics.event("error")
+            return
+        record = event.get("allocation")
+        record = record if isinstance(record, dict) else {}
+        self.metrics.event(str(record.get("status")), _parse_time(record.get("updatedAt")))
+
+
+def _parse_time(value: object) -> datetime | None:
+    """An API timestamp (``2025-11-01T10:05:00.000Z``) as an aware datetime; ``None`` if it is not one."""
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[None]], concurrency: int) -> None:

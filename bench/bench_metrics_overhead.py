@@ -1,0 +1,411 @@
+"""CPU cost of the provider's metrics in a triggerer: the shared poller with Airflow's StatsD metrics on vs off.
+
+One worker process runs N :class:`AllocationStatusTrigger` in one event loop, as a triggerer does, against the
+OES simulator in another process; this process flips allocations at a steady rate (half ``cleared``, half
+``released``) for the whole run, so events, delays, requests and gauges are all emitted. The worker switches
+Airflow's StatsD metrics on and off in alternating phases of a few poll intervals (off, on, off, on, ...: the
+machine's load drifts, a single before/after pair would mostly measure the drift) and reports:
+
+* CPU seconds per poll interval of the worker in the off and the on phases (``time.process_time``) and their
+  ratio: the issue's target is at most 2 % more with metrics on;
+* the CPU spent in the provider's metrics code in the on phases (each entry into it from the request
+  sequence and the poller timed with ``time.thread_time``, the timing's own cost measured on an empty
+  function and subtracted: gathering, flushing, Airflow's backend, the UDP sends), per interval and as a
+  share of the off phases' CPU: the same cost measured directly, free of the load noise that a 2 %
+  difference of two totals is exposed to on a shared machine;
+* datagrams sent per interval.
+
+Metrics on means what a deployment gets from ``[metrics] statsd_on = True`` with InfluxDB-style tags (the
+most expensive of Airflow's StatsD paths: the tags are checked character by character), sent over UDP to a
+port on 127.0.0.1 that nobody reads.
+
+Run: ``python bench/bench_metrics_overhead.py [--n 10000] [--interval 5] [--phases 8] [--phase-intervals 3]
+[--extra poll_strategy=feed ...]``. Phases should last at least the flush period (20 s: 4 intervals of 5 s).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+CONN_ID = "oes_bench"
+
+
+# ------------------------------------------------------------------------------------------- worker
+
+
+class _Meter:
+    """CPU time (``time.thread_time``) spent in the provider's metrics code, and the datagrams it sent."""
+
+    def __init__(self) -> None:
+        self.active = False
+        self.seconds = 0.0
+        self.calls = 0
+        self.datagrams = 0
+        self.by_name: dict[str, list[float]] = {}
+        self.overhead = 0.0
+        """CPU seconds the timing itself adds per call (measured on an empty function, then subtracted)."""
+
+    def reset(self) -> None:
+        self.seconds, self.calls, self.datagrams = 0.0, 0, 0
+        for entry in self.by_name.values():
+            entry[0], entry[1] = 0.0, 0
+
+    def wrap(self, fn: Any, name: str) -> Any:
+        thread_time = time.thread_time
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            if not self.active:
+                return fn(*args, **kwargs)
+            started = thread_time()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                # Allocates nothing new per call: its own allocations would make the garbage collector
+                # (which runs inside whichever call crosses its threshold) land in here more often.
+                spent = thread_time() - started
+                self.seconds += spent
+                self.calls += 1
+                entry = self.by_name[name]
+                entry[0] += spent
+                entry[1] += 1
+
+        self.by_name.setdefault(name, [0.0, 0])
+        return timed
+
+    def calibrate(self) -> None:
+        empty = self.wrap(lambda: None, "calibration")
+        self.active = True
+        for _ in range(20_000):
+            empty()
+        self.overhead = self.seconds / self.calls
+        self.active = False
+        self.reset()
+
+    def net_seconds(self) -> float:
+        return max(0.0, self.seconds - self.calls * self.overhead)
+
+
+class _CountingBackend:
+    """Wraps Airflow's stats entry point: counts the calls (one datagram each for StatsD)."""
+
+    def __init__(self, inner: Any, meter: _Meter) -> None:
+        self.inner = inner
+        self.meter = meter
+
+    def __getattr__(self, name: str) -> Any:
+        target = getattr(self.inner, name)
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.meter.datagrams += 1
+            return target(*args, **kwargs)
+
+        return counted
+
+
+def _instrument(meter: _Meter) -> None:
+    """Time every entry into the metrics code from the request sequence and the poller (none nests in another)."""
+    from airflow_provider_oes import _metrics, _request
+    from airflow_provider_oes.triggers import _poller
+
+    for owner, name in [
+        (_request.ApiCall, "attempt_started"),
+        (_request.ApiCall, "attempt_ended"),
+        (_metrics.PollerMetrics, "event"),
+        (_metrics.PollerMetrics, "reconciliation_finds"),
+        (_poller.AllocationPoller, "_flush_metrics"),
+    ]:
+        setattr(owner, name, meter.wrap(getattr(owner, name), name))
+
+
+def _switch_metrics(on: bool, port: int, enterprise_id: str, meter: _Meter) -> None:
+    from airflow_provider_oes import _metrics
+    from airflow_provider_oes.triggers import _poller
+
+    os.environ["AIRFLOW__METRICS__STATSD_ON"] = str(on)
+    os.environ["AIRFLOW__METRICS__STATSD_HOST"] = "127.0.0.1"
+    os.environ["AIRFLOW__METRICS__STATSD_PORT"] = str(port)
+    os.environ["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] = "True"
+    _metrics.reset(reinitialize=True)
+    if on:
+        assert _metrics.enabled()
+        # Warm up outside the measurement: Airflow builds its StatsD client and loads its metrics registry on
+        # the first call after a (re)initialization, once per process in a real triggerer.
+        _metrics.retry("single", _metrics.tags_for("warm-up"))
+        _metrics._backend = _CountingBackend(_metrics._backend, meter)
+    poller = _poller.get_poller(CONN_ID, enterprise_id)
+    assert poller is not None
+    # A poller and its client look metrics up once, when they start: hand them fresh collectors, keeping the
+    # flush schedule (a fresh collector would flush at once: more often than a running poller does).
+    last_flush = poller.metrics.last_flush
+    poller.metrics = _metrics.PollerMetrics(CONN_ID, enterprise_id)
+    poller.metrics.last_flush = last_flush
+    poller.connection.client.metrics = _metrics.Batch()
+    meter.active = on
+    meter.reset()
+
+
+async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
+    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+
+    interval: float = plan["interval"]
+    enterprise_id: str = plan["enterprise_id"]
+    events = 0
+    meter = _Meter()
+    meter.calibrate()
+    _instrument(meter)
+
+    async def wait_one(trigger: AllocationStatusTrigger) -> None:
+        nonlocal events
+        async for _ in trigger.run():
+            events += 1
+
+    # The sensors' first checks happened just now (server time): the change feed can vouch for every trigger.
+    extra = {"last_check": plan["last_check"]} if plan.get("last_check") else {}
+    tasks = [
+        asyncio.create_task(wait_one(AllocationStatusTrigger(i, enterprise_id, CONN_ID, interval, **extra)))
+        for i in plan["ids"]
+    ]
+    poller = None
+    while poller is None or not _settled(poller):
+        await asyncio.sleep(0.05)
+        poller = _poller.get_poller(CONN_ID, enterprise_id)
+    print("READY", flush=True)  # the parent starts flipping now
+    # Not measured: the poller's start-up work (registering N triggers, the first polls) and the first flips.
+    await asyncio.sleep(interval * plan["warmup_intervals"])
+
+    phases: list[dict[str, Any]] = []
+    for index in range(plan["phases"]):
+        on = index % 2 == 1
+        _switch_metrics(on, plan["statsd_port"], enterprise_id, meter)
+        events0, requests0 = events, poller.connection.client.requests_sent
+        wall0, cpu0 = time.monotonic(), time.process_time()
+        await asyncio.sleep(interval * plan["phase_intervals"])
+        wall1, cpu1 = time.monotonic(), time.process_time()
+        intervals = (wall1 - wall0) / interval
+        phases.append(
+            {
+                "on": on,
+                "cpu_per_interval": (cpu1 - cpu0) / intervals,
+                "metrics_cpu_per_interval": meter.net_seconds() / intervals if on else 0.0,
+                "metrics_calls": {k: [v[0] / v[1] * 1e6, v[1] / intervals] for k, v in meter.by_name.items() if v[1]},
+                "datagrams_per_interval": meter.datagrams / intervals if on else 0.0,
+                "events_per_interval": (events - events0) / intervals,
+                "requests_per_interval": (poller.connection.client.requests_sent - requests0) / intervals,
+            }
+        )
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    return {"phases": phases}
+
+
+def _settled(poller: Any) -> bool:
+    """The poller covers every trigger: a first sweep done (id batches), or the feed polled and vouching for all."""
+    feed_strategy = getattr(poller, "feed_strategy", None)
+    if feed_strategy is not None:
+        feed = feed_strategy.feed
+        return feed is not None and feed.polls >= 1 and not feed_strategy.unvouched
+    return bool(poller.sweeps >= 1)
+
+
+def worker(plan_path: str) -> None:
+    plan = json.loads(Path(plan_path).read_text())
+    result = asyncio.run(_worker_main(plan))
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# ------------------------------------------------------------------------------------------- parent
+
+
+def _create_allocations(sim: Any, n: int) -> list[str]:
+    if hasattr(sim.client, "add_allocations"):  # the simulator's bulk add
+        return [str(i) for i in sim.client.add_allocations(n)]
+    from airflow_provider_oes.testing.simulator import OESSimulatorClient
+
+    url = sim.url
+
+    def make(count: int) -> list[str]:
+        client = OESSimulatorClient(url)
+        try:
+            return [client.add_allocation(final_status="reserved") for _ in range(count)]
+        finally:
+            client.close()
+
+    threads = 4
+    with ThreadPoolExecutor(threads) as pool:
+        parts = list(pool.map(make, [n // threads + (1 if k < n % threads else 0) for k in range(threads)]))
+    return [i for part in parts for i in part]
+
+
+def _flip_steadily(url: str, ids: list[str], per_second: float, stop: threading.Event) -> None:
+    from airflow_provider_oes.testing.simulator import OESSimulatorClient
+
+    client = OESSimulatorClient(url)
+    rng = random.Random(7)
+    pending = list(ids)
+    rng.shuffle(pending)
+    started = time.monotonic()
+    try:
+        for count, allocation_id in enumerate(pending):
+            delay = started + count / per_second - time.monotonic()
+            if stop.wait(max(0.0, delay)):
+                return
+            client.set_status(allocation_id, "cleared" if count % 2 else "released")
+    finally:
+        client.close()
+
+
+def _parse_extra(items: list[str]) -> dict[str, Any]:
+    extra: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            extra[key] = json.loads(value)
+        except json.JSONDecodeError:
+            extra[key] = value
+    return extra
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--n", type=int, default=10_000, help="waiting allocations")
+    parser.add_argument("--interval", type=float, default=5.0, help="poll interval, seconds")
+    parser.add_argument("--flips-per-second", type=float, default=20.0)
+    parser.add_argument("--phases", type=int, default=8, help="alternating off/on phases (even: as many of each)")
+    parser.add_argument("--phase-intervals", type=int, default=4, help="poll intervals per phase")
+    parser.add_argument("--warmup-intervals", type=int, default=8, help="poll intervals before the first phase")
+    parser.add_argument("--extra", action="append", default=[], help="connection extra key=value (JSON value)")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.worker:
+        worker(args.worker)
+        return
+
+    from airflow_provider_oes.testing.simulator import OESSimulatorProcess
+
+    # Metrics go to a UDP port on 127.0.0.1 that nobody reads: the kernel drops what overflows, at no CPU here.
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    with OESSimulatorProcess(port=0) as sim:
+        created = time.monotonic()
+        ids = _create_allocations(sim, args.n)
+        setup_s = time.monotonic() - created
+        last_check = None
+        if hasattr(sim.client, "now"):
+            from airflow_provider_oes._api import format_timestamp
+
+            last_check = format_timestamp(sim.client.now().timestamp())
+        plan = {
+            "last_check": last_check,
+            "ids": ids,
+            "interval": args.interval,
+            "enterprise_id": sim.enterprise_id,
+            "phases": args.phases,
+            "phase_intervals": args.phase_intervals,
+            "warmup_intervals": args.warmup_intervals,
+            "statsd_port": sink.getsockname()[1],
+        }
+        conn = {
+            "conn_type": "oes",
+            "host": sim.url,
+            "password": sim.token,
+            "extra": {"enterprise_id": sim.enterprise_id, **_parse_extra(args.extra)},
+        }
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(plan, handle)
+            plan_path = handle.name
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__METRICS__"))}
+        env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
+        env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
+        proc = subprocess.Popen(
+            [sys.executable, __file__, "--worker", plan_path], stdout=subprocess.PIPE, text=True, env=env
+        )
+        stop = threading.Event()
+        flipper: threading.Thread | None = None
+        result: dict[str, Any] | None = None
+        try:
+            assert proc.stdout is not None
+            for line in proc.stdout:
+                if line.startswith("READY"):
+                    if hasattr(sim.client, "schedule_flips"):
+                        # On the simulator's own clock: nothing in this process competes for the CPU.
+                        run_s = (args.phases * args.phase_intervals + args.warmup_intervals) * args.interval + 30
+                        count = min(len(ids), int(args.flips_per_second * run_s))
+                        chosen = random.Random(7).sample(ids, count)
+                        sim.client.schedule_flips(
+                            chosen, status=("cleared", "released"), start=0.5, rate=args.flips_per_second
+                        )
+                    else:
+                        flipper = threading.Thread(
+                            target=_flip_steadily, args=(sim.url, ids, args.flips_per_second, stop), daemon=True
+                        )
+                        flipper.start()
+                elif line.startswith("RESULT "):
+                    result = json.loads(line[len("RESULT ") :])
+            proc.wait(timeout=60)
+        finally:
+            stop.set()
+            if proc.poll() is None:
+                proc.kill()
+            os.unlink(plan_path)
+            if flipper is not None:
+                flipper.join(timeout=10)
+    sink.close()
+    if result is None:
+        raise SystemExit("the worker produced no result")
+    _report(result["phases"], args, setup_s)
+
+
+def _report(phases: list[dict[str, Any]], args: argparse.Namespace, setup_s: float) -> None:
+    off = [p for p in phases if not p["on"]]
+    on = [p for p in phases if p["on"]]
+    print(
+        f"N = {args.n:,} waiting, poll interval {args.interval:g} s, {args.flips_per_second:g} flips/s, "
+        f"{len(off)} phases off + {len(on)} on of {args.phase_intervals} intervals each; "
+        f"extras {args.extra or 'defaults'}; setup {setup_s:.0f} s"
+    )
+    print(
+        f"{'phase':>5} {'metrics':>7} {'CPU s/interval':>14} {'in metrics':>10} {'datagrams':>9} {'events':>7} {'requests':>8}"
+    )
+    for index, phase in enumerate(phases):
+        print(
+            f"{index:>5} {'on' if phase['on'] else 'off':>7} {phase['cpu_per_interval']:>14.4f} "
+            f"{phase['metrics_cpu_per_interval']:>10.5f} {phase['datagrams_per_interval']:>9.1f} "
+            f"{phase['events_per_interval']:>7.1f} {phase['requests_per_interval']:>8.1f}"
+        )
+    cpu_off = statistics.mean(p["cpu_per_interval"] for p in off)
+    cpu_on = statistics.mean(p["cpu_per_interval"] for p in on)
+    in_metrics = statistics.mean(p["metrics_cpu_per_interval"] for p in on)
+    calls: dict[str, list[float]] = {}
+    for phase in on:
+        for name, (micros, per_interval) in phase["metrics_calls"].items():
+            calls.setdefault(name, []).append(micros * per_interval)
+    print(
+        "metrics code per interval, by entry point (us, timing overhead not subtracted): "
+        + ", ".join(f"{name} {statistics.mean(v):.0f}" for name, v in sorted(calls.items()))
+    )
+    print(f"CPU per interval, metrics off (mean): {cpu_off:.4f} s ({100 * cpu_off / args.interval:.2f} % of a core)")
+    print(f"CPU per interval, metrics on  (mean): {cpu_on:.4f} s   on/off: {100 * (cpu_on / cpu_off - 1):+.2f} %")
+    print(
+        f"CPU inside the metrics calls (on):    {in_metrics:.5f} s per interval = "
+        f"{100 * in_metrics / cpu_off:.2f} % of the off CPU (target: at most 2 %)"
+    )
+
+
+if __name__ == "__main__":
+    main()
