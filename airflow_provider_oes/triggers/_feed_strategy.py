@@ -46,6 +46,7 @@ from airflow_provider_oes._api import parse_allocation_record, parse_timestamp
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESError
 from airflow_provider_oes.models import is_terminal
+from airflow_provider_oes.triggers import _gc
 from airflow_provider_oes.triggers._feed import ALL, FeedBatch, FeedRow, is_unsupported, open_feed
 
 if TYPE_CHECKING:
@@ -200,6 +201,7 @@ class FeedStrategy:
                 await self._after_poll()
                 self._forget_finished()
                 poller._flush_metrics(len(poller.waiters))
+                _gc.after_poll()
         finally:
             self._sub.close()
         return False

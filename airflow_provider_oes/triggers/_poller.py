@@ -39,6 +39,7 @@ from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._rate_limit import RateLimiter
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESConnectionError, OESError, OESInvalidRequestError
+from airflow_provider_oes.triggers import _gc
 from airflow_provider_oes.triggers._events import TERMINAL, error_event, terminal_event
 
 if TYPE_CHECKING:
@@ -67,15 +68,47 @@ class _Connection:
     pollers: int = 0
 
 
-@dataclass(slots=True)  # one per waiting trigger: 100,000 of them in a big triggerer
-class _Waiter:
-    """One trigger waiting for one allocation."""
+class Registration:
+    """One trigger waiting for one allocation, and its handle on the shared poller.
 
-    allocation_id: str
-    poll_interval: float
-    future: asyncio.Future[dict[str, Any]]
-    last_check: float | None = None
-    """Server time (epoch s) at which the allocation was last seen not final; ``None``: unknown."""
+    Await :meth:`wait`, and always :meth:`cancel` afterwards. One object per waiting trigger (100,000 of them
+    in a big triggerer), so it is the waiter itself, with ``__slots__``: no separate handle, no ``__dict__``,
+    and :meth:`wait` hands out the future rather than a coroutine wrapping it (each of those was one more
+    object per trigger for the garbage collector to walk and for RSS to hold).
+    """
+
+    __slots__ = ("allocation_id", "future", "last_check", "poll_interval", "poller")
+
+    def __init__(
+        self,
+        allocation_id: str,
+        poll_interval: float,
+        future: asyncio.Future[dict[str, Any]],
+        last_check: float | None = None,
+        poller: AllocationPoller | None = None,
+    ) -> None:
+        self.allocation_id = allocation_id
+        self.poll_interval = poll_interval
+        self.future = future
+        self.last_check = last_check
+        """Server time (epoch s) at which the allocation was last seen not final; ``None``: unknown."""
+        self.poller = poller
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(allocation_id={self.allocation_id!r}, last_check={self.last_check!r})"
+
+    def wait(self) -> asyncio.Future[dict[str, Any]]:
+        """Await it: the event payload, once the allocation is final or a permanent error was seen."""
+        return self.future
+
+    def cancel(self) -> None:
+        """Leave the poller (idempotent). Synchronous, so it also works in a cancelled coroutine's ``finally``."""
+        if self.poller is not None:
+            self.poller.remove(self)
+
+
+_Waiter = Registration
+"""The poller's name for a registration: one trigger waiting for one allocation."""
 
 
 @dataclass
@@ -183,23 +216,7 @@ async def register(
     poller = registry.pollers.get(key)
     if poller is None:
         poller = registry.pollers[key] = AllocationPoller(registry, key, connection)
-    return Registration(poller, poller.add(allocation_id, poll_interval, last_check))
-
-
-class Registration:
-    """A trigger's handle on the shared poller: await :meth:`wait`, and always :meth:`cancel` afterwards."""
-
-    def __init__(self, poller: AllocationPoller, waiter: _Waiter) -> None:
-        self.poller = poller
-        self._waiter = waiter
-
-    async def wait(self) -> dict[str, Any]:
-        """The event payload, once the allocation is final or a permanent error was seen."""
-        return await self._waiter.future
-
-    def cancel(self) -> None:
-        """Leave the poller (idempotent). Synchronous, so it also works in a cancelled coroutine's ``finally``."""
-        self.poller.remove(self._waiter)
+    return poller.add(allocation_id, poll_interval, last_check)
 
 
 class AllocationPoller:
@@ -248,8 +265,9 @@ class AllocationPoller:
         """
         if self._stopped:  # pragma: no cover - register() never hands out a stopped poller
             raise RuntimeError("this poller has stopped")
-        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future(), last_check)
+        waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future(), last_check, self)
         self.waiters.setdefault(allocation_id, []).append(waiter)
+        _gc.added()
         if self.feed_strategy is not None:
             self.feed_strategy.added(allocation_id, last_check)
         if self._task is None:
@@ -266,6 +284,7 @@ class AllocationPoller:
         waiters = self.waiters.get(waiter.allocation_id)
         if waiters is not None and waiter in waiters:
             waiters.remove(waiter)
+            _gc.left()
             if not waiters:
                 del self.waiters[waiter.allocation_id]
         if not waiter.future.done():
@@ -320,6 +339,7 @@ class AllocationPoller:
                     self.finished - finished_before,
                 )
                 self._flush_metrics(len(self.waiters))
+                _gc.after_poll()
                 if not self.waiters:
                     break
                 interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
@@ -358,6 +378,7 @@ class AllocationPoller:
         for waiters in self.waiters.values():
             for waiter in waiters:
                 waiter.future.cancel()
+                _gc.left()
         self.waiters.clear()
         # Last word: the events of the final sweep, and nothing waiting any more (a gauge keeps its last value).
         self._flush_metrics(0, final=True)
@@ -472,6 +493,7 @@ class AllocationPoller:
                 else:
                     self._count_event(event)
         for waiter in self.waiters.pop(allocation_id, []):
+            _gc.left()
             if not waiter.future.done():
                 waiter.future.set_result(event)
 
