@@ -47,24 +47,15 @@ import argparse
 import asyncio
 import bisect
 import contextlib
-import json
-import os
 import random
 import statistics
-import subprocess
-import sys
-import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-LIMIT_REQUESTS = 360
-LIMIT_PERIOD = 60.0
-CONN_ID = "oes_bench"
-
+from _common import CONN_ID, LIMIT_PERIOD, LIMIT_REQUESTS, create_allocations, pct, run_worker, worker
 
 # ------------------------------------------------------------------------------------------- worker
 
@@ -142,29 +133,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def worker(plan_path: str) -> None:
-    plan = json.loads(Path(plan_path).read_text())
-    result = asyncio.run(_worker_main(plan))
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 # ------------------------------------------------------------------------------------------- parent
-
-
-def _create_allocations(url: str, n: int) -> list[str]:
-    from airflow_provider_oes.testing.simulator import OESSimulatorClient
-
-    def make(count: int) -> list[str]:
-        client = OESSimulatorClient(url)
-        try:
-            return [client.add_allocation(final_status="reserved") for _ in range(count)]
-        finally:
-            client.close()
-
-    threads = 4
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(make, [n // threads + (1 if k < n % threads else 0) for k in range(threads)]))
-    return [i for part in parts for i in part]
 
 
 def _flip_all(url: str, schedule: list[tuple[float, str, str]], start: float) -> None:
@@ -198,7 +167,7 @@ def _max_in_window(stamps: list[float], window: float) -> int:
 def run_config(sim: Any, n: int, batching: bool, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
     sim.client.reset()
     created = time.monotonic()
-    ids = _create_allocations(sim.url, n)
+    ids = create_allocations(sim, n)
     flipped = rng.sample(ids, n // 2)
     window = args.interval * args.window_intervals
     schedule = sorted((rng.uniform(0, window), i, rng.choice(["cleared", "released"])) for i in flipped)
@@ -222,53 +191,24 @@ def run_config(sim: Any, n: int, batching: bool, args: argparse.Namespace, rng: 
         "drain": drain,
         "min_observe": min_observe,
     }
-    conn = {
-        "conn_type": "oes",
-        "host": sim.url,
-        "password": sim.token,
-        "extra": {"enterprise_id": sim.enterprise_id, **extra},
-    }
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(plan, handle)
-        plan_path = handle.name
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
-    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
     setup_s = time.monotonic() - created
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", plan_path], stdout=subprocess.PIPE, text=True, env=env
-    )
+    flippers: list[threading.Thread] = []
+
+    def start_flipping() -> None:
+        flippers.append(threading.Thread(target=_flip_all, args=(sim.url, schedule, time.monotonic())))
+        flippers[0].start()
+
     try:
-        assert proc.stdout is not None
-        result: dict[str, Any] | None = None
-        flipper: threading.Thread | None = None
-        for line in proc.stdout:
-            if line.startswith("READY"):
-                flipper = threading.Thread(target=_flip_all, args=(sim.url, schedule, time.monotonic()))
-                flipper.start()
-            elif line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT ") :])
-        proc.wait(timeout=60)
-        if flipper is not None:
-            flipper.join()
+        result = run_worker(__file__, sim, plan, extra, start_flipping, log_level="ERROR")
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.unlink(plan_path)
-    if result is None:
-        raise RuntimeError(f"the worker for N={n} batching={batching} produced no result")
+        for flipper in flippers:
+            flipper.join()
     api_stamps = [r[3] for r in sim.client.requests]
     result["max_in_60s"] = _max_in_window(api_stamps, LIMIT_PERIOD)
     result["total_requests"] = len(api_stamps)
     result["batching"] = batching
     result["setup_s"] = setup_s
     return result
-
-
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(q * len(values)))]
 
 
 def main() -> None:
@@ -281,7 +221,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, _worker_main)
         return
 
     from airflow_provider_oes.testing.simulator import OESSimulatorProcess
@@ -317,7 +257,7 @@ def main() -> None:
             f"{r['n']:>6} {'on' if r['batching'] else 'off':>8} {r['requests_per_interval']:>12.1f} {over:>8.2f} "
             f"{r['max_in_60s']:>11} {r['cpu_per_interval']:>14.3f} {r['peak_rss_mb']:>11.0f} "
             f"{r['observed_s'] / max(r['sweeps'], 1):>7.1f} {r['seen']:>5}/{r['flips']:<5} {statistics.median(r['delays']) if r['delays'] else float('nan'):>11.2f} "
-            f"{_pct(r['delays'], 0.95):>7.2f} {max(r['delays'], default=float('nan')):>7.2f} {r['wrong']:>5}"
+            f"{pct(r['delays'], 0.95):>7.2f} {max(r['delays'], default=float('nan')):>7.2f} {r['wrong']:>5}"
         )
     print()
     for r in results:
