@@ -27,20 +27,17 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import json
-import os
 import random
 import resource
-import subprocess
+import socket
+import statistics
 import sys
-import tempfile
+import threading
 import time
-from pathlib import Path
 from typing import Any
 
-LIMIT_REQUESTS = 360
-LIMIT_PERIOD = 60.0
-CONN_ID = "oes_bench"
+from _common import CONN_ID, LIMIT_PERIOD, LIMIT_REQUESTS, Meter, instrument, pct, run_worker, switch_metrics, worker
+
 INTERVAL = 5.0
 
 
@@ -115,6 +112,10 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     gaps: list[tuple[float, float]] = []
     gc_pauses: list[tuple[float, int, float]] = []
     _watch_gc(gc_pauses)
+    meter = Meter()
+    if plan.get("metrics_phases"):
+        meter.calibrate()
+        instrument(meter)
 
     async def wait_one(trigger: AllocationStatusTrigger) -> None:
         async for event in trigger.run():
@@ -167,14 +168,49 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     marker = asyncio.gather(
         *(mark(f"{name}:{edge}", w[k]) for name, w in windows.items() for k, edge in enumerate(("start", "end")))
     )
+    metrics_phases: list[dict[str, Any]] = []
+
+    async def alternate_metrics() -> None:
+        # Metrics off and on in alternating phases of the same run (the machine's load drifts: one before/after
+        # pair would mostly measure the drift); each phase spans at least one metrics flush (20 s).
+        for k, (start, end) in enumerate(plan["metrics_phases"]):
+            delay = t0 + start - time.time()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            on = k % 2 == 1
+            switch_metrics(on, plan["statsd_port"], poller, meter)
+            cpu0, wall0, requests0, events0 = time.process_time(), time.time(), client.requests_sent, len(events)
+            await asyncio.sleep(max(0.0, t0 + end - time.time()))
+            intervals = (time.time() - wall0) / INTERVAL
+            metrics_phases.append(
+                {
+                    "on": on,
+                    "cpu_per_interval": (time.process_time() - cpu0) / intervals,
+                    "metrics_cpu_per_interval": meter.net_seconds() / intervals if on else 0.0,
+                    "datagrams_per_interval": meter.datagrams / intervals if on else 0.0,
+                    "requests_per_interval": (client.requests_sent - requests0) / intervals,
+                    "events_per_interval": (len(events) - events0) / intervals,
+                }
+            )
+        switch_metrics(False, plan["statsd_port"], poller, meter)
+
+    metrics_task = asyncio.create_task(alternate_metrics()) if plan.get("metrics_phases") else None
     deadline = t0 + plan["observe_until"]
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(all_seen.wait(), max(1.0, deadline - time.time()))
     last_mark = max((w[1] for w in windows.values()), default=0.0)
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(marker, max(1.0, t0 + last_mark + 1.0 - time.time()))
+    if metrics_task is not None:
+        await metrics_task
+        result["metrics_phases"] = metrics_phases
     stop.set()
     await ticker
+    # The peak while the triggers wait; the cancellation of all N at once below is the benchmark's teardown.
+    result["peak_rss_mb_running"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    from airflow_provider_oes.triggers import _gc
+
+    result["gc_freezes"], result["gc_thaws"] = _gc.freezes, _gc.thaws
     fs = poller.feed_strategy
     if fs is not None:
         result["missed_by_feed"] = len(fs.missed_by_feed)
@@ -207,10 +243,12 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
             assert stamp is not None
             delays[group].append(received - stamp)
     result["delays"] = {k: sorted(v) for k, v in delays.items()}
-    result["flips"] = {g: sum(1 for i in flips if plan["groups"].get(i) == g) for g in ("steady", "burst", "outage")}
+    result["flips"] = {
+        g: sum(1 for i in flips if plan["groups"].get(i) == g) for g in ("steady", "burst", "outage", "metrics")
+    }
     result["seen"] = {
         g: sum(1 for i in events if plan["groups"].get(i) == g and i not in wrong)
-        for g in ("steady", "burst", "outage")
+        for g in ("steady", "burst", "outage", "metrics")
     }
     result["wrong"] = len(wrong)
     result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -218,56 +256,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     return result
 
 
-def worker(plan_path: str) -> None:
-    plan = json.loads(Path(plan_path).read_text())
-    result = asyncio.run(_worker_main(plan))
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 # ------------------------------------------------------------------------------------------- parent
-
-
-def _run_worker(sim: Any, plan: dict[str, Any], extra: dict[str, Any], on_ready: Any) -> dict[str, Any]:
-    conn = {
-        "conn_type": "oes",
-        "host": sim.url,
-        "password": sim.token,
-        "extra": {"enterprise_id": sim.enterprise_id, **extra},
-    }
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(plan, handle)
-        plan_path = handle.name
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AIRFLOW_CONN_")}
-    env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
-    env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "WARNING")
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--worker", plan_path],
-        stdout=subprocess.PIPE,
-        stdin=subprocess.PIPE,
-        text=True,
-        env=env,
-    )
-    result: dict[str, Any] | None = None
-    try:
-        assert proc.stdout is not None
-        assert proc.stdin is not None
-        for line in proc.stdout:
-            if line.startswith("READY"):
-                t0 = on_ready()
-                proc.stdin.write(f"GO {t0}\n")
-                proc.stdin.flush()
-            elif line.startswith("RESULT "):
-                result = json.loads(line[len("RESULT ") :])
-            elif line.strip() and not line.startswith("20"):  # the worker's own log lines start with a date
-                print("   worker:", line.rstrip(), flush=True)
-        proc.wait(timeout=120)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        os.unlink(plan_path)
-    if result is None:
-        raise RuntimeError(f"the worker for {plan['strategy']} produced no result")
-    return result
 
 
 def _sim_now(sim: Any) -> float:
@@ -279,21 +268,55 @@ def _extra(strategy: str) -> dict[str, Any]:
     return {"poll_strategy": strategy, "batch_size": 200}
 
 
-def run_live(sim: Any, strategy: str, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
-    """Steady flips then a burst, against N waiting triggers that a sensor just checked."""
+class _StatsdListener:
+    """A UDP listener on 127.0.0.1 that receives (and counts) the worker's StatsD datagrams."""
+
+    def __init__(self) -> None:
+        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.datagrams = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                self.sock.recv(65536)
+                self.datagrams += 1
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.sock.close()
+
+
+def run_live(
+    sim: Any, strategy: str, args: argparse.Namespace, rng: random.Random, statsd: _StatsdListener | None = None
+) -> dict[str, Any]:
+    """Steady flips then a burst, against N waiting triggers that a sensor just checked; then, with ``statsd``,
+    steady flips again while metrics alternate off and on."""
     from airflow_provider_oes._api import format_timestamp
 
     sim.client.reset()
     ids = sim.client.add_allocations(args.n)
     steady_count = int(args.rate * args.steady)
-    chosen = rng.sample(ids, steady_count + args.burst)
-    steady_ids, burst_ids = chosen[:steady_count], chosen[steady_count:]
+    burst_at = args.steady + INTERVAL
+    drain = 3 * INTERVAL if strategy == "feed" else 2 * (args.n / 200) / (LIMIT_REQUESTS / LIMIT_PERIOD) + INTERVAL
+    phase_s = args.metrics_phase_intervals * INTERVAL
+    metrics_at = burst_at + INTERVAL + drain + INTERVAL  # once the burst has drained
+    phases = [[metrics_at + k * phase_s, metrics_at + (k + 1) * phase_s] for k in range(args.metrics_phases)]
+    metrics_count = int(args.rate * phase_s * len(phases)) if statsd is not None else 0
+    chosen = rng.sample(ids, steady_count + args.burst + metrics_count)
+    steady_ids, burst_ids = chosen[:steady_count], chosen[steady_count : steady_count + args.burst]
+    metrics_ids = chosen[steady_count + args.burst :]
     statuses = ("cleared", "released")
     flips = {i: statuses[k % 2] for k, i in enumerate(steady_ids)}
     flips.update({i: statuses[k % 2] for k, i in enumerate(burst_ids)})
-    groups = {i: "steady" for i in steady_ids} | {i: "burst" for i in burst_ids}
-    burst_at = args.steady + INTERVAL
-    drain = 3 * INTERVAL if strategy == "feed" else 2 * (args.n / 200) / (LIMIT_REQUESTS / LIMIT_PERIOD) + INTERVAL
+    flips.update({i: statuses[k % 2] for k, i in enumerate(metrics_ids)})
+    groups = {i: "steady" for i in steady_ids} | {i: "burst" for i in burst_ids} | {i: "metrics" for i in metrics_ids}
     plan = {
         "ids": ids,
         "flips": flips,
@@ -304,7 +327,9 @@ def run_live(sim: Any, strategy: str, args: argparse.Namespace, rng: random.Rand
         "settle_timeout": 600.0,
         # the steady window skips the first interval (flips just began) and ends before the burst
         "windows": {"steady": [INTERVAL, args.steady], "burst": [burst_at, burst_at + 3 * INTERVAL]},
-        "observe_until": burst_at + INTERVAL + drain,
+        "observe_until": (phases[-1][1] if metrics_ids else burst_at + INTERVAL + drain),
+        "metrics_phases": phases if metrics_ids else [],
+        "statsd_port": statsd.port if statsd is not None else None,
     }
 
     def on_ready() -> float:
@@ -313,10 +338,16 @@ def run_live(sim: Any, strategy: str, args: argparse.Namespace, rng: random.Rand
         sim.client.schedule_flips(
             burst_ids, status=statuses, at=[1.0 + burst_at + rng.uniform(0, INTERVAL) for _ in burst_ids]
         )
+        if metrics_ids:
+            sim.client.schedule_flips(metrics_ids, status=statuses, start=1.0 + metrics_at, rate=args.rate)
         return t0
 
+    datagrams_before = statsd.datagrams if statsd is not None else 0
+
     sim.client.reset_counts()
-    result = _run_worker(sim, plan, _extra(strategy), on_ready)
+    result = run_worker(__file__, sim, plan, _extra(strategy), on_ready)
+    if statsd is not None:
+        result["statsd_received"] = statsd.datagrams - datagrams_before
     result["sim_max_in_60s"] = sim.client.max_requests_in_window(window=LIMIT_PERIOD)
     result["sim_429"] = sum(1 for _, admitted in sim.client.token_requests() if not admitted)
     return result
@@ -361,15 +392,33 @@ def run_restart(sim: Any, strategy: str, args: argparse.Namespace, rng: random.R
         "observe_until": INTERVAL,
     }
     sim.client.reset_counts()
-    result = _run_worker(sim, plan, _extra(strategy), lambda: _sim_now(sim))
+    result = run_worker(__file__, sim, plan, _extra(strategy), lambda: _sim_now(sim))
     result["sim_429"] = sum(1 for _, admitted in sim.client.token_requests() if not admitted)
     return result
 
 
-def _pct(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    return values[min(len(values) - 1, int(q * len(values)))]
+def _report_metrics(r: dict[str, Any], args: argparse.Namespace) -> None:
+    phases = r["metrics_phases"]
+    off = [p["cpu_per_interval"] for p in phases if not p["on"]]
+    on = [p["cpu_per_interval"] for p in phases if p["on"]]
+    inside = [p["metrics_cpu_per_interval"] for p in phases if p["on"]]
+    if not off or not on:
+        return
+    print(
+        f"  metrics (StatsD with tags over UDP to a listener on 127.0.0.1, {len(off)} phases off and {len(on)} on "
+        f"alternated, {args.metrics_phase_intervals} intervals each, {args.rate:g} flips/s): "
+        + ", ".join(
+            f"{'on' if p['on'] else 'off'} {p['cpu_per_interval']:.4f}/{p['datagrams_per_interval']:.1f}dg"
+            for p in phases
+        )
+    )
+    cpu_off, cpu_on, in_metrics = statistics.mean(off), statistics.mean(on), statistics.mean(inside)
+    print(
+        f"  CPU s per interval: off {cpu_off:.4f}, on {cpu_on:.4f} ({100 * (cpu_on / cpu_off - 1):+.1f} %, whole "
+        f"process, load noise included); inside the metrics code {in_metrics * 1000:.2f} ms per interval = "
+        f"{100 * in_metrics / cpu_off:.2f} % of the off CPU (target: at most 2 %); "
+        f"datagrams received by the listener {r.get('statsd_received')}"
+    )
 
 
 def main() -> None:
@@ -381,10 +430,14 @@ def main() -> None:
     parser.add_argument("--strategies", nargs="+", default=["feed", "id_batches"])
     parser.add_argument("--skip-restart", action="store_true")
     parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--metrics-phases", type=int, default=6, help="feed only: alternating metrics off/on phases (0: none)"
+    )
+    parser.add_argument("--metrics-phase-intervals", type=int, default=4, help="poll intervals per metrics phase")
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, _worker_main)
         return
 
     from airflow_provider_oes.testing.simulator import OESSimulatorProcess
@@ -395,7 +448,12 @@ def main() -> None:
     restart: dict[str, dict[str, Any]] = {}
     with OESSimulatorProcess(port=0, rate_limit=(LIMIT_REQUESTS, LIMIT_PERIOD)) as sim:
         for strategy in args.strategies:
-            live[strategy] = run_live(sim, strategy, args, rng)
+            statsd = _StatsdListener() if strategy == "feed" and args.metrics_phases else None
+            try:
+                live[strategy] = run_live(sim, strategy, args, rng, statsd)
+            finally:
+                if statsd is not None:
+                    statsd.close()
             print(f"  done live {strategy}: {time.monotonic() - began:.0f} s", flush=True)
         if not args.skip_restart:
             for strategy in args.strategies:
@@ -423,9 +481,9 @@ def main() -> None:
         print(
             f"{strategy:<11} {rpi:>7.2f} {100 * rpi / per_interval_limit:>5.1f}% {cpu:>9.3f} {100 * cpu / INTERVAL:>4.1f}% "
             f"{r['peak_rss_mb']:>6.0f} {r.get('steady_stall_ms', float('nan')):>8.1f} "
-            f"{r['seen']['steady']:>5}/{r['flips']['steady']:<5} {_pct(steady, 0.5):>6.2f} {_pct(steady, 0.99):>6.2f} "
+            f"{r['seen']['steady']:>5}/{r['flips']['steady']:<5} {pct(steady, 0.5):>6.2f} {pct(steady, 0.99):>6.2f} "
             f"{max(steady, default=float('nan')):>6.2f} | {r['seen']['burst']:>5}/{r['flips']['burst']:<5} "
-            f"{_pct(burst, 0.5):>6.2f} {max(burst, default=float('nan')):>6.2f} "
+            f"{pct(burst, 0.5):>6.2f} {max(burst, default=float('nan')):>6.2f} "
             f"{r.get('burst_requests_per_interval', float('nan')):>7.2f} {r.get('burst_stall_ms', float('nan')):>8.1f} | "
             f"{r['wrong']:>5} {r['sim_429']:>4} {r['sim_max_in_60s']:>7}"
         )
@@ -447,6 +505,14 @@ def main() -> None:
             f"({r['settle_cpu_s']:.1f} CPU s); worst stall over the whole run {r['stall_ms_all']:.0f} ms; "
             f"limiter waited {r['limiter_waited_s']:.0f} s{extra}"
         )
+    for strategy, r in live.items():
+        print(
+            f"{strategy}: peak RSS while the triggers wait {r.get('peak_rss_mb_running', float('nan')):.0f} MB "
+            f"(whole process, with the benchmark cancelling all {args.n:,} at once at the end: {r['peak_rss_mb']:.0f} MB); "
+            f"gc freezes {r.get('gc_freezes')}, thaws {r.get('gc_thaws')}"
+        )
+        if r.get("metrics_phases"):
+            _report_metrics(r, args)
     if restart:
         print()
         print(f"Restart: a fresh poller takes over {args.n:,} waiting triggers last checked 10 minutes ago")

@@ -394,25 +394,10 @@ class FeedStrategy:
         return checked
 
     async def _check_singly(self, ids: list[str]) -> dict[str, float]:
-        """One GET per id (errors handled as the poller's single strategy does); return their server times."""
-        poller = self.poller
+        """One GET per id, through the poller's own single check; return the server times of those checked."""
         checked: dict[str, float] = {}
         for allocation_id in ids:
-            if allocation_id not in poller.waiters:
-                continue
-            try:
-                allocation, server_time = await poller.connection.client.get_allocation_at(
-                    allocation_id, poller.enterprise_id
-                )
-            except OESError as exc:
-                if is_transient(exc):
-                    log.warning("Could not check allocation %s this time, will try again: %s", allocation_id, exc)
-                    continue
-                from airflow_provider_oes.triggers._poller import error_event
-
-                poller._finish(allocation_id, error_event(exc, allocation_id))
-                continue
-            poller._observe(allocation_id, allocation)
+            server_time = await self.poller._poll_one(allocation_id)
             if server_time is not None:
                 checked[allocation_id] = server_time
         return checked

@@ -458,18 +458,24 @@ class AllocationPoller:
             self._observe(asked, allocation)
         return seen
 
-    async def _poll_one(self, allocation_id: str) -> None:
+    async def _poll_one(self, allocation_id: str) -> float | None:
+        """Check one waiting allocation with the single GET; return the server time of the answer, if any.
+
+        ``None`` when it was not checked (nobody waits for it any more, a transient failure: checked again
+        later), when a permanent error ended its waiters, or when the answer carried no ``Date``.
+        """
         if allocation_id not in self.waiters:
-            return
+            return None
         try:
-            allocation = await self.connection.client.get_allocation(allocation_id, self.enterprise_id)
+            allocation, server_time = await self.connection.client.get_allocation_at(allocation_id, self.enterprise_id)
         except OESError as exc:
             if is_transient(exc):
                 log.warning("Could not check allocation %s this time, will try again: %s", allocation_id, exc)
-                return
+                return None
             self._finish(allocation_id, error_event(exc, allocation_id))
-            return
+            return None
         self._observe(allocation_id, allocation)
+        return server_time
 
     def _observe(self, allocation_id: str, allocation: Allocation) -> None:
         if allocation.is_terminal:
@@ -518,7 +524,7 @@ def _parse_time(value: object) -> datetime | None:
     return moment if moment.tzinfo is not None else None
 
 
-async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[None]], concurrency: int) -> None:
+async def _bounded(items: Iterable[Any], fn: Callable[[Any], Awaitable[object]], concurrency: int) -> None:
     """Run ``fn`` over ``items`` with at most ``concurrency`` calls in flight (workers, not one task per item)."""
     iterator = iter(items)
 
