@@ -28,134 +28,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
 import socket
 import statistics
-import subprocess
-import sys
-import tempfile
-import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
-CONN_ID = "oes_bench"
-
+from _common import CONN_ID, Meter, create_allocations, instrument, run_worker, switch_metrics, worker
 
 # ------------------------------------------------------------------------------------------- worker
-
-
-class _Meter:
-    """CPU time (``time.thread_time``) spent in the provider's metrics code, and the datagrams it sent."""
-
-    def __init__(self) -> None:
-        self.active = False
-        self.seconds = 0.0
-        self.calls = 0
-        self.datagrams = 0
-        self.by_name: dict[str, list[float]] = {}
-        self.overhead = 0.0
-        """CPU seconds the timing itself adds per call (measured on an empty function, then subtracted)."""
-
-    def reset(self) -> None:
-        self.seconds, self.calls, self.datagrams = 0.0, 0, 0
-        for entry in self.by_name.values():
-            entry[0], entry[1] = 0.0, 0
-
-    def wrap(self, fn: Any, name: str) -> Any:
-        thread_time = time.thread_time
-
-        def timed(*args: Any, **kwargs: Any) -> Any:
-            if not self.active:
-                return fn(*args, **kwargs)
-            started = thread_time()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                # Allocates nothing new per call: its own allocations would make the garbage collector
-                # (which runs inside whichever call crosses its threshold) land in here more often.
-                spent = thread_time() - started
-                self.seconds += spent
-                self.calls += 1
-                entry = self.by_name[name]
-                entry[0] += spent
-                entry[1] += 1
-
-        self.by_name.setdefault(name, [0.0, 0])
-        return timed
-
-    def calibrate(self) -> None:
-        empty = self.wrap(lambda: None, "calibration")
-        self.active = True
-        for _ in range(20_000):
-            empty()
-        self.overhead = self.seconds / self.calls
-        self.active = False
-        self.reset()
-
-    def net_seconds(self) -> float:
-        return max(0.0, self.seconds - self.calls * self.overhead)
-
-
-class _CountingBackend:
-    """Wraps Airflow's stats entry point: counts the calls (one datagram each for StatsD)."""
-
-    def __init__(self, inner: Any, meter: _Meter) -> None:
-        self.inner = inner
-        self.meter = meter
-
-    def __getattr__(self, name: str) -> Any:
-        target = getattr(self.inner, name)
-
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.meter.datagrams += 1
-            return target(*args, **kwargs)
-
-        return counted
-
-
-def _instrument(meter: _Meter) -> None:
-    """Time every entry into the metrics code from the request sequence and the poller (none nests in another)."""
-    from airflow_provider_oes import _metrics, _request
-    from airflow_provider_oes.triggers import _poller
-
-    for owner, name in [
-        (_request.ApiCall, "attempt_started"),
-        (_request.ApiCall, "attempt_ended"),
-        (_metrics.PollerMetrics, "event"),
-        (_metrics.PollerMetrics, "reconciliation_finds"),
-        (_poller.AllocationPoller, "_flush_metrics"),
-    ]:
-        setattr(owner, name, meter.wrap(getattr(owner, name), name))
-
-
-def _switch_metrics(on: bool, port: int, enterprise_id: str, meter: _Meter) -> None:
-    from airflow_provider_oes import _metrics
-    from airflow_provider_oes.triggers import _poller
-
-    os.environ["AIRFLOW__METRICS__STATSD_ON"] = str(on)
-    os.environ["AIRFLOW__METRICS__STATSD_HOST"] = "127.0.0.1"
-    os.environ["AIRFLOW__METRICS__STATSD_PORT"] = str(port)
-    os.environ["AIRFLOW__METRICS__STATSD_INFLUXDB_ENABLED"] = "True"
-    _metrics.reset(reinitialize=True)
-    if on:
-        assert _metrics.enabled()
-        # Warm up outside the measurement: Airflow builds its StatsD client and loads its metrics registry on
-        # the first call after a (re)initialization, once per process in a real triggerer.
-        _metrics.retry("single", _metrics.tags_for("warm-up"))
-        _metrics._backend = _CountingBackend(_metrics._backend, meter)
-    poller = _poller.get_poller(CONN_ID, enterprise_id)
-    assert poller is not None
-    # A poller and its client look metrics up once, when they start: hand them fresh collectors, keeping the
-    # flush schedule (a fresh collector would flush at once: more often than a running poller does).
-    last_flush = poller.metrics.last_flush
-    poller.metrics = _metrics.PollerMetrics(CONN_ID, enterprise_id)
-    poller.metrics.last_flush = last_flush
-    poller.connection.client.metrics = _metrics.Batch()
-    meter.active = on
-    meter.reset()
 
 
 async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +46,9 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     interval: float = plan["interval"]
     enterprise_id: str = plan["enterprise_id"]
     events = 0
-    meter = _Meter()
+    meter = Meter()
     meter.calibrate()
-    _instrument(meter)
+    instrument(meter)
 
     async def wait_one(trigger: AllocationStatusTrigger) -> None:
         nonlocal events
@@ -191,7 +72,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     phases: list[dict[str, Any]] = []
     for index in range(plan["phases"]):
         on = index % 2 == 1
-        _switch_metrics(on, plan["statsd_port"], enterprise_id, meter)
+        switch_metrics(on, plan["statsd_port"], poller, meter)
         events0, requests0 = events, poller.connection.client.requests_sent
         wall0, cpu0 = time.monotonic(), time.process_time()
         await asyncio.sleep(interval * plan["phase_intervals"])
@@ -223,51 +104,7 @@ def _settled(poller: Any) -> bool:
     return bool(poller.sweeps >= 1)
 
 
-def worker(plan_path: str) -> None:
-    plan = json.loads(Path(plan_path).read_text())
-    result = asyncio.run(_worker_main(plan))
-    print("RESULT " + json.dumps(result), flush=True)
-
-
 # ------------------------------------------------------------------------------------------- parent
-
-
-def _create_allocations(sim: Any, n: int) -> list[str]:
-    if hasattr(sim.client, "add_allocations"):  # the simulator's bulk add
-        return [str(i) for i in sim.client.add_allocations(n)]
-    from airflow_provider_oes.testing.simulator import OESSimulatorClient
-
-    url = sim.url
-
-    def make(count: int) -> list[str]:
-        client = OESSimulatorClient(url)
-        try:
-            return [client.add_allocation(final_status="reserved") for _ in range(count)]
-        finally:
-            client.close()
-
-    threads = 4
-    with ThreadPoolExecutor(threads) as pool:
-        parts = list(pool.map(make, [n // threads + (1 if k < n % threads else 0) for k in range(threads)]))
-    return [i for part in parts for i in part]
-
-
-def _flip_steadily(url: str, ids: list[str], per_second: float, stop: threading.Event) -> None:
-    from airflow_provider_oes.testing.simulator import OESSimulatorClient
-
-    client = OESSimulatorClient(url)
-    rng = random.Random(7)
-    pending = list(ids)
-    rng.shuffle(pending)
-    started = time.monotonic()
-    try:
-        for count, allocation_id in enumerate(pending):
-            delay = started + count / per_second - time.monotonic()
-            if stop.wait(max(0.0, delay)):
-                return
-            client.set_status(allocation_id, "cleared" if count % 2 else "released")
-    finally:
-        client.close()
 
 
 def _parse_extra(items: list[str]) -> dict[str, Any]:
@@ -293,7 +130,7 @@ def main() -> None:
     parser.add_argument("--worker", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        worker(args.worker)
+        worker(args.worker, _worker_main)
         return
 
     from airflow_provider_oes.testing.simulator import OESSimulatorProcess
@@ -303,7 +140,7 @@ def main() -> None:
     sink.bind(("127.0.0.1", 0))
     with OESSimulatorProcess(port=0) as sim:
         created = time.monotonic()
-        ids = _create_allocations(sim, args.n)
+        ids = create_allocations(sim, args.n)
         setup_s = time.monotonic() - created
         last_check = None
         if hasattr(sim.client, "now"):
@@ -320,54 +157,16 @@ def main() -> None:
             "warmup_intervals": args.warmup_intervals,
             "statsd_port": sink.getsockname()[1],
         }
-        conn = {
-            "conn_type": "oes",
-            "host": sim.url,
-            "password": sim.token,
-            "extra": {"enterprise_id": sim.enterprise_id, **_parse_extra(args.extra)},
-        }
-        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-            json.dump(plan, handle)
-            plan_path = handle.name
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("AIRFLOW_CONN_", "AIRFLOW__METRICS__"))}
-        env[f"AIRFLOW_CONN_{CONN_ID.upper()}"] = json.dumps(conn)
-        env.setdefault("AIRFLOW__LOGGING__LOGGING_LEVEL", "ERROR")
-        proc = subprocess.Popen(
-            [sys.executable, __file__, "--worker", plan_path], stdout=subprocess.PIPE, text=True, env=env
-        )
-        stop = threading.Event()
-        flipper: threading.Thread | None = None
-        result: dict[str, Any] | None = None
-        try:
-            assert proc.stdout is not None
-            for line in proc.stdout:
-                if line.startswith("READY"):
-                    if hasattr(sim.client, "schedule_flips"):
-                        # On the simulator's own clock: nothing in this process competes for the CPU.
-                        run_s = (args.phases * args.phase_intervals + args.warmup_intervals) * args.interval + 30
-                        count = min(len(ids), int(args.flips_per_second * run_s))
-                        chosen = random.Random(7).sample(ids, count)
-                        sim.client.schedule_flips(
-                            chosen, status=("cleared", "released"), start=0.5, rate=args.flips_per_second
-                        )
-                    else:
-                        flipper = threading.Thread(
-                            target=_flip_steadily, args=(sim.url, ids, args.flips_per_second, stop), daemon=True
-                        )
-                        flipper.start()
-                elif line.startswith("RESULT "):
-                    result = json.loads(line[len("RESULT ") :])
-            proc.wait(timeout=60)
-        finally:
-            stop.set()
-            if proc.poll() is None:
-                proc.kill()
-            os.unlink(plan_path)
-            if flipper is not None:
-                flipper.join(timeout=10)
+
+        def start_flips() -> None:
+            # On the simulator's own clock: nothing in this process competes for the CPU.
+            run_s = (args.phases * args.phase_intervals + args.warmup_intervals) * args.interval + 30
+            count = min(len(ids), int(args.flips_per_second * run_s))
+            chosen = random.Random(7).sample(ids, count)
+            sim.client.schedule_flips(chosen, status=("cleared", "released"), start=0.5, rate=args.flips_per_second)
+
+        result = run_worker(__file__, sim, plan, _parse_extra(args.extra), start_flips, log_level="ERROR")
     sink.close()
-    if result is None:
-        raise SystemExit("the worker produced no result")
     _report(result["phases"], args, setup_s)
 
 
