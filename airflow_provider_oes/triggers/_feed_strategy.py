@@ -48,6 +48,7 @@ from airflow_provider_oes.exceptions import OESError
 from airflow_provider_oes.models import is_terminal
 from airflow_provider_oes.triggers import _gc
 from airflow_provider_oes.triggers._feed import ALL, FeedBatch, FeedRow, is_unsupported, open_feed
+from airflow_provider_oes.triggers._poller import LIST_REJECTED_STATUS_CODES as LIST_REJECTED_STATUS_CODES
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -61,8 +62,6 @@ INTERVAL_REFRESH = 60.0
 """Seconds between recomputing the smallest poll interval over all waiters."""
 MAX_DEFERRED_POLLS = 3
 """Polls the restart decision waits at most while unvouched triggers keep arriving."""
-LIST_REJECTED_STATUS_CODES = frozenset({400, 404, 405, 501})
-"""A list request answered with one of these means the list endpoint itself is not usable: use single GETs."""
 
 
 class FeedStrategy:
@@ -355,35 +354,21 @@ class FeedStrategy:
         :param inspect: Sees the raw records before they wake anyone (the reconciliation's miss check).
         """
         poller = self.poller
-        client = poller.connection.client
         if self._list_rejected:
             return await self._check_singly(batch)
-        try:
-            page = await client.list_allocations_page(poller.enterprise_id, allocation_ids=batch, page_size=len(batch))
-        except OESError as exc:
-            if is_transient(exc):
+        page, rejected = await poller._list_ids(batch)
+        if rejected is not None:
+            if not self._list_rejected:
+                self._list_rejected = True
                 log.warning(
-                    "Could not check %d allocations of enterprise %r this time, will try again: %s",
-                    len(batch),
+                    "OES poller %r/%r: the list endpoint rejected a check by ids (%s); checking unvouched "
+                    "allocations with one GET each from now on.",
+                    poller.key[0],
                     poller.enterprise_id,
-                    exc,
+                    rejected,
                 )
-                return {}
-            if exc.status_code in LIST_REJECTED_STATUS_CODES:
-                if not self._list_rejected:
-                    self._list_rejected = True
-                    log.warning(
-                        "OES poller %r/%r: the list endpoint rejected a check by ids (%s); checking unvouched "
-                        "allocations with one GET each from now on.",
-                        poller.key[0],
-                        poller.enterprise_id,
-                        exc,
-                    )
-                return await self._check_singly(batch)
-            from airflow_provider_oes.triggers._poller import error_event
-
-            for allocation_id in batch:
-                poller._finish(allocation_id, error_event(exc, allocation_id))
+            return await self._check_singly(batch)
+        if page is None:
             return {}
         if inspect is not None:
             inspect(page.records)

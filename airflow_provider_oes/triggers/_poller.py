@@ -46,7 +46,7 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterable
 
     from airflow_provider_oes._settings import OESConnectionSettings
-    from airflow_provider_oes.hooks.async_client import OESAsyncClient
+    from airflow_provider_oes.hooks.async_client import ListPage, OESAsyncClient
     from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
 
@@ -56,6 +56,8 @@ MAX_BATCH_SIZE = 200
 """Ids per list request are capped here: 200 UUIDs keep the request line under 8 kB, a common proxy limit."""
 CONCURRENCY = 8
 """Requests one connection has in flight at once (the rate limiter still decides how many per window)."""
+LIST_REJECTED_STATUS_CODES = frozenset({400, 404, 405, 501})
+"""A list request answered with one of these means the list endpoint itself is not usable: use single GETs."""
 
 
 @dataclass
@@ -398,13 +400,46 @@ class AllocationPoller:
         batch = [i for i in batch if i in self.waiters]  # some may have left while earlier batches ran
         if not batch:
             return
-        client = self.connection.client
         if self.strategy == "single":  # switched while this sweep ran
             for allocation_id in batch:
                 await self._poll_one(allocation_id)
             return
+        page, rejected = await self._list_ids(batch)
+        if rejected is not None:
+            # The list endpoint itself is not usable here: one GET each still works (and a real
+            # "no such allocation" or "no such enterprise" then reaches only the allocations it concerns).
+            if self.strategy != "single":
+                self.strategy = "single"
+                log.warning(
+                    "OES poller %r/%r: the list endpoint rejected a check by ids (%s); switching to one GET "
+                    "per allocation for this poller.",
+                    self.key[0],
+                    self.enterprise_id,
+                    rejected,
+                )
+            for allocation_id in batch:
+                await self._poll_one(allocation_id)
+            return
+        if page is None:
+            return
+        seen = self._apply_records(batch, page.records)
+        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
+        for allocation_id in missing:
+            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
+            await self._poll_one(allocation_id)
+
+    async def _list_ids(self, batch: list[str]) -> tuple[ListPage | None, OESError | None]:
+        """One list request for the ids of ``batch``, its failures handled as every check by ids handles them.
+
+        :return: ``(page, None)`` with the answer (nothing applied yet); ``(None, None)`` when there is nothing
+            more to do now: a transient failure (logged; the ids are checked again later) or a permanent error
+            (handed to every waiter of the batch); ``(None, error)`` when the list endpoint itself rejected the
+            request (:data:`LIST_REJECTED_STATUS_CODES`): the caller checks the ids one GET each.
+        """
         try:
-            records = await client.list_allocations(self.enterprise_id, allocation_ids=batch, page_size=len(batch))
+            page = await self.connection.client.list_allocations_page(
+                self.enterprise_id, allocation_ids=batch, page_size=len(batch)
+            )
         except OESError as exc:
             if is_transient(exc):
                 log.warning(
@@ -413,32 +448,13 @@ class AllocationPoller:
                     self.enterprise_id,
                     exc,
                 )
-                return
-            from airflow_provider_oes.triggers._feed_strategy import LIST_REJECTED_STATUS_CODES
-
+                return None, None
             if exc.status_code in LIST_REJECTED_STATUS_CODES:
-                # The list endpoint itself is not usable here: one GET each still works (and a real
-                # "no such allocation" or "no such enterprise" then reaches only the allocations it concerns).
-                if self.strategy != "single":
-                    self.strategy = "single"
-                    log.warning(
-                        "OES poller %r/%r: the list endpoint rejected a check by ids (%s); switching to one GET "
-                        "per allocation for this poller.",
-                        self.key[0],
-                        self.enterprise_id,
-                        exc,
-                    )
-                for allocation_id in batch:
-                    await self._poll_one(allocation_id)
-                return
+                return None, exc
             for allocation_id in batch:
                 self._finish(allocation_id, error_event(exc, allocation_id))
-            return
-        seen = self._apply_records(batch, records)
-        missing = [allocation_id for allocation_id in batch if allocation_id not in seen]
-        for allocation_id in missing:
-            # Not in the list: confirm with the single GET (a 404 there is a real "no such allocation").
-            await self._poll_one(allocation_id)
+            return None, None
+        return page, None
 
     def _apply_records(self, batch: list[str], records: list[Any]) -> set[str]:
         """Wake the waiters of ``batch`` whose record in ``records`` is final; return the ids found in them."""
