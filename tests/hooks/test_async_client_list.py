@@ -111,3 +111,64 @@ async def test_single_get_sends_the_enterprise_id_header(
     await client.get_allocation(DEFAULT_ALLOCATION_ID, "ent-with.dots_and-dashes")
     assert seen[0].headers["enterprise-id"] == "ent-with.dots_and-dashes"
     assert seen[0].headers["Authorization"] == "Bearer t0ken-0123456789"
+
+
+async def test_list_allocations_is_the_page_without_its_date() -> None:
+    """One code path: the same arguments send the same query, and the records are the page's records."""
+    seen: list[httpx.Request] = []
+    records = [allocation_body()["allocation"]]
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(200, json={"allocations": records}, headers={"Date": "Wed, 25 Nov 2026 18:30:00 GMT"})
+
+    settings = OESConnectionSettings(
+        conn_id="oes_async", base_url="https://oes.example.test", token="t0ken-0123456789", enterprise_id="ent1"
+    )
+    client = OESAsyncClient(settings, transport=httpx.MockTransport(handler))
+    try:
+        arguments: dict[str, Any] = {"statuses": ["cleared"], "types": ["allocation"], "page_number": 1}
+        assert await client.list_allocations("ent1", **arguments) == records
+        page = await client.list_allocations_page("ent1", **arguments)
+        assert page.records == records
+        assert page.server_time == datetime(2026, 11, 25, 18, 30, tzinfo=timezone.utc).timestamp()
+        # The feed's way: the other list filters by their query name, the same query in the end.
+        by_query_name = await client.list_allocations_page(
+            "ent1", statuses=["cleared"], filters={"types": ["allocation"]}, page_number=1
+        )
+        assert by_query_name.records == records
+    finally:
+        await client.aclose()
+    assert len(seen) == 3
+    assert seen[0].url.query == seen[1].url.query == seen[2].url.query
+    assert parse_qs(seen[0].url.query.decode()) == {
+        "pageNumber": ["1"],
+        "pageSize": ["100"],
+        "statuses": ["cleared"],
+        "types": ["allocation"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        (
+            {"filters": {"statuses": ["cleared"]}},
+            "unknown list filter 'statuses'; expected one of connectionIds, currencies, partnerIds, types",
+        ),
+        ({"filters": {"partner_ids": [PARTNER_ID]}}, "unknown list filter 'partner_ids'"),
+        (
+            {"filters": {"types": ["allocation"]}, "types": ["deallocation"]},
+            "list filter(s) types given both by name and in filters",
+        ),
+        ({"filters": {"connectionIds": ["c-1"]}}, "connection_ids must hold UUIDs, got 'c-1'"),
+    ],
+)
+async def test_page_filters_by_query_name_are_checked_before_any_request(
+    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], kwargs: dict[str, Any], needle: str
+) -> None:
+    client, seen = client_and_requests
+    with pytest.raises(OESInvalidRequestError) as info:
+        await client.list_allocations_page("ent1", **kwargs)
+    assert needle in str(info.value)
+    assert seen == []
