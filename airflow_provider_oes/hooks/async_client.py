@@ -134,10 +134,8 @@ class OESAsyncClient:
         :param enterprise_id: The client's enterprise id.
         :raises OESError: a subclass saying what went wrong.
         """
-        call = allocation_call(
-            self.settings, validate_allocation_id(allocation_id), validate_enterprise_id(enterprise_id)
-        )
-        return await self._call(call)
+        allocation, _ = await self.get_allocation_at(allocation_id, enterprise_id)
+        return allocation
 
     async def get_allocation_at(self, allocation_id: str, enterprise_id: str) -> tuple[Allocation, float | None]:
         """Like :meth:`get_allocation`, with the server's clock of the answer (its ``Date``, epoch s, if sent).
@@ -149,7 +147,7 @@ class OESAsyncClient:
         call = allocation_call(
             self.settings, validate_allocation_id(allocation_id), validate_enterprise_id(enterprise_id)
         )
-        return await self._call_dated(call)
+        return await self._call(call)
 
     async def list_allocations(
         self,
@@ -204,16 +202,12 @@ class OESAsyncClient:
             raise OESInvalidRequestError(f"list filter(s) {', '.join(twice)} given both by name and in filters")
         merged: ListFilters = {**given, **named}
         params = list_query_params(page_number=page_number, page_size=page_size, **merged)
-        records, server_time = await self._call_dated(list_call(self.settings, enterprise_id, params))
+        records, server_time = await self._call(list_call(self.settings, enterprise_id, params))
         return ListPage(records, server_time)
 
-    async def _call(self, call: ApiCall[T]) -> T:
-        """The call with its retries; the token is stripped from any error."""
-        result, _ = await self._call_dated(call)
-        return result
-
-    async def _call_dated(self, call: ApiCall[T]) -> tuple[T, float | None]:
-        """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded."""
+    async def _call(self, call: ApiCall[T]) -> tuple[T, float | None]:
+        """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded;
+        the token is stripped from any error."""
         call.batch = self.metrics
         with redacting(self.settings.token):
             return await self.retry_policy.acall(lambda: self._attempt(call))

@@ -22,20 +22,27 @@ CONNECTION_ID = "c0ffee00-0000-4000-8000-000000000001"
 PARTNER_ID = "0a0b0c0d-0000-4000-8000-000000000002"
 
 
-@pytest.fixture
-async def client_and_requests() -> AsyncIterator[tuple[OESAsyncClient, list[httpx.Request]]]:
+def _client(
+    records: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> tuple[OESAsyncClient, list[httpx.Request]]:
+    """A client whose list endpoint answers ``records`` (with ``headers``); the requests it sent."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if request.url.path.endswith("/clients/allocations"):
-            return httpx.Response(200, json={"allocations": []})
+            return httpx.Response(200, json={"allocations": records}, headers=headers)
         return httpx.Response(200, json=allocation_body())
 
     settings = OESConnectionSettings(
         conn_id="oes_async", base_url="https://oes.example.test", token="t0ken-0123456789", enterprise_id="ent1"
     )
-    client = OESAsyncClient(settings, transport=httpx.MockTransport(handler))
+    return OESAsyncClient(settings, transport=httpx.MockTransport(handler)), seen
+
+
+@pytest.fixture
+async def client_and_requests() -> AsyncIterator[tuple[OESAsyncClient, list[httpx.Request]]]:
+    client, seen = _client([])
     yield client, seen
     await client.aclose()
 
@@ -115,17 +122,8 @@ async def test_single_get_sends_the_enterprise_id_header(
 
 async def test_list_allocations_is_the_page_without_its_date() -> None:
     """One code path: the same arguments send the same query, and the records are the page's records."""
-    seen: list[httpx.Request] = []
     records = [allocation_body()["allocation"]]
-
-    def handler(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200, json={"allocations": records}, headers={"Date": "Wed, 25 Nov 2026 18:30:00 GMT"})
-
-    settings = OESConnectionSettings(
-        conn_id="oes_async", base_url="https://oes.example.test", token="t0ken-0123456789", enterprise_id="ent1"
-    )
-    client = OESAsyncClient(settings, transport=httpx.MockTransport(handler))
+    client, seen = _client(records, {"Date": "Wed, 25 Nov 2026 18:30:00 GMT"})
     try:
         arguments: dict[str, Any] = {"statuses": ["cleared"], "types": ["allocation"], "page_number": 1}
         assert await client.list_allocations("ent1", **arguments) == records
