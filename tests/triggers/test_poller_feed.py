@@ -19,37 +19,25 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.get_provider_info import get_provider_info
 from airflow_provider_oes.triggers import _feed, _poller
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
-from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, connection_json
+from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, connection_json, serve
 from tests.triggers._support import TriggerFleet
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
 
 CONN = "oes_pf"
 INTERVAL = 0.05
+EXTRAS: dict[str, Any] = {"feed_page_size": 10, "batch_size": 10}
+"""The test connection's extras; a test changes some with :func:`_set_extras`."""
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOES]:
-    fake = FakeOES()
-    real = httpx.AsyncClient
-
-    class Mocked(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["transport"] = fake.transport()
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(httpx, "AsyncClient", Mocked)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", connection_json(feed_page_size=10, batch_size=10))
-    return fake
+def server(monkeypatch: pytest.MonkeyPatch) -> FakeOES:
+    return serve(monkeypatch, CONN, **EXTRAS)
 
 
 def _set_extras(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{CONN.upper()}", connection_json(**{"feed_page_size": 10, "batch_size": 10, **extra})
-    )
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", connection_json(**{**EXTRAS, **extra}))
 
 
 class Fleet(TriggerFleet):
