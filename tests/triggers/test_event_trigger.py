@@ -282,82 +282,80 @@ async def test_start_time_replays_history_on_first_start() -> None:
     await h.close()
 
 
-async def _first_life_emits_one(
-    feed: Feed, store: Accessor, trigger: AllocationEventTrigger, *, lose_writes: int = 0
-) -> tuple[Harness, str, tuple[dict[str, Any], Any]]:
-    """A watcher's first life up to the handover of its first allocation: started, one allocation cleared,
-    its event pulled (not yet confirmed). ``lose_writes`` state-store writes fail from the handover on."""
-    first = Harness(feed, store, trigger, markers=False)
-    sub = await first.started()
-    a = feed.server.add()
-    feed.server.tick(1)
-    feed.server.flip(a, "cleared")
-    sub.poll()
-    store.fail_next_writes = lose_writes
-    item = await first.pull()
-    assert _ids(item) == [a]
-    return first, a, item
+class Restart:
+    """One watch across a triggerer restart: one server, feed, state store and trigger, and two watcher lives."""
 
+    def __init__(self) -> None:
+        self.server = Server()
+        self.store = Accessor()
+        self.feed = Feed(self.server)
+        self.trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
 
-async def _second_life_emits(feed: Feed, store: Accessor, trigger: AllocationEventTrigger) -> list[str]:
-    """After a restart, a new watcher on the same state store: the ids of its first event."""
-    second = Harness(feed, store, trigger, markers=False)
-    task, sub = await second.start()
-    sub.poll()  # reads back to the stored floor
-    emitted = _ids(await task)
-    await second.close()
-    return emitted
+    async def first_life_emits_one(self, *, lose_writes: int = 0) -> tuple[Harness, str, tuple[dict[str, Any], Any]]:
+        """The first life up to the handover of its first allocation: started, one allocation cleared, its event
+        pulled (not yet confirmed). ``lose_writes`` state-store writes fail from the handover on."""
+        first = Harness(self.feed, self.store, self.trigger, markers=False)
+        sub = await first.started()
+        a = self.server.add()
+        self.server.tick(1)
+        self.server.flip(a, "cleared")
+        sub.poll()
+        self.store.fail_next_writes = lose_writes
+        item = await first.pull()
+        assert _ids(item) == [a]
+        return first, a, item
+
+    async def second_life_emits(self, trigger: AllocationEventTrigger | None = None) -> list[str]:
+        """After the restart, a new watcher on the same state store: the ids of its first event."""
+        second = Harness(self.feed, self.store, trigger or self.trigger, markers=False)
+        task, sub = await second.start()
+        sub.poll()  # reads back to the stored floor
+        emitted = _ids(await task)
+        await second.close()
+        return emitted
 
 
 @requires_airflow_33
 async def test_restart_after_confirmed_event_emits_nothing_twice_and_misses_nothing() -> None:
-    server = Server()
-    store = Accessor()
-    feed = Feed(server)
-    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    first, _a, item = await _first_life_emits_one(feed, store, trigger)
+    restart = Restart()
+    first, _a, item = await restart.first_life_emits_one()
     await first.watcher.commit(item[1])
     await first.close()  # the triggerer dies here
 
+    server = restart.server
     b = server.add()
     server.tick(2)
     server.flip(b, "cleared")  # while no triggerer runs
     server.tick(5)
 
     # a (already emitted) is read again, b is new; the trigger as Airflow rebuilds it from its serialized form.
-    assert await _second_life_emits(feed, store, AllocationEventTrigger(**trigger.serialize()[1])) == [b]
+    assert await restart.second_life_emits(AllocationEventTrigger(**restart.trigger.serialize()[1])) == [b]
 
 
 @requires_airflow_33
 async def test_crash_after_handover_before_confirmation_emits_again_and_names_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = Server()
-    store = Accessor()
-    feed = Feed(server)
-    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    first, a, _item = await _first_life_emits_one(feed, store, trigger)
-    stored = store.values[trigger.state_key]
+    restart = Restart()
+    first, a, _item = await restart.first_life_emits_one()
+    stored = restart.store.values[restart.trigger.state_key]
     assert stored["inflight"] == [a]  # written before the handover
     assert a not in stored["emitted"]  # not claimed: Airflow has not confirmed storing the event
     await first.close()  # crash: no confirmation, no commit
 
     caplog.clear()
-    assert await _second_life_emits(feed, store, trigger) == [a]  # at least once: emitted again
+    assert await restart.second_life_emits() == [a]  # at least once: emitted again
     assert f"handed allocations {a} to Airflow but stopped before Airflow confirmed" in caplog.text
 
 
 @requires_airflow_33
 async def test_crash_before_handover_emits_on_restart() -> None:
     """The in-flight write is made; the triggerer dies before the yield: the allocation is emitted later."""
-    server = Server()
-    store = Accessor()
-    feed = Feed(server)
-    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    first, a, _item = await _first_life_emits_one(feed, store, trigger, lose_writes=1)  # even the in-flight write
+    restart = Restart()
+    first, a, _item = await restart.first_life_emits_one(lose_writes=1)  # even the in-flight write is lost
     await first.close()
 
-    assert await _second_life_emits(feed, store, trigger) == [a]
+    assert await restart.second_life_emits() == [a]
 
 
 @requires_airflow_33
