@@ -101,14 +101,22 @@ async def test_every_list_filter_reaches_the_query(
         ({"page_size": 1001}, "page_size must be an integer between 1 and 1000, got 1001"),
     ],
 )
+@pytest.mark.parametrize("method", ["list_allocations", "list_allocations_page"])
 async def test_bad_filters_are_named_before_any_request(
-    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], kwargs: dict[str, Any], needle: str
+    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], method: str, kwargs: dict[str, Any], needle: str
 ) -> None:
+    assert needle in await _refused(client_and_requests, method, kwargs)
+
+
+async def _refused(
+    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], method: str, kwargs: dict[str, Any]
+) -> str:
+    """The message of the OESInvalidRequestError that ``method`` raises for ``kwargs``, having sent nothing."""
     client, seen = client_and_requests
     with pytest.raises(OESInvalidRequestError) as info:
-        await client.list_allocations("ent1", **kwargs)
-    assert needle in str(info.value)
+        await getattr(client, method)("ent1", **kwargs)
     assert seen == []
+    return str(info.value)
 
 
 async def test_single_get_sends_the_enterprise_id_header(
@@ -165,8 +173,4 @@ async def test_list_allocations_is_the_page_without_its_date() -> None:
 async def test_page_filters_by_query_name_are_checked_before_any_request(
     client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], kwargs: dict[str, Any], needle: str
 ) -> None:
-    client, seen = client_and_requests
-    with pytest.raises(OESInvalidRequestError) as info:
-        await client.list_allocations_page("ent1", **kwargs)
-    assert needle in str(info.value)
-    assert seen == []
+    assert needle in await _refused(client_and_requests, "list_allocations_page", kwargs)
