@@ -18,7 +18,16 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers._event_state import EventQuery, StateStore
 from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
-from tests.triggers._event_fakes import OVERLAP, Accessor, Feed, Server, Subscription, opener, requires_airflow_33
+from tests.triggers._event_fakes import (
+    OVERLAP,
+    Accessor,
+    Feed,
+    Server,
+    Subscription,
+    opener,
+    requires_airflow_33,
+    until,
+)
 
 CLASSPATH = "airflow_provider_oes.triggers.event.AllocationEventTrigger"
 
@@ -173,15 +182,6 @@ def test_local_filter_agrees_with_the_query() -> None:
 # ---------------------------------------------------------------------- the watch loop
 
 
-async def _until(predicate: Any, what: str) -> Any:
-    for _ in range(2000):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0)
-    raise AssertionError(f"never happened: {what}")
-
-
 class Harness:
     """Runs one watcher (one trigger life) against a feed and a store; pulls its items one by one."""
 
@@ -199,7 +199,7 @@ class Harness:
 
     async def subscription(self) -> Subscription:
         count = self._subs_before + 1
-        return await _until(lambda: len(self.feed.subscriptions) >= count and self.feed.subscriptions[-1], "subscribe")
+        return await until(lambda: len(self.feed.subscriptions) >= count and self.feed.subscriptions[-1], "subscribe")
 
     async def start(self) -> tuple[asyncio.Task[Any], Subscription]:
         task = asyncio.ensure_future(self.items.__anext__())
@@ -424,7 +424,7 @@ async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.M
     )
     items = watcher.items()
     task = asyncio.ensure_future(items.__anext__())
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "subscribe")
+    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "subscribe")
     sub.poll()
     assert _ids(await task) == []
     assert sleeps == [2.0, 4.0, 8.0]  # backoff, then it carried on

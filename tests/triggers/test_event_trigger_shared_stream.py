@@ -15,19 +15,9 @@ import pytest
 
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers.event import AllocationEventTrigger
-from tests.triggers._event_fakes import Accessor, Feed, Server, opener
+from tests.triggers._event_fakes import Accessor, Feed, Server, opener, until
 
 shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="Airflow 3.3 shared streams")
-
-
-async def _until(predicate: Any, what: str, timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 class TriggerRun:
@@ -78,7 +68,7 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     manager = shared_stream.SharedStreamManager()
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
     run = TriggerRun(manager, trigger, 1, store)
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
     sub.poll()
     a, b = server.add(), server.add()
     server.tick(1)
@@ -86,7 +76,7 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     server.flip(b, "cleared")
     sub.poll()
 
-    await _until(lambda: run.events, "the event")
+    await until(lambda: run.events, "the event")
     assert run.ids() == [[a, b]]
     seq = run.events[0][1]
     assert seq is not None  # ack mode: the event is bound to a persist confirmation
@@ -97,7 +87,7 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     assert b not in stored["emitted"]
 
     manager.confirm_persisted([seq])  # the supervisor stored the asset event
-    stored = await _until(lambda: b in _stored(store, trigger).get("emitted", {}) and _stored(store, trigger), "commit")
+    stored = await until(lambda: b in _stored(store, trigger).get("emitted", {}) and _stored(store, trigger), "commit")
     assert a in stored["emitted"]
     assert stored["inflight"] == []
     await run.stop()
@@ -105,12 +95,12 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     # A restarted trigger (new triggerer: new manager, new instance from the kwargs) emits nothing again.
     manager2 = shared_stream.SharedStreamManager()
     run2 = TriggerRun(manager2, AllocationEventTrigger(**trigger.serialize()[1]), 7, store)
-    sub2 = await _until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
+    sub2 = await until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
     c = server.add()
     server.tick(1)
     server.flip(c, "cleared")
     sub2.poll()  # hands a, b (inside the overlap) and c
-    await _until(lambda: run2.events, "the event after restart")
+    await until(lambda: run2.events, "the event after restart")
     assert run2.ids() == [[c]]
     await run2.stop()
 
@@ -122,13 +112,13 @@ async def test_an_event_airflow_never_confirms_is_emitted_again_by_the_next_trig
     manager = shared_stream.SharedStreamManager(ack_timeout=0.3)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
     run = TriggerRun(manager, trigger, 1, store)
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
     sub.poll()
     a = server.add()
     server.tick(1)
     server.flip(a, "cleared")
     sub.poll()
-    await _until(lambda: run.events, "the event")
+    await until(lambda: run.events, "the event")
     # No confirmation: Airflow's ack timeout fails the subscriber; the trigger ends with the error.
     await asyncio.wait_for(asyncio.gather(run.task, return_exceptions=True), 5)
     assert isinstance(run.task.exception(), shared_stream.AckTimeout)
@@ -136,9 +126,9 @@ async def test_an_event_airflow_never_confirms_is_emitted_again_by_the_next_trig
 
     # Airflow re-creates the trigger: the allocation comes again (at least once, never lost).
     run2 = TriggerRun(shared_stream.SharedStreamManager(), AllocationEventTrigger(**trigger.serialize()[1]), 2, store)
-    sub2 = await _until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
+    sub2 = await until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
     sub2.poll()
-    await _until(lambda: run2.events, "the event again")
+    await until(lambda: run2.events, "the event again")
     assert run2.ids() == [[a]]
     await run2.stop()
 
@@ -152,7 +142,7 @@ async def test_quiet_stream_keeps_moving_so_airflow_never_times_the_watcher_out(
     manager = shared_stream.SharedStreamManager(ack_timeout=0.5)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
     run = TriggerRun(manager, trigger, 1, store)
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
     sub.poll()
     await asyncio.sleep(1.5)  # three ack timeouts without any poll
     assert not run.task.done()
@@ -160,6 +150,6 @@ async def test_quiet_stream_keeps_moving_so_airflow_never_times_the_watcher_out(
     server.tick(1)
     server.flip(a, "cleared")
     sub.poll()
-    await _until(lambda: run.events, "the event")
+    await until(lambda: run.events, "the event")
     assert run.ids() == [[a]]
     await run.stop()
