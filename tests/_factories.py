@@ -50,6 +50,27 @@ def allocation_record(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def minimal_record(**overrides: Any) -> dict[str, Any]:
+    """Return a valid allocation record with only the required fields, short values and status ``reserved``.
+
+    :param overrides: camelCase keys of the API record, replacing or adding top-level keys.
+    """
+    record: dict[str, Any] = {
+        "id": DEFAULT_ALLOCATION_ID,
+        "amount": {"currency": "ofctbtc", "quantity": "1"},
+        "connectionId": "c",
+        "clientExternalId": "x",
+        "initiatedBy": "u",
+        "createdAt": "2026-01-01T00:00:00.000Z",
+        "updatedAt": "2026-01-01T00:00:00.000Z",
+        "retriable": False,
+        "status": "reserved",
+        "type": "allocation",
+    }
+    record.update(overrides)
+    return record
+
+
 def allocation_body(**overrides: Any) -> dict[str, Any]:
     """Return a single-allocation response body ``{"allocation": allocation_record(**overrides)}``.
 
