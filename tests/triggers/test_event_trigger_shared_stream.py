@@ -15,7 +15,7 @@ import pytest
 
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers.event import AllocationEventTrigger
-from tests.triggers._event_fakes import Accessor, Feed, Server, opener, until
+from tests.triggers._event_fakes import Accessor, Feed, Server, Subscription, opener, until
 
 shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="Airflow 3.3 shared streams")
 
@@ -57,6 +57,17 @@ def world(monkeypatch: pytest.MonkeyPatch) -> tuple[Server, Feed, Accessor]:
     return server, feed, Accessor()
 
 
+async def _subscribed(
+    world: tuple[Server, Feed, Accessor], manager: Any, trigger: AllocationEventTrigger, trigger_id: int
+) -> tuple[TriggerRun, Subscription]:
+    """Run ``trigger`` as the triggerer does; return the run and the feed subscription it made (one more)."""
+    _server, feed, store = world
+    count = len(feed.subscriptions) + 1
+    run = TriggerRun(manager, trigger, trigger_id, store)
+    sub = await until(lambda: len(feed.subscriptions) == count and feed.subscriptions[-1], f"feed subscription {count}")
+    return run, sub
+
+
 def _stored(store: Accessor, trigger: AllocationEventTrigger) -> dict[str, Any]:
     return dict(store.values.get(trigger.state_key) or {})
 
@@ -64,11 +75,10 @@ def _stored(store: Accessor, trigger: AllocationEventTrigger) -> dict[str, Any]:
 async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     world: tuple[Server, Feed, Accessor],
 ) -> None:
-    server, feed, store = world
+    server, _feed, store = world
     manager = shared_stream.SharedStreamManager()
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    run = TriggerRun(manager, trigger, 1, store)
-    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    run, sub = await _subscribed(world, manager, trigger, 1)
     sub.poll()
     a, b = server.add(), server.add()
     server.tick(1)
@@ -94,8 +104,7 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
 
     # A restarted trigger (new triggerer: new manager, new instance from the kwargs) emits nothing again.
     manager2 = shared_stream.SharedStreamManager()
-    run2 = TriggerRun(manager2, AllocationEventTrigger(**trigger.serialize()[1]), 7, store)
-    sub2 = await until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
+    run2, sub2 = await _subscribed(world, manager2, AllocationEventTrigger(**trigger.serialize()[1]), 7)
     c = server.add()
     server.tick(1)
     server.flip(c, "cleared")
@@ -108,11 +117,10 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
 async def test_an_event_airflow_never_confirms_is_emitted_again_by_the_next_trigger(
     world: tuple[Server, Feed, Accessor],
 ) -> None:
-    server, feed, store = world
+    server, _feed, store = world
     manager = shared_stream.SharedStreamManager(ack_timeout=0.3)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    run = TriggerRun(manager, trigger, 1, store)
-    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    run, sub = await _subscribed(world, manager, trigger, 1)
     sub.poll()
     a = server.add()
     server.tick(1)
@@ -125,8 +133,8 @@ async def test_an_event_airflow_never_confirms_is_emitted_again_by_the_next_trig
     assert a not in _stored(store, trigger).get("emitted", {})
 
     # Airflow re-creates the trigger: the allocation comes again (at least once, never lost).
-    run2 = TriggerRun(shared_stream.SharedStreamManager(), AllocationEventTrigger(**trigger.serialize()[1]), 2, store)
-    sub2 = await until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
+    rebuilt = AllocationEventTrigger(**trigger.serialize()[1])
+    run2, sub2 = await _subscribed(world, shared_stream.SharedStreamManager(), rebuilt, 2)
     sub2.poll()
     await until(lambda: run2.events, "the event again")
     assert run2.ids() == [[a]]
@@ -138,11 +146,10 @@ async def test_quiet_stream_keeps_moving_so_airflow_never_times_the_watcher_out(
 ) -> None:
     """With nothing changing (or the feed failing and backing off), items still come within the ack timeout."""
     monkeypatch.setattr(event_module, "HEARTBEAT_SECONDS", 0.05)
-    server, feed, store = world
+    server = world[0]
     manager = shared_stream.SharedStreamManager(ack_timeout=0.5)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    run = TriggerRun(manager, trigger, 1, store)
-    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    run, sub = await _subscribed(world, manager, trigger, 1)
     sub.poll()
     await asyncio.sleep(1.5)  # three ack timeouts without any poll
     assert not run.task.done()
