@@ -51,24 +51,11 @@ def allocation_record(**overrides: Any) -> dict[str, Any]:
 
 
 def minimal_record(**overrides: Any) -> dict[str, Any]:
-    """Return a valid allocation record with only the required fields, short values and status ``reserved``.
+    """Return :func:`allocation_record` without its optional fields (``partnerExternalId``, ``notes``, ``reason``).
 
     :param overrides: camelCase keys of the API record, replacing or adding top-level keys.
     """
-    record: dict[str, Any] = {
-        "id": DEFAULT_ALLOCATION_ID,
-        "amount": {"currency": "ofctbtc", "quantity": "1"},
-        "connectionId": "c",
-        "clientExternalId": "x",
-        "initiatedBy": "u",
-        "createdAt": "2026-01-01T00:00:00.000Z",
-        "updatedAt": "2026-01-01T00:00:00.000Z",
-        "retriable": False,
-        "status": "reserved",
-        "type": "allocation",
-    }
-    record.update(overrides)
-    return record
+    return allocation_record(**{"partnerExternalId": ..., "notes": ..., "reason": ..., **overrides})
 
 
 def allocation_body(**overrides: Any) -> dict[str, Any]:
