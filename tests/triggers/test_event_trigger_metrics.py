@@ -280,3 +280,47 @@ def _metrics_limiter() -> object:
     from airflow_provider_oes._rate_limit import RateLimiter
 
     return RateLimiter(360, 60)
+
+
+# ---------------------------------------------------------------------- the Airflow 3.3 shared-stream path
+
+
+async def test_identical_watchers_on_one_shared_stream_count_once(
+    statsd_metrics: Callable[..., StatsdListener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two triggers with the same kwargs (two assets, one filter) share Airflow's stream: one watcher, one count."""
+    shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="Airflow 3.3 shared streams")
+    from tests.triggers.test_event_trigger_shared_stream import TriggerRun
+
+    listener = statsd_metrics(tags="influxdb")
+    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
+    server = Server(now=time.time())
+    feed = Feed(server)
+    monkeypatch.setattr(event_module, "_open_feed_subscription", opener(feed))
+    manager = shared_stream.SharedStreamManager()
+    kwargs = AllocationEventTrigger(enterprise_id="ent1", oes_conn_id="oes_w", poll_interval=0.001).serialize()[1]
+    runs = [TriggerRun(manager, AllocationEventTrigger(**kwargs), trigger_id, Accessor()) for trigger_id in (1, 2)]
+    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    sub.poll()
+    a, b = server.add(), server.add()
+    server.tick(1)
+    server.flip(a, "cleared")
+    server.flip(b, "cleared")
+    sub.poll()
+    await _until(lambda: all(run.events for run in runs), "the event, to both subscribers")
+    assert [run.ids() for run in runs] == [[[a, b]], [[a, b]]]
+    for run in runs:
+        manager.confirm_persisted([seq for _payload, seq in run.events if seq is not None])
+    await _until(lambda: _sum(listener.metrics(), P + "events.cleared") >= 2, "the events counted")
+    for run in runs:
+        await run.stop()
+    # Both left: Airflow closes the stream's producer, and the watcher's last word has the gauge at 0.
+    metrics = listener.wait_for(lambda ms: _gauge(ms, P + "watchers")[-1:] == [0.0])
+
+    assert len(feed.subscriptions) == 1  # one watcher loop for both triggers
+    assert feed.subscriptions[0].closed
+    assert _sum(metrics, P + "events.cleared") == 2  # each allocation once, not once per subscriber
+    assert [m.name for m in metrics if m.name.startswith(P + "event_delay.")] == 2 * [P + "event_delay.cleared"]
+    watchers = _gauge(metrics, P + "watchers")
+    assert set(watchers[:-1]) == {1.0}
+    assert watchers[-1] == 0.0
