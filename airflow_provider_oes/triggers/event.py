@@ -687,10 +687,11 @@ def _leave_metrics(metrics: WatcherMetrics | None) -> None:
         return
     metrics.watchers -= 1
     if metrics.watchers <= 0:
-        groups = _WATCHER_METRICS.get(asyncio.get_running_loop(), {})
-        for key, found in list(groups.items()):
-            if found is metrics:
-                del groups[key]
+        # Found by identity, not through the running loop: a generator's cleanup may run after its loop stopped.
+        for groups in list(_WATCHER_METRICS.values()):
+            for key, found in list(groups.items()):
+                if found is metrics:
+                    del groups[key]
 
 
 # ---------------------------------------------------------------------- shared-stream plumbing (Airflow 3.3)
