@@ -136,18 +136,30 @@ class EventLedger:
         ledger.unfinished = sorted(set(ledger.unfinished))
         return ledger
 
-    def settled_by_tasks(self, stack: FullStack) -> dict[str, int]:
-        """``{run_id: successful mapped settle task instances}`` of the settlement DAG (one per allocation).
+    @staticmethod
+    def acted_on(stack: FullStack) -> dict[str, list[tuple[str, str]]]:
+        """``{allocation id: [(dag_id, run_id) of each run that settled or alerted on it]}``, from the XComs of the
+        successful ``settle`` (mapped, one per allocation) and ``alert`` task instances.
 
         :param stack: The stack.
         """
         rows = metadata_rows(
             stack,
-            "SELECT run_id, COUNT(*) FROM task_instance WHERE dag_id = :dag AND task_id = 'settle' "
-            "AND state = 'success' GROUP BY run_id",
-            dag=SETTLE_DAG,
+            "SELECT x.dag_id, x.run_id, x.task_id, x.value FROM xcom x JOIN task_instance ti ON ti.dag_id = x.dag_id "
+            "AND ti.run_id = x.run_id AND ti.task_id = x.task_id AND ti.map_index = x.map_index "
+            "WHERE ti.state = 'success' AND ((x.dag_id = :settle AND x.task_id = 'settle' AND x.key = 'id') "
+            "OR (x.dag_id = :alert AND x.task_id = 'alert' AND x.key = 'return_value'))",
+            settle=SETTLE_DAG,
+            alert=ALERT_DAG,
         )
-        return {str(run_id): int(count) for run_id, count in rows}
+        found: dict[str, list[tuple[str, str]]] = {}
+        for dag_id, run_id, task_id, value in rows:
+            value = _json(value)
+            value = _json(value) if isinstance(value, str) and value[:1] in '[{"' else value
+            ids = [str(value)] if task_id == "settle" else [str(item["id"]) for item in value or []]
+            for allocation_id in ids:
+                found.setdefault(allocation_id, []).append((str(dag_id), str(run_id)))
+        return found
 
 
 def _aware(value: Any) -> datetime:

@@ -92,6 +92,11 @@ def _log_time(fullstack: FullStack, name: str, text: str) -> datetime | None:
     return None
 
 
+def _log_lines(fullstack: FullStack, name: str, text: str) -> list[str]:
+    """The lines of triggerer ``name``'s log that contain ``text``."""
+    return [line for line in fullstack.component_log(name).splitlines() if text in line]
+
+
 def _watch_with_one_triggerer(fullstack: FullStack) -> tuple[str, int]:
     """Unpause the event-driven example while one triggerer runs: it takes both watchers. Return it, its job."""
     (first,) = use_triggerers(fullstack, 1)
@@ -330,26 +335,31 @@ def _check_every_final_allocation_settled_once(
     fullstack.wait_for(lambda: not EventLedger.read(fullstack).unfinished, 120, "every DAG run to finish")
     ledger = EventLedger.read(fullstack)
 
-    per_event = {i: len(events) for i, events in ledger.events.items()}
-    per_run = {i: len(runs) for i, runs in ledger.runs.items()}
+    # Settled or alerted on by exactly one run each (counted from what the tasks returned), none missed.
+    acted = EventLedger.acted_on(fullstack)
+    per_run = {i: len(runs) for i, runs in acted.items()}
     where = f"\n--- {survivor} ---\n{fullstack.triggerer.log_tail(80)}"
-    assert per_event == dict.fromkeys(cleared | released, 1), f"asset events per allocation: {per_event}{where}"
-    assert per_run == dict.fromkeys(cleared | released, 1), f"DAG runs per allocation: {per_run}{where}"
+    assert per_run == dict.fromkeys(cleared | released, 1), f"runs that acted on each allocation: {per_run}{where}"
+    assert all(acted[i][0][0] == SETTLE_DAG for i in cleared)
+    assert all(acted[i][0][0] == ALERT_DAG for i in released)
     assert {i: ledger.asset_of[i] for i in cleared} == {i: {CLEARED_ASSET} for i in cleared}
     assert {i: ledger.asset_of[i] for i in released} == {i: {RELEASED_ASSET} for i in released}
-    assert all(dag_id == SETTLE_DAG for i in cleared for dag_id, _run in ledger.runs[i])
-    assert all(dag_id == ALERT_DAG for i in released for dag_id, _run in ledger.runs[i])
     assert ledger.failed == []
-    # Each settlement run settled exactly the allocations of its triggering events, one mapped task each.
-    settle_runs: dict[str, int] = {}
-    for i in cleared:
-        for _dag_id, run in ledger.runs[i]:
-            settle_runs[run] = settle_runs.get(run, 0) + 1
-    assert ledger.settled_by_tasks(fullstack) == settle_runs
-    stored_after_kill = sorted(i for i, events in ledger.events.items() if ledger.event_times[events[0]] > killed_wall)
+    # One asset event per allocation, except the ones the victim handed over just before the kill, whose storage
+    # it never learnt of: the survivor names them and emits them again (documented; settled once all the same).
+    per_event = {i: len(events) for i, events in ledger.events.items()}
+    assert set(per_event) == cleared | released, f"asset events per allocation: {per_event}"
+    repeated = {i for i, n in per_event.items() if n > 1}
+    named = _log_lines(fullstack, survivor, "emitting them again (at least once)")
+    assert all(n <= 2 for n in per_event.values()), per_event
+    assert all(any(i in line for line in named) for i in repeated), f"repeated without warning: {repeated}{where}"
+    settle_runs = {run for i in cleared for run in ledger.runs[i]}
+    stored_after_kill = [i for i, events in ledger.events.items() if ledger.event_times[events[0]] > killed_wall]
     print(
         f"\n[failover] event-driven: {len(cleared)} cleared allocations settled by {len(settle_runs)} runs, "
         f"{len(released)} released alerted by {len({r for i in released for r in ledger.runs[i]})} runs; "
-        f"per allocation: asset events {sorted(set(per_event.values()))}, runs {sorted(set(per_run.values()))}; "
-        f"{len(stored_after_kill)} stored after the kill, {len(ledger.event_ids)} asset events in all"
+        f"runs that acted per allocation {sorted(set(per_run.values()))}; asset events per allocation "
+        f"{sorted(set(per_event.values()))} ({len(repeated)} emitted again by the survivor: first event stored, "
+        f"kill before the acknowledgement); {len(stored_after_kill)} first stored after the kill, "
+        f"{len(ledger.event_ids)} asset events in all"
     )
