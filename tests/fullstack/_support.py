@@ -39,7 +39,13 @@ EVENT_POLL_INTERVAL = 2.0
 
 
 def _json(value: Any) -> Any:
-    return json.loads(value) if isinstance(value, (str, bytes)) else value
+    """A JSON column's value: parsed by the driver already, or JSON text, or (a plain string) itself."""
+    if isinstance(value, (str, bytes)):
+        try:
+            return json.loads(value)
+        except ValueError:
+            return value
+    return value
 
 
 def watcher_holders(stack: FullStack) -> dict[str, int | None]:
