@@ -12,10 +12,13 @@ Names (all under ``oes.``; Airflow adds its own ``[metrics] statsd_prefix`` / ``
   (list endpoint read as the change feed); ``outcome`` is ``2xx``, ``3xx``, ``4xx``, ``429``, ``5xx`` or
   ``transport_error`` (no HTTP answer: refused, reset, timed out, TLS).
 * ``oes.retries.<kind>`` (counter): attempts that were retries of a failed one.
-* ``oes.events.<status>`` (counter): trigger events fired, by ``cleared``, ``released`` or ``error``.
+* ``oes.events.<status>`` (counter): trigger events fired, by ``cleared``, ``released`` or ``error``; for the
+  asset watchers (``AllocationEventTrigger``), the allocations their events carried, one count each.
 * ``oes.reconciliation.finds`` (counter): final allocations the safety-net reconciliation found that the
   change feed had not delivered (should stay 0 against a server that keeps the spec).
 * ``oes.allocations.waiting`` (gauge): allocations the shared poller of a connection and enterprise waits for.
+* ``oes.watchers`` (gauge): asset watchers (``AllocationEventTrigger``) reading the change feed of a connection
+  and enterprise in this process (identical watchers that Airflow runs as one shared stream count once).
 * ``oes.rate_limit.in_window`` / ``oes.rate_limit.limit`` (gauges): requests in the connection's current
   rate-limit window, and how many the window allows.
 * ``oes.rate_limit.rate`` (gauge): the adaptive limiter's current allowance, in requests per window.
@@ -50,7 +53,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Iterable, Mapping
     from datetime import datetime
 
 log = logging.getLogger(__name__)
@@ -392,6 +395,90 @@ def sensor_wait(seconds: float, status: str, mode: str, tags: Mapping[str, str])
         backend.timing(f"{SENSOR_WAIT_TIME}.{status}", max(0.0, seconds) * 1000.0, tags={**tags, "mode": mode})
     except Exception:
         _failed()
+
+
+WATCHERS = PREFIX + ".watchers"
+
+
+class WatcherMetrics:
+    """What the asset watchers (``AllocationEventTrigger``) of one connection and enterprise report, in one loop.
+
+    The allocations their events carried, in the families the deferred sensors' events use
+    (``oes.events.<status>``, one count per allocation, and ``oes.event_delay.<status>``), and how many watch
+    (``oes.watchers``). Like the shared poller, nothing is sent per event: :meth:`flush` sends the gathered
+    counts and a sample of the delays every :data:`FLUSH_PERIOD` seconds, together with the connection's request
+    metrics and rate-limit gauges (an event-driven deployment may have no poller to send them).
+
+    Used from one event loop: not thread-safe.
+
+    :param conn_id: Airflow connection id.
+    :param enterprise_id: Enterprise id whose change feed the watchers read.
+    """
+
+    __slots__ = ("_events", "conn_tags", "last_flush", "on", "tags", "watchers")
+
+    def __init__(self, conn_id: str, enterprise_id: str) -> None:
+        self.on = enabled()
+        """Whether metrics are on (looked up once, at creation): off, every method returns at once."""
+        self.tags = tags_for(conn_id, enterprise_id)
+        self.conn_tags = tags_for(conn_id)
+        self.watchers = 0
+        """Watchers reading the feed now (their loops keep it up to date); sent as the ``oes.watchers`` gauge."""
+        self.last_flush: float | None = None
+        self._events: dict[str, _Sample] = {}  # by status: how many allocations, and a sample of their delays (ms)
+
+    def due(self) -> bool:
+        """True when metrics are on and the last flush is :data:`FLUSH_PERIOD` old (or there was none)."""
+        return self.on and (self.last_flush is None or time.monotonic() - self.last_flush >= FLUSH_PERIOD)
+
+    def emitted(self, allocations: Iterable[Any]) -> None:
+        """One trigger event is handed to Airflow with these allocations: count each by status, time it.
+
+        :param allocations: :class:`~airflow_provider_oes.models.Allocation` objects (``status``, ``updated_at``).
+        """
+        if not self.on:
+            return
+        now = time.time()
+        for allocation in allocations:
+            status = str(allocation.status)
+            sample = self._events.get(status)
+            if sample is None:
+                sample = self._events[status] = _Sample()
+            sample.seen += 1
+            if sample.seen >= sample.next:
+                sample.take(max(0.0, (now - allocation.updated_at.timestamp()) * 1000.0))
+
+    def flush(self, requests: Batch | None = None, limiter: Any = None) -> None:
+        """Send what was gathered since the last flush, and the gauges.
+
+        :param requests: The connection's request metrics (its client's :class:`Batch`), if it has a client: a
+            batch is sent once whoever flushes it (a poller of the same connection may, too).
+        :param limiter: The connection's rate limiter (``in_window()``, ``max_requests``, optional ``adaptive``).
+        """
+        if not self.on:
+            return
+        self.last_flush = time.monotonic()
+        events, self._events = self._events, {}
+        if requests is not None:
+            requests.flush()
+        backend = _backend if _backend is not None else _resolve()
+        if backend is _OFF:
+            return
+        try:
+            for status, sample in events.items():
+                backend.incr(_name(EVENTS, status), sample.seen, tags=self.tags)
+                name = _name(EVENT_DELAY, status)
+                for delay_ms in sample.values:
+                    backend.timing(name, delay_ms, tags=self.tags)
+            backend.gauge(WATCHERS, self.watchers, tags=self.tags)
+            if limiter is not None:
+                backend.gauge(RATE_LIMIT_IN_WINDOW, limiter.in_window(), tags=self.conn_tags)
+                backend.gauge(RATE_LIMIT_LIMIT, limiter.max_requests, tags=self.conn_tags)
+                adaptive = getattr(limiter, "adaptive", None)  # only a limiter that adapts has a rate to tell
+                if adaptive is not None:
+                    backend.gauge(RATE_LIMIT_RATE, adaptive.current(), tags=self.conn_tags)
+        except Exception:
+            _failed()
 
 
 def reset(reinitialize: bool = False) -> None:

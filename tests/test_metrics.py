@@ -282,3 +282,69 @@ def test_a_short_run_is_sampled_whole() -> None:
         if sample.seen >= sample.next:
             sample.take(value)
     assert (sample.seen, sample.values) == (2, [5.0, 7.0])
+
+
+def test_watcher_metrics_count_each_allocation_and_send_the_connections_metrics_once(
+    statsd_metrics: Callable[..., StatsdListener],
+) -> None:
+    from types import SimpleNamespace
+
+    from airflow_provider_oes.models import AllocationStatus
+
+    listener = statsd_metrics(tags="influxdb")
+    watchers = _metrics.WatcherMetrics("oes_a", "ent-1")
+    watchers.watchers = 2
+    two_s_ago = datetime.now(timezone.utc) - timedelta(seconds=2)
+    # One trigger event carrying six cleared allocations and one released (the model's enum status).
+    watchers.emitted(
+        [SimpleNamespace(status="cleared", updated_at=two_s_ago)] * 6
+        + [SimpleNamespace(status=AllocationStatus.RELEASED, updated_at=two_s_ago)]
+    )
+    requests = _metrics.Batch()  # the connection client's batch, also flushed by any poller of the connection
+    _metrics.request("feed_page", "2xx", 0.1, _metrics.tags_for("oes_a", "ent-1"), requests)
+    limiter = SimpleNamespace(in_window=lambda: 17, max_requests=360)  # a limiter that does not adapt
+    watchers.flush(requests, limiter)
+    watchers.flush(requests, limiter)  # nothing new since: only the gauges again
+    metrics = listener.wait_for(lambda ms: len(ms) >= 15)
+    assert len(metrics) == 15, [m.raw for m in metrics]
+    conn = {"conn_id": "oes_a", "enterprise_id": "ent-1"}
+    counters = sorted((m.name, m.value) for m in metrics if m.kind == "c")
+    assert counters == [
+        ("airflow.oes.events.cleared", 6.0),
+        ("airflow.oes.events.released", 1.0),
+        ("airflow.oes.requests.feed_page.2xx", 1.0),  # sent once although flushed twice
+    ]
+    delays = [m for m in metrics if m.name.startswith("airflow.oes.event_delay.")]
+    assert Counter(m.name for m in delays) == {  # timings: a sample of at most TIMING_SAMPLES per flush
+        "airflow.oes.event_delay.cleared": _metrics.TIMING_SAMPLES,
+        "airflow.oes.event_delay.released": 1,
+    }
+    assert all(2000.0 <= m.value < 2000.0 + 5000.0 and m.tags == conn for m in delays)
+    gauges = [(m.name, m.value, m.tags) for m in metrics if m.kind == "g"]
+    assert gauges == 2 * [
+        ("airflow.oes.watchers", 2.0, conn),
+        ("airflow.oes.rate_limit.in_window", 17.0, {"conn_id": "oes_a"}),
+        ("airflow.oes.rate_limit.limit", 360.0, {"conn_id": "oes_a"}),
+    ]
+
+
+def test_watcher_metrics_off_send_nothing() -> None:
+    from types import SimpleNamespace
+
+    assert not _metrics.enabled()
+    watchers = _metrics.WatcherMetrics("oes_a", "ent-1")
+    watchers.emitted([SimpleNamespace(status="cleared", updated_at=datetime.now(timezone.utc))])
+    assert not watchers.due()
+    watchers.flush(_metrics.Batch(), SimpleNamespace(in_window=lambda: 1, max_requests=360))
+    assert watchers.last_flush is None  # returned at once
+
+
+def test_readme_lists_every_metric() -> None:
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    operations = readme.split("## Operations", 1)[1].split("\n## ", 1)[0]
+    names = [v for k, v in vars(_metrics).items() if k.isupper() and isinstance(v, str) and v.startswith("oes.")]
+    assert "oes.watchers" in names
+    missing = [name for name in names if f"| `{name}" not in operations]
+    assert missing == []

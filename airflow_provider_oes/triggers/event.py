@@ -66,6 +66,7 @@ from airflow_provider_oes.triggers._event_state import EventQuery, EventWindow, 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Hashable, Iterable, Sequence
 
+    from airflow_provider_oes._metrics import WatcherMetrics
     from airflow_provider_oes.models import Allocation
 
 log = logging.getLogger(__name__)
@@ -339,6 +340,7 @@ class _Watcher:
         self._saved_at = -math.inf
         self._halted = False
         self._failures = 0
+        self._metrics: WatcherMetrics | None = None  # shared with the loop's other watchers of the feed's key
 
     def __repr__(self) -> str:
         trigger = self.trigger
@@ -418,6 +420,7 @@ class _Watcher:
                 await self._backoff("opening the OES change feed", exc)
                 continue
             self._failures = 0
+            self._metrics = _join_metrics(self.trigger.oes_conn_id, subscription.feed.enterprise_id)
             try:
                 async for item in self._consume(subscription, pending, last_event):
                     if item[0].get("event"):
@@ -426,6 +429,11 @@ class _Watcher:
             except Exception as exc:  # a bug or a dead feed: start a fresh subscription from the window's floor
                 await self._backoff("watching the OES change feed", exc)
             finally:
+                # Last word before the subscription goes (with it, perhaps, the feed and its client): what was
+                # gathered, and one watcher fewer.
+                _leave_metrics(self._metrics)
+                self._report(subscription, final=True)
+                self._metrics = None
                 subscription.close()
 
     async def _consume(
@@ -439,6 +447,7 @@ class _Watcher:
         logged_error: str | None = None
         last_item = self._clock()
         while True:
+            self._report(subscription)
             wait = max(0.1, HEARTBEAT_SECONDS - (self._clock() - last_item))
             try:
                 batch = await asyncio.wait_for(subscription.__anext__(), wait)
@@ -494,6 +503,8 @@ class _Watcher:
                 await self._mark_in_flight(ids)
                 payload = self._payload(allocations_out, batch.polled_at, subscription.feed.enterprise_id)
                 self.emitted_events += 1
+                if self._metrics is not None:
+                    self._metrics.emitted(allocations_out)
                 last_event = self._clock()
                 log.info(
                     "%r: emitting %d allocation(s) that became %s: %s",
@@ -509,6 +520,21 @@ class _Watcher:
                 # Nothing to emit (or not yet: one event per poll interval): keep the stream moving; the floor
                 # may be written, but not while allocations wait to be emitted (the state would claim them).
                 yield {"event": None}, (None if pending else _Commit(self.window.snapshot()))
+
+    def _report(self, subscription: Any, final: bool = False) -> None:
+        """Send the watchers' metrics when due (every ``FLUSH_PERIOD`` s), or now when ``final``.
+
+        The connection's request metrics and rate-limit gauges go along: they are gathered by its shared
+        client, whose only other sender is a shared poller, which an event-driven deployment may not run.
+        """
+        metrics = self._metrics
+        if metrics is None or not (metrics.on and (final or metrics.due())):
+            return
+        connection = getattr(subscription.feed, "connection", None)  # the tests' in-memory feeds have none
+        if connection is None:
+            metrics.flush()
+        else:
+            metrics.flush(connection.client.metrics, connection.limiter)
 
     def _payload(
         self, allocations: Sequence[Allocation], polled_at: float | None, enterprise_id: str
@@ -634,6 +660,38 @@ async def _open_feed_subscription(watcher: _Watcher) -> Any:
         enterprise_id = validate_enterprise_id(settings.enterprise_id)
     feed = await open_feed(trigger.oes_conn_id, enterprise_id, feed_query(trigger.query))
     return feed.subscribe(interval=trigger.poll_interval, since=watcher._since(float(feed.overlap)))
+
+
+# ---------------------------------------------------------------------- metrics
+
+_WATCHER_METRICS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, dict[tuple[str, str], WatcherMetrics]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _join_metrics(conn_id: str, enterprise_id: str) -> WatcherMetrics:
+    """The metrics of the loop's watchers of a connection and enterprise, with one watcher more."""
+    from airflow_provider_oes._metrics import WatcherMetrics
+
+    groups = _WATCHER_METRICS.setdefault(asyncio.get_running_loop(), {})
+    metrics = groups.get((conn_id, enterprise_id))
+    if metrics is None:
+        metrics = groups[(conn_id, enterprise_id)] = WatcherMetrics(conn_id, enterprise_id)
+    metrics.watchers += 1
+    return metrics
+
+
+def _leave_metrics(metrics: WatcherMetrics | None) -> None:
+    """One watcher fewer; the last one forgets the group (its final flush still sends the gauge at 0)."""
+    if metrics is None:
+        return
+    metrics.watchers -= 1
+    if metrics.watchers <= 0:
+        # Found by identity, not through the running loop: a generator's cleanup may run after its loop stopped.
+        for groups in list(_WATCHER_METRICS.values()):
+            for key, found in list(groups.items()):
+                if found is metrics:
+                    del groups[key]
 
 
 # ---------------------------------------------------------------------- shared-stream plumbing (Airflow 3.3)

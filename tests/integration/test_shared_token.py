@@ -16,7 +16,7 @@ import pytest
 from airflow_provider_oes.testing.simulator import OESSimulator
 from tests.harness.shared_token import run_processes
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 LIMIT, WINDOW = 60, 10.0
 PROCESSES = 3
