@@ -13,10 +13,13 @@ and to every pending event delivered.
 The same stack and the same kill also carry the event-driven example (``example_oes_event_driven_settlement``,
 an ``AssetWatcher`` with an ``AllocationEventTrigger`` per final status): its two watchers run in the triggerer
 that is killed, the fleet's allocations are what becomes final before, during and after the kill, and the
-survivor adopts the watchers after the threshold. Every allocation that became final must be carried by
-exactly one asset event and settled (or alerted on) by exactly one DAG run, counted per allocation id in the
-metadata DB: none missed, none doubled across the takeover. It prints the watcher's takeover times too: to the
-survivor holding it, running it (its state read back), and storing its first event.
+survivor adopts the watchers after the threshold. Every allocation that became final must be settled (or
+alerted on) by exactly one DAG run, counted per allocation id from what the runs' tasks returned in the
+metadata DB: none missed, none doubled across the takeover. Each is carried by one asset event, except the
+ones the victim handed to Airflow just before the kill and never heard were stored: the survivor names them
+and emits them again, and the example's ``new_allocations`` keeps the repeat's run from settling them twice.
+It prints the watchers' takeover times too: to the survivor holding them, running them (state read back),
+and storing their first event.
 """
 
 from __future__ import annotations
