@@ -12,18 +12,20 @@ import json
 import re
 from datetime import datetime, timezone
 from enum import Enum
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, cast
 from urllib.parse import quote, urlsplit
 
 from pydantic import ValidationError
 
 from airflow_provider_oes import __version__
-from airflow_provider_oes._constants import PRODUCTION_BASE_URL, TEST_BASE_URL
+from airflow_provider_oes._constants import DEFAULT_LIST_PAGE_SIZE, PRODUCTION_BASE_URL, TEST_BASE_URL
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.models import Allocation
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection
+    from collections.abc import Callable, Collection, Mapping
+
+    from typing_extensions import Unpack
 
 DEFAULT_BASE_URL = PRODUCTION_BASE_URL
 """A connection with an empty Host talks to BitGo's production API."""
@@ -339,8 +341,6 @@ LIST_SORT_FIELDS = ("id", "updatedAt", "quantity", "currency")
 """Values of ``sortField``. Whatever it is, the API then orders by ``createdAt`` and ``id`` ascending."""
 LIST_SORT_DIRECTIONS = ("ASC", "DESC")
 """Values of ``sortDirection`` (the API's default is ``ASC``)."""
-DEFAULT_LIST_PAGE_SIZE = 100
-"""Records per list request unless a caller asks otherwise."""
 MAX_LIST_PAGE_SIZE = 1000
 """The largest page this package asks for: a page of 1,000 allocations is about 1 MB."""
 
@@ -417,20 +417,47 @@ def _int_value(name: str, value: object, low: int, high: int | None = None) -> i
     return value
 
 
+class ListFilters(TypedDict, total=False):
+    """The list endpoint's filters by argument name: the one definition of the set.
+
+    :meth:`OESHook.list_allocations <airflow_provider_oes.hooks.oes.OESHook.list_allocations>` and
+    :class:`~airflow_provider_oes.operators.allocation.ListAllocationsOperator` spell them out as keyword
+    arguments for DAG authors (a test checks they match this set); the async client takes them as
+    ``**filters``. Values are kept as given and checked only by :func:`list_query_params`, which documents
+    each one: an operator's templated filters are rendered after the operator is built.
+    """
+
+    allocation_ids: Collection[str] | None
+    statuses: Collection[str] | None
+    types: Collection[str] | None
+    currencies: Collection[str] | None
+    connection_ids: Collection[str] | None
+    partner_ids: Collection[str] | None
+    created_on_or_after: datetime | str | None
+    created_before: datetime | str | None
+    sort_field: str | None
+    sort_direction: str | None
+
+
+LIST_FILTER_NAMES: tuple[str, ...] = tuple(ListFilters.__annotations__)
+"""The names of :class:`ListFilters`, in the order the list endpoint's filters are checked."""
+
+_LIST_VALUE_FILTERS: tuple[tuple[str, str, Callable[[str, object], str]], ...] = (
+    ("allocation_ids", "allocationIds", _uuid_value),
+    ("statuses", "statuses", _enum_value(LIST_STATUSES)),
+    ("types", "types", _enum_value(LIST_TYPES)),
+    ("currencies", "currencies", _currency_value),
+    ("connection_ids", "connectionIds", _uuid_value),
+    ("partner_ids", "partnerIds", _uuid_value),
+)
+"""The comma-separated list filters: argument name, query-parameter name, and the check of each value."""
+
+LIST_FILTER_QUERY_NAMES: dict[str, str] = {argument: query for argument, query, _ in _LIST_VALUE_FILTERS}
+"""The query-parameter name of each comma-separated list filter, by argument name."""
+
+
 def list_query_params(
-    *,
-    allocation_ids: Collection[str] | None = None,
-    statuses: Collection[str] | None = None,
-    types: Collection[str] | None = None,
-    currencies: Collection[str] | None = None,
-    connection_ids: Collection[str] | None = None,
-    partner_ids: Collection[str] | None = None,
-    created_on_or_after: datetime | str | None = None,
-    created_before: datetime | str | None = None,
-    sort_field: str | None = None,
-    sort_direction: str | None = None,
-    page_number: int = 0,
-    page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    *, page_number: int = 0, page_size: int = DEFAULT_LIST_PAGE_SIZE, **filters: Unpack[ListFilters]
 ) -> dict[str, str]:
     """Validate the list endpoint's filters and return its query parameters (used by the hook and async client).
 
@@ -452,22 +479,24 @@ def list_query_params(
     :param page_number: Page to fetch, from 0 (``pageNumber``).
     :param page_size: Records per page, 1 to :data:`MAX_LIST_PAGE_SIZE` (``pageSize``).
     :raises OESInvalidRequestError: naming the parameter and the bad value, before any request is sent.
+    :raises TypeError: for a filter name that is not one of :class:`ListFilters` (as for a misspelt keyword).
     """
+    unknown = sorted(set(filters) - set(LIST_FILTER_NAMES))
+    if unknown:
+        raise TypeError(
+            f"list_query_params() got unexpected keyword argument(s) {', '.join(map(repr, unknown))}; "
+            f"the list filters are {', '.join(LIST_FILTER_NAMES)}"
+        )
     params: dict[str, str] = {
         "pageNumber": str(_int_value("page_number", page_number, 0)),
         "pageSize": str(_int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
     }
-    lists: list[tuple[str, str | None]] = [
-        ("allocationIds", _csv_values("allocation_ids", allocation_ids, _uuid_value)),
-        ("statuses", _csv_values("statuses", statuses, _enum_value(LIST_STATUSES))),
-        ("types", _csv_values("types", types, _enum_value(LIST_TYPES))),
-        ("currencies", _csv_values("currencies", currencies, _currency_value)),
-        ("connectionIds", _csv_values("connection_ids", connection_ids, _uuid_value)),
-        ("partnerIds", _csv_values("partner_ids", partner_ids, _uuid_value)),
-    ]
-    params.update((key, value) for key, value in lists if value is not None)
-    after = _timestamp_value("created_on_or_after", created_on_or_after)
-    before = _timestamp_value("created_before", created_before)
+    for argument, query, check in _LIST_VALUE_FILTERS:
+        values = _csv_values(argument, filters.get(argument), check)
+        if values is not None:
+            params[query] = values
+    after = _timestamp_value("created_on_or_after", filters.get("created_on_or_after"))
+    before = _timestamp_value("created_before", filters.get("created_before"))
     if after is not None and before is not None and after > before:
         raise OESInvalidRequestError(
             f"created_on_or_after ({_format_utc(after)}) must not be later than created_before ({_format_utc(before)})"
@@ -476,11 +505,33 @@ def list_query_params(
         params["createdOnOrAfter"] = _format_utc(after)
     if before is not None:
         params["createdBefore"] = _format_utc(before)
+    sort_field = filters.get("sort_field")
     if sort_field is not None:
         params["sortField"] = _enum_value(LIST_SORT_FIELDS)("sort_field", sort_field)
+    sort_direction = filters.get("sort_direction")
     if sort_direction is not None:
         params["sortDirection"] = _enum_value(LIST_SORT_DIRECTIONS)("sort_direction", sort_direction)
     return params
+
+
+def list_filters_by_query_name(
+    filters: Mapping[str, Collection[str]], accepted: Collection[str] = tuple(LIST_FILTER_QUERY_NAMES.values())
+) -> ListFilters:
+    """Turn list filters keyed by their query-parameter name (``connectionIds``) into :class:`ListFilters`.
+
+    :param filters: Values by query-parameter name.
+    :param accepted: The query-parameter names a caller may use this way.
+    :raises OESInvalidRequestError: for a name not in ``accepted``, naming it.
+    """
+    arguments = {query: argument for argument, query in LIST_FILTER_QUERY_NAMES.items() if query in accepted}
+    named: dict[str, Collection[str]] = {}
+    for name, values in filters.items():
+        if name not in arguments:
+            raise OESInvalidRequestError(
+                f"unknown list filter {name!r}; expected one of {', '.join(sorted(arguments))}"
+            )
+        named[arguments[name]] = values
+    return cast("ListFilters", named)
 
 
 def parse_listed_allocation(record: Any, *, enterprise_id: str, position: int) -> Allocation:

@@ -13,3 +13,6 @@ PRODUCTION_BASE_URL = "https://app.bitgo.com"
 """BitGo's production API: the base URL of a connection with an empty Host."""
 TEST_BASE_URL = "https://app.bitgo-test.com"
 """BitGo's test environment."""
+
+DEFAULT_LIST_PAGE_SIZE = 100
+"""Records per list request unless a caller asks otherwise (the operator's default, read without the hook)."""

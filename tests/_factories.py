@@ -50,6 +50,14 @@ def allocation_record(**overrides: Any) -> dict[str, Any]:
     return record
 
 
+def minimal_record(**overrides: Any) -> dict[str, Any]:
+    """Return :func:`allocation_record` without its optional fields (``partnerExternalId``, ``notes``, ``reason``).
+
+    :param overrides: camelCase keys of the API record, replacing or adding top-level keys.
+    """
+    return allocation_record(**{"partnerExternalId": ..., "notes": ..., "reason": ..., **overrides})
+
+
 def allocation_body(**overrides: Any) -> dict[str, Any]:
     """Return a single-allocation response body ``{"allocation": allocation_record(**overrides)}``.
 

@@ -8,12 +8,15 @@ from typing import Any
 import pytest
 
 from airflow_provider_oes._api import (
+    LIST_FILTER_NAMES,
+    LIST_FILTER_QUERY_NAMES,
     LIST_SORT_DIRECTIONS,
     LIST_SORT_FIELDS,
     LIST_STATUSES,
     LIST_TYPES,
     MAX_LIST_PAGE_SIZE,
     enterprise_id_header_value,
+    list_filters_by_query_name,
     list_query_params,
 )
 from airflow_provider_oes.exceptions import OESInvalidRequestError
@@ -120,3 +123,48 @@ def test_enterprise_header_value() -> None:
     assert enterprise_id_header_value("62a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4") == "62a0b1c2d3e4f5a6b7c8d9e0f1a2b3c4"
     # Outside ASCII: percent-encoded UTF-8, as in the path (HTTP clients cannot send it raw).
     assert enterprise_id_header_value("entreprise-é") == "entreprise-%C3%A9"
+
+
+# One valid value for every filter of ListFilters, and the query parameter it must set.
+_SAMPLES: dict[str, tuple[object, str]] = {
+    "allocation_ids": ([UUID_A], "allocationIds"),
+    "statuses": (["cleared"], "statuses"),
+    "types": (["allocation"], "types"),
+    "currencies": (["ofctbtc"], "currencies"),
+    "connection_ids": ([UUID_A], "connectionIds"),
+    "partner_ids": ([UUID_B], "partnerIds"),
+    "created_on_or_after": ("2026-11-24T00:00:00Z", "createdOnOrAfter"),
+    "created_before": ("2026-11-25T00:00:00Z", "createdBefore"),
+    "sort_field": ("id", "sortField"),
+    "sort_direction": ("DESC", "sortDirection"),
+}
+
+
+def test_every_filter_of_the_one_set_reaches_the_query() -> None:
+    """A filter added to ListFilters but not serialised (or the other way round) fails here."""
+    assert set(LIST_FILTER_NAMES) == set(_SAMPLES)
+    for name in LIST_FILTER_NAMES:
+        value, query = _SAMPLES[name]
+        params = list_query_params(**{name: value})  # type: ignore[misc]
+        assert set(params) == {"pageNumber", "pageSize", query}, name
+    assert {name: query for name, (_, query) in _SAMPLES.items() if name in LIST_FILTER_QUERY_NAMES} == (
+        LIST_FILTER_QUERY_NAMES
+    )
+
+
+def test_a_misspelt_filter_is_refused_naming_it() -> None:
+    with pytest.raises(TypeError, match=r"'statuss'.*the list filters are allocation_ids, statuses, types"):
+        list_query_params(statuss=["cleared"])  # type: ignore[call-arg]
+
+
+def test_filters_by_query_name() -> None:
+    assert list_filters_by_query_name({"connectionIds": [UUID_A], "types": ["allocation"]}) == {
+        "connection_ids": [UUID_A],
+        "types": ["allocation"],
+    }
+    assert list_filters_by_query_name({}) == {}
+    with pytest.raises(OESInvalidRequestError, match=r"unknown list filter 'connection_ids'; expected one of "):
+        list_filters_by_query_name({"connection_ids": [UUID_A]})
+    # A caller may accept only some names that way: the message lists just those.
+    with pytest.raises(OESInvalidRequestError, match=r"unknown list filter 'statuses'; expected one of types$"):
+        list_filters_by_query_name({"statuses": ["cleared"]}, ("types",))

@@ -19,7 +19,9 @@ from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
+    ListFilters,
     check_declared_length,
+    list_filters_by_query_name,
     list_query_params,
     parse_http_date,
     validate_allocation_id,
@@ -31,10 +33,10 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimit
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Collection, Mapping, Sequence
-    from datetime import datetime
+    from collections.abc import Collection, Mapping
 
     import httpx
+    from typing_extensions import Unpack
 
     from airflow_provider_oes._rate_limit import RequestGate
     from airflow_provider_oes._request import ApiCall
@@ -56,14 +58,9 @@ class ListPage(NamedTuple):
     """The answer's ``Date`` header as epoch seconds (whole seconds), ``None`` when the server sent none."""
 
 
-_FILTER_ARGUMENTS = {
-    "types": "types",
-    "currencies": "currencies",
-    "connectionIds": "connection_ids",
-    "partnerIds": "partner_ids",
-}
-"""The list filters :meth:`OESAsyncClient.list_allocations_page` takes by query name, and their argument names
-in :func:`~airflow_provider_oes._api.list_query_params` (the one place the query is built and validated)."""
+_BY_QUERY_NAME = ("types", "currencies", "connectionIds", "partnerIds")
+"""The list filters :meth:`OESAsyncClient.list_allocations_page` also takes by query-parameter name (the feed's
+way of passing them); their mapping to argument names is :data:`~airflow_provider_oes._api.LIST_FILTER_QUERY_NAMES`."""
 
 
 class OESAsyncClient:
@@ -137,10 +134,8 @@ class OESAsyncClient:
         :param enterprise_id: The client's enterprise id.
         :raises OESError: a subclass saying what went wrong.
         """
-        call = allocation_call(
-            self.settings, validate_allocation_id(allocation_id), validate_enterprise_id(enterprise_id)
-        )
-        return await self._call(call)
+        allocation, _ = await self.get_allocation_at(allocation_id, enterprise_id)
+        return allocation
 
     async def get_allocation_at(self, allocation_id: str, enterprise_id: str) -> tuple[Allocation, float | None]:
         """Like :meth:`get_allocation`, with the server's clock of the answer (its ``Date``, epoch s, if sent).
@@ -152,117 +147,67 @@ class OESAsyncClient:
         call = allocation_call(
             self.settings, validate_allocation_id(allocation_id), validate_enterprise_id(enterprise_id)
         )
-        return await self._call_dated(call)
+        return await self._call(call)
 
     async def list_allocations(
         self,
         enterprise_id: str,
         *,
-        allocation_ids: Collection[str] | None = None,
-        statuses: Collection[str] | None = None,
-        types: Collection[str] | None = None,
-        currencies: Collection[str] | None = None,
-        connection_ids: Collection[str] | None = None,
-        partner_ids: Collection[str] | None = None,
-        created_on_or_after: datetime | str | None = None,
-        created_before: datetime | str | None = None,
-        sort_field: str | None = None,
-        sort_direction: str | None = None,
         page_number: int = 0,
         page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        **filters: Unpack[ListFilters],
     ) -> list[Any]:
-        """Fetch one page of the list endpoint; return its raw records.
+        """Fetch one page of the list endpoint; return its raw records (:meth:`list_allocations_page` without the date).
 
         Records are returned unparsed so that the caller validates each one separately
         (:func:`~airflow_provider_oes._api.parse_allocation_record`): one bad record must not hide the others.
-        The filters are those of :func:`~airflow_provider_oes._api.list_query_params`, validated there, the
-        same as for :meth:`OESHook.list_allocations <airflow_provider_oes.hooks.oes.OESHook.list_allocations>`.
 
         :param enterprise_id: The client's enterprise id.
-        :param allocation_ids: Only these allocations (``allocationIds``).
-        :param statuses: Only these statuses (``statuses``).
-        :param types: Only these record types (``types``).
-        :param currencies: Only these currencies (``currencies``).
-        :param connection_ids: Only these connections (``connectionIds``).
-        :param partner_ids: Only these partners (``partnerIds``).
-        :param created_on_or_after: Only records created at or after this time (``createdOnOrAfter``).
-        :param created_before: Only records created before this time (``createdBefore``).
-        :param sort_field: ``sortField``; ``None`` keeps the API's ``createdAt``, ``id`` ascending order.
-        :param sort_direction: ``ASC`` or ``DESC``.
         :param page_number: Page to fetch, from 0.
         :param page_size: Records per page.
+        :param filters: Any of :class:`~airflow_provider_oes._api.ListFilters`, validated by
+            :func:`~airflow_provider_oes._api.list_query_params`, the same as for :meth:`OESHook.list_allocations
+            <airflow_provider_oes.hooks.oes.OESHook.list_allocations>`.
         :raises OESInvalidRequestError: for a bad filter, naming it, before any request.
         :raises OESError: a subclass saying what went wrong with the request as a whole.
         """
-        enterprise_id = validate_enterprise_id(enterprise_id)
-        params = list_query_params(
-            allocation_ids=allocation_ids,
-            statuses=statuses,
-            types=types,
-            currencies=currencies,
-            connection_ids=connection_ids,
-            partner_ids=partner_ids,
-            created_on_or_after=created_on_or_after,
-            created_before=created_before,
-            sort_field=sort_field,
-            sort_direction=sort_direction,
-            page_number=page_number,
-            page_size=page_size,
-        )
-        return await self._call(list_call(self.settings, enterprise_id, params))
+        page = await self.list_allocations_page(enterprise_id, page_number=page_number, page_size=page_size, **filters)
+        return page.records
 
     async def list_allocations_page(
         self,
         enterprise_id: str,
         *,
-        allocation_ids: Sequence[str] | None = None,
-        filters: Mapping[str, Sequence[str]] | None = None,
-        statuses: Sequence[str] | None = None,
-        sort_field: str | None = None,
-        sort_direction: str | None = None,
+        filters: Mapping[str, Collection[str]] | None = None,
         page_number: int = 0,
-        page_size: int = 100,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        **named: Unpack[ListFilters],
     ) -> ListPage:
         """Fetch one page of the list endpoint with any of its filters; return its raw records and server time.
 
         :param enterprise_id: The client's enterprise id.
-        :param allocation_ids: Only these allocations (``allocationIds``).
-        :param filters: Other comma-separated list filters by their query name (``types``, ``currencies``,
-            ``connectionIds``, ``partnerIds``).
-        :param statuses: Only these statuses (``statuses``).
-        :param sort_field: ``sortField`` (``updatedAt`` for the change feed).
-        :param sort_direction: ``ASC`` or ``DESC``.
+        :param filters: List filters by their query-parameter name (``types``, ``currencies``,
+            ``connectionIds``, ``partnerIds``), as the change feed keeps them.
         :param page_number: Page to fetch, from 0.
         :param page_size: Records per page.
+        :param named: Any of :class:`~airflow_provider_oes._api.ListFilters` by argument name (``statuses``,
+            ``allocation_ids``, ``sort_field`` (``updatedAt`` for the change feed), ...).
+        :raises OESInvalidRequestError: for a bad filter, naming it, before any request.
         :raises OESError: a subclass saying what went wrong with the request as a whole.
         """
         enterprise_id = validate_enterprise_id(enterprise_id)
-        extra: dict[str, Sequence[str]] = {}
-        for name, values in (filters or {}).items():
-            if name not in _FILTER_ARGUMENTS:
-                raise OESInvalidRequestError(
-                    f"unknown list filter {name!r}; expected one of {', '.join(sorted(_FILTER_ARGUMENTS))}"
-                )
-            extra[_FILTER_ARGUMENTS[name]] = values
-        params = list_query_params(
-            allocation_ids=allocation_ids,
-            statuses=statuses,
-            sort_field=sort_field,
-            sort_direction=sort_direction,
-            page_number=page_number,
-            page_size=page_size,
-            **extra,  # type: ignore[arg-type]
-        )
-        records, server_time = await self._call_dated(list_call(self.settings, enterprise_id, params))
+        given = list_filters_by_query_name(filters or {}, _BY_QUERY_NAME)
+        twice = sorted(given.keys() & named.keys())
+        if twice:
+            raise OESInvalidRequestError(f"list filter(s) {', '.join(twice)} given both by name and in filters")
+        merged: ListFilters = {**given, **named}
+        params = list_query_params(page_number=page_number, page_size=page_size, **merged)
+        records, server_time = await self._call(list_call(self.settings, enterprise_id, params))
         return ListPage(records, server_time)
 
-    async def _call(self, call: ApiCall[T]) -> T:
-        """The call with its retries; the token is stripped from any error."""
-        result, _ = await self._call_dated(call)
-        return result
-
-    async def _call_dated(self, call: ApiCall[T]) -> tuple[T, float | None]:
-        """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded."""
+    async def _call(self, call: ApiCall[T]) -> tuple[T, float | None]:
+        """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded;
+        the token is stripped from any error."""
         call.batch = self.metrics
         with redacting(self.settings.token):
             return await self.retry_policy.acall(lambda: self._attempt(call))

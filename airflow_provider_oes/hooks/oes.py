@@ -13,6 +13,7 @@ from airflow.sdk import BaseHook
 from airflow_provider_oes._api import (
     DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
+    ListFilters,
     check_declared_length,
     list_query_params,
     parse_http_date,
@@ -183,7 +184,8 @@ class OESHook(BaseHook):
             while iterating (a failed page).
         """
         enterprise_id = self.resolve_enterprise_id(enterprise_id)
-        filters: dict[str, Any] = {
+        # Spelt out for DAG authors; ListFilters is the set (tests/hooks/test_list_allocations.py checks they match).
+        filters: ListFilters = {
             "allocation_ids": allocation_ids,
             "statuses": statuses,
             "types": types,
@@ -198,7 +200,7 @@ class OESHook(BaseHook):
         list_query_params(**filters, page_size=page_size)  # every argument checked now, not at the first next()
         return self._iter_allocations(enterprise_id, filters, page_size)
 
-    def _iter_allocations(self, enterprise_id: str, filters: dict[str, Any], page_size: int) -> Iterator[Allocation]:
+    def _iter_allocations(self, enterprise_id: str, filters: ListFilters, page_size: int) -> Iterator[Allocation]:
         seen: set[str] = set()
         position = 0
         for page_number in itertools.count():

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_oes._constants import DEFAULT_CONN_ID
+from airflow_provider_oes._constants import DEFAULT_CONN_ID, DEFAULT_LIST_PAGE_SIZE
 from airflow_provider_oes._task import AllocationTaskMixin
 
 if TYPE_CHECKING:
@@ -14,6 +14,8 @@ if TYPE_CHECKING:
     from datetime import datetime
 
     from airflow.sdk import Context
+
+    from airflow_provider_oes._api import ListFilters
 
 
 class GetAllocationOperator(AllocationTaskMixin, BaseOperator):
@@ -124,7 +126,7 @@ class ListAllocationsOperator(AllocationTaskMixin, BaseOperator):
         created_before: datetime | str | None = None,
         sort_field: str | None = None,
         sort_direction: str | None = None,
-        page_size: int = 100,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
         max_records: int | None = 10_000,
         output_path: str | None = None,
         oes_conn_id: str = DEFAULT_CONN_ID,
@@ -155,20 +157,11 @@ class ListAllocationsOperator(AllocationTaskMixin, BaseOperator):
             isinstance(self.max_records, bool) or not isinstance(self.max_records, int) or self.max_records < 0
         ):
             raise AirflowException(f"max_records must be an integer >= 0 or None, got {self.max_records!r}")
-        listing = self.hook.list_allocations(
-            self.enterprise_id,
-            statuses=self.statuses,
-            types=self.types,
-            currencies=self.currencies,
-            connection_ids=self.connection_ids,
-            partner_ids=self.partner_ids,
-            allocation_ids=self.allocation_ids,
-            created_on_or_after=self.created_on_or_after,
-            created_before=self.created_before,
-            sort_field=self.sort_field,
-            sort_direction=self.sort_direction,
-            page_size=self.page_size,
-        )
+        from airflow_provider_oes._api import LIST_FILTER_NAMES
+
+        # The filters are attributes of the same names (templated ones rendered by now).
+        filters = cast("ListFilters", {name: getattr(self, name) for name in LIST_FILTER_NAMES})
+        listing = self.hook.list_allocations(self.enterprise_id, page_size=self.page_size, **filters)
         records = (allocation.to_json_dict() for allocation in listing)
         if self.output_path:
             count = self._write_json_lines(records, self.output_path)

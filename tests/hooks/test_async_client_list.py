@@ -22,20 +22,27 @@ CONNECTION_ID = "c0ffee00-0000-4000-8000-000000000001"
 PARTNER_ID = "0a0b0c0d-0000-4000-8000-000000000002"
 
 
-@pytest.fixture
-async def client_and_requests() -> AsyncIterator[tuple[OESAsyncClient, list[httpx.Request]]]:
+def _client(
+    records: list[dict[str, Any]], headers: dict[str, str] | None = None
+) -> tuple[OESAsyncClient, list[httpx.Request]]:
+    """A client whose list endpoint answers ``records`` (with ``headers``); the requests it sent."""
     seen: list[httpx.Request] = []
 
     def handler(request: httpx.Request) -> httpx.Response:
         seen.append(request)
         if request.url.path.endswith("/clients/allocations"):
-            return httpx.Response(200, json={"allocations": []})
+            return httpx.Response(200, json={"allocations": records}, headers=headers)
         return httpx.Response(200, json=allocation_body())
 
     settings = OESConnectionSettings(
         conn_id="oes_async", base_url="https://oes.example.test", token="t0ken-0123456789", enterprise_id="ent1"
     )
-    client = OESAsyncClient(settings, transport=httpx.MockTransport(handler))
+    return OESAsyncClient(settings, transport=httpx.MockTransport(handler)), seen
+
+
+@pytest.fixture
+async def client_and_requests() -> AsyncIterator[tuple[OESAsyncClient, list[httpx.Request]]]:
+    client, seen = _client([])
     yield client, seen
     await client.aclose()
 
@@ -94,14 +101,22 @@ async def test_every_list_filter_reaches_the_query(
         ({"page_size": 1001}, "page_size must be an integer between 1 and 1000, got 1001"),
     ],
 )
+@pytest.mark.parametrize("method", ["list_allocations", "list_allocations_page"])
 async def test_bad_filters_are_named_before_any_request(
-    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], kwargs: dict[str, Any], needle: str
+    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], method: str, kwargs: dict[str, Any], needle: str
 ) -> None:
+    assert needle in await _refused(client_and_requests, method, kwargs)
+
+
+async def _refused(
+    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], method: str, kwargs: dict[str, Any]
+) -> str:
+    """The message of the OESInvalidRequestError that ``method`` raises for ``kwargs``, having sent nothing."""
     client, seen = client_and_requests
     with pytest.raises(OESInvalidRequestError) as info:
-        await client.list_allocations("ent1", **kwargs)
-    assert needle in str(info.value)
+        await getattr(client, method)("ent1", **kwargs)
     assert seen == []
+    return str(info.value)
 
 
 async def test_single_get_sends_the_enterprise_id_header(
@@ -111,3 +126,51 @@ async def test_single_get_sends_the_enterprise_id_header(
     await client.get_allocation(DEFAULT_ALLOCATION_ID, "ent-with.dots_and-dashes")
     assert seen[0].headers["enterprise-id"] == "ent-with.dots_and-dashes"
     assert seen[0].headers["Authorization"] == "Bearer t0ken-0123456789"
+
+
+async def test_list_allocations_is_the_page_without_its_date() -> None:
+    """One code path: the same arguments send the same query, and the records are the page's records."""
+    records = [allocation_body()["allocation"]]
+    client, seen = _client(records, {"Date": "Wed, 25 Nov 2026 18:30:00 GMT"})
+    try:
+        arguments: dict[str, Any] = {"statuses": ["cleared"], "types": ["allocation"], "page_number": 1}
+        assert await client.list_allocations("ent1", **arguments) == records
+        page = await client.list_allocations_page("ent1", **arguments)
+        assert page.records == records
+        assert page.server_time == datetime(2026, 11, 25, 18, 30, tzinfo=timezone.utc).timestamp()
+        # The feed's way: the other list filters by their query name, the same query in the end.
+        by_query_name = await client.list_allocations_page(
+            "ent1", statuses=["cleared"], filters={"types": ["allocation"]}, page_number=1
+        )
+        assert by_query_name.records == records
+    finally:
+        await client.aclose()
+    assert len(seen) == 3
+    assert seen[0].url.query == seen[1].url.query == seen[2].url.query
+    assert parse_qs(seen[0].url.query.decode()) == {
+        "pageNumber": ["1"],
+        "pageSize": ["100"],
+        "statuses": ["cleared"],
+        "types": ["allocation"],
+    }
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "needle"),
+    [
+        (
+            {"filters": {"statuses": ["cleared"]}},
+            "unknown list filter 'statuses'; expected one of connectionIds, currencies, partnerIds, types",
+        ),
+        ({"filters": {"partner_ids": [PARTNER_ID]}}, "unknown list filter 'partner_ids'"),
+        (
+            {"filters": {"types": ["allocation"]}, "types": ["deallocation"]},
+            "list filter(s) types given both by name and in filters",
+        ),
+        ({"filters": {"connectionIds": ["c-1"]}}, "connection_ids must hold UUIDs, got 'c-1'"),
+    ],
+)
+async def test_page_filters_by_query_name_are_checked_before_any_request(
+    client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], kwargs: dict[str, Any], needle: str
+) -> None:
+    assert needle in await _refused(client_and_requests, "list_allocations_page", kwargs)

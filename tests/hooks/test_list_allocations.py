@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import uuid
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -10,6 +11,7 @@ import pytest
 import requests
 import requests_mock as rm
 
+from airflow_provider_oes._api import LIST_FILTER_NAMES
 from airflow_provider_oes.exceptions import (
     OESAuthenticationError,
     OESConnectionError,
@@ -214,3 +216,13 @@ def test_connection_test_sends_the_enterprise_id_header(conn: str, requests_mock
     ok, _ = OESHook().test_connection()
     assert ok
     assert last_request(requests_mock).headers["enterprise-id"] == DEFAULT_ENTERPRISE_ID
+
+
+def test_the_hook_spells_out_exactly_the_one_filter_set() -> None:
+    """list_allocations keeps explicit keywords for DAG authors; they must be ListFilters, no more, no less."""
+    keywords = [
+        name
+        for name, parameter in inspect.signature(OESHook.list_allocations).parameters.items()
+        if parameter.kind is inspect.Parameter.KEYWORD_ONLY and name != "page_size"
+    ]
+    assert keywords == list(LIST_FILTER_NAMES)

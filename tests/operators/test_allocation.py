@@ -1,13 +1,16 @@
-"""Unit tests of :class:`GetAllocationOperator` against requests-mock (no network, no DB)."""
+"""Unit tests of :class:`GetAllocationOperator` and :class:`ListAllocationsOperator` against requests-mock (no network, no DB)."""
 
 from __future__ import annotations
 
+import inspect
 import json
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests_mock as rm
 
+from airflow_provider_oes._api import LIST_FILTER_NAMES
 from airflow_provider_oes.exceptions import (
     OESAuthenticationError,
     OESInvalidRequestError,
@@ -15,9 +18,9 @@ from airflow_provider_oes.exceptions import (
     OESResponseError,
     OESServerError,
 )
-from airflow_provider_oes.operators.allocation import GetAllocationOperator
-from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body
-from tests._mock_api import TOKEN, URL, last_request, set_connection
+from airflow_provider_oes.operators.allocation import GetAllocationOperator, ListAllocationsOperator
+from tests._factories import DEFAULT_ALLOCATION_ID, allocation_body, allocation_record
+from tests._mock_api import BASE, PREFIX, TOKEN, URL, last_request, set_connection
 
 
 @pytest.fixture(autouse=True)
@@ -109,3 +112,59 @@ def test_logs_description_not_token(requests_mock: rm.Mocker, capsys: pytest.Cap
     out = capsys.readouterr().out
     assert f"allocation {DEFAULT_ALLOCATION_ID} of 100000000 ofctbtc is cleared" in out
     assert TOKEN not in out
+
+
+_CONNECTION_ID = "c0ffee00-0000-4000-8000-000000000001"
+_PARTNER_ID = "0a0b0c0d-0000-4000-8000-000000000002"
+
+
+def test_list_operator_takes_exactly_the_one_filter_set() -> None:
+    """The operator's own keywords, besides the filters of ListFilters, are what only it has."""
+    keywords = set(inspect.signature(ListAllocationsOperator.__init__).parameters) - {"self", "kwargs"}
+    own = {"enterprise_id", "page_size", "max_records", "output_path", "oes_conn_id"}
+    assert keywords - own == set(LIST_FILTER_NAMES)
+
+
+def test_list_operator_sends_every_filter_it_was_given(requests_mock: rm.Mocker) -> None:
+    """Each filter reaches the query under its own name, after templates are rendered."""
+    record = allocation_record()
+    requests_mock.get(f"{BASE}{PREFIX}/ent7/clients/allocations", json={"allocations": [record]})
+    op = ListAllocationsOperator(
+        task_id="list",
+        enterprise_id="ent7",
+        allocation_ids=[DEFAULT_ALLOCATION_ID],
+        statuses=["{{ params.status }}"],
+        types=["allocation"],
+        currencies=["ofctbtc", "ofcteth"],
+        connection_ids=[_CONNECTION_ID],
+        partner_ids=[_PARTNER_ID],
+        created_on_or_after="{{ params.start }}",
+        created_before="2026-11-25T00:00:00Z",
+        sort_field="updatedAt",
+        sort_direction="DESC",
+        page_size=7,
+    )
+    op.render_template_fields({"params": {"status": "released", "start": "2026-11-24T00:00:00Z"}})
+    assert op.execute({}) == [record]  # type: ignore[arg-type]
+    query = {k: v[0] for k, v in parse_qs(urlsplit(last_request(requests_mock).url).query).items()}
+    assert query == {
+        "pageNumber": "0",
+        "pageSize": "7",
+        "allocationIds": DEFAULT_ALLOCATION_ID,
+        "statuses": "released",
+        "types": "allocation",
+        "currencies": "ofctbtc,ofcteth",
+        "connectionIds": _CONNECTION_ID,
+        "partnerIds": _PARTNER_ID,
+        "createdOnOrAfter": "2026-11-24T00:00:00.000Z",
+        "createdBefore": "2026-11-25T00:00:00.000Z",
+        "sortField": "updatedAt",
+        "sortDirection": "DESC",
+    }
+
+
+def test_list_operator_pages_by_the_default_page_size(requests_mock: rm.Mocker) -> None:
+    requests_mock.get(f"{BASE}{PREFIX}/ent1/clients/allocations", json={"allocations": []})
+    assert ListAllocationsOperator(task_id="list").execute({}) == []  # type: ignore[arg-type]
+    query = parse_qs(urlsplit(last_request(requests_mock).url).query)
+    assert query == {"pageNumber": ["0"], "pageSize": ["100"]}

@@ -27,6 +27,7 @@ from airflow_provider_oes._api import MAX_RESPONSE_BYTES
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError, OESServerError
 from airflow_provider_oes.hooks.oes import OESHook
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
+from tests._factories import minimal_record
 from tests.reliability._support import FIGURES, QuietHandler, connection_json, serve_http
 
 if TYPE_CHECKING:
@@ -93,25 +94,10 @@ hostile_text = st.one_of(
 )
 
 
-def _record(allocation_id: str) -> dict[str, Any]:
-    return {
-        "id": allocation_id,
-        "amount": {"currency": "ofctbtc", "quantity": "1"},
-        "connectionId": "c",
-        "clientExternalId": "x",
-        "initiatedBy": "u",
-        "createdAt": "2026-01-01T00:00:00.000Z",
-        "updatedAt": "2026-01-01T00:00:00.000Z",
-        "retriable": False,
-        "status": "reserved",
-        "type": "allocation",
-    }
-
-
 def _answer(request: Any, context: Any) -> dict[str, Any]:
     context.status_code = 200
     last = urlsplit(request.url).path.rsplit("/", 1)[-1]
-    return {"allocation": _record(unquote(last))}
+    return {"allocation": minimal_record(id=unquote(last))}
 
 
 @pytest.fixture(scope="module", autouse=True)

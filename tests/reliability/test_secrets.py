@@ -31,6 +31,7 @@ from airflow_provider_oes.operators.allocation import GetAllocationOperator
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.testing.simulator import FAULT_KINDS, UNLICENSED_ENTERPRISE_ID
 from airflow_provider_oes.triggers._events import error_from_payload, error_to_payload
+from tests._factories import minimal_record
 from tests.reliability._support import FIGURES, TOKEN, QuietHandler, assert_no_token, self_signed_cert, serve_http
 
 if TYPE_CHECKING:
@@ -51,20 +52,7 @@ def _xcom(result: Any) -> dict[str, Any]:
 
 
 def _record(**overrides: Any) -> dict[str, Any]:
-    record: dict[str, Any] = {
-        "id": AID,
-        "amount": {"currency": "ofctbtc", "quantity": "1"},
-        "connectionId": "c",
-        "clientExternalId": "x",
-        "initiatedBy": "u",
-        "createdAt": "2026-01-01T00:00:00.000Z",
-        "updatedAt": "2026-01-01T00:00:00.000Z",
-        "retriable": False,
-        "status": "cleared",
-        "type": "allocation",
-    }
-    record.update(overrides)
-    return record
+    return minimal_record(**{"id": AID, "status": "cleared", **overrides})
 
 
 def _outputs(

@@ -29,6 +29,19 @@ OVERLAP = 30.0
 ENTERPRISE = "ent1"
 
 
+async def until(predicate: Any, what: str, timeout: float = 5.0) -> Any:
+    """Let the event loop run until ``predicate()`` is truthy and return that value; fail naming ``what`` after
+    ``timeout`` seconds (a deadline, not a count of loop turns: how many turns a step takes varies)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while loop.time() < deadline:
+        value = predicate()
+        if value:
+            return value
+        await asyncio.sleep(0.005)
+    raise AssertionError(f"never happened: {what}")
+
+
 def iso(epoch: float) -> str:
     return datetime.fromtimestamp(epoch, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 

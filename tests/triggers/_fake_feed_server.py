@@ -22,6 +22,8 @@ from tests._factories import allocation_record
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    import pytest
+
 BASE_URL = "http://127.0.0.1:9"
 ENTERPRISE = "ent1"
 T0 = 1_800_000_000.0
@@ -136,3 +138,19 @@ def connection_json(**extra: Any) -> str:
             "extra": {"enterprise_id": ENTERPRISE, "max_retries": 0, "retry_max_wait": 0.01, **extra},
         }
     )
+
+
+def serve(monkeypatch: pytest.MonkeyPatch, conn_id: str, **extra: Any) -> FakeOES:
+    """A :class:`FakeOES` that every ``httpx.AsyncClient`` made from now on talks to (the pollers make their own),
+    and the connection ``conn_id`` pointing at it with the extras ``extra``."""
+    fake = FakeOES()
+    real = httpx.AsyncClient
+
+    class Mocked(real):  # type: ignore[misc,valid-type]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            kwargs["transport"] = fake.transport()
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(httpx, "AsyncClient", Mocked)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", connection_json(**extra))
+    return fake

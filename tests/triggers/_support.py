@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_oes._api import format_timestamp
 from airflow_provider_oes.triggers import _poller
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
@@ -39,6 +40,55 @@ async def first_event(trigger: AllocationStatusTrigger, timeout: float = 20) -> 
     await asyncio.wait_for(consume(), timeout)
     assert len(events) == 1, events
     return events[0]
+
+
+class TriggerFleet:
+    """Status triggers of one connection and enterprise, each run as the triggerer runs it; their events by id.
+
+    :param enterprise_id: The triggers' enterprise.
+    :param conn_id: The triggers' connection.
+    :param interval: Their poll interval, unless :meth:`start` names another.
+    :param wait_timeout: How long :meth:`wait_for` waits unless told otherwise, in seconds.
+    """
+
+    def __init__(self, enterprise_id: str, conn_id: str, interval: float, *, wait_timeout: float = 10) -> None:
+        self.enterprise_id, self.conn_id, self.interval = enterprise_id, conn_id, interval
+        self.wait_timeout = wait_timeout
+        self.events: dict[str, dict[str, Any]] = {}
+        """The last event payload of each trigger, by allocation id."""
+        self.tasks: list[asyncio.Task[None]] = []
+
+    def start(self, allocation_id: str, last_check: float | None = None, interval: float | None = None) -> None:
+        """Start a trigger for ``allocation_id``; ``last_check`` is the sensor's last check (server epoch s)."""
+        trigger = AllocationStatusTrigger(
+            allocation_id,
+            self.enterprise_id,
+            self.conn_id,
+            self.interval if interval is None else interval,
+            last_check=None if last_check is None else format_timestamp(last_check),
+        )
+
+        async def run() -> None:
+            async for event in trigger.run():
+                self.events[allocation_id] = event.payload
+
+        self.tasks.append(asyncio.ensure_future(run()))
+
+    async def wait_for(self, ids: list[str], timeout: float | None = None) -> None:
+        """Wait until every one of ``ids`` has had an event (fails after ``timeout``, default ``wait_timeout``)."""
+
+        async def done() -> None:
+            while not all(i in self.events for i in ids):
+                await asyncio.sleep(0.01)
+
+        await asyncio.wait_for(done(), self.wait_timeout if timeout is None else timeout)
+
+    async def close(self) -> None:
+        """Cancel every trigger, as the triggerer does when its task is done or gone."""
+        for task in self.tasks:
+            task.cancel()
+        await asyncio.gather(*self.tasks, return_exceptions=True)
+        await asyncio.sleep(0.02)
 
 
 def list_requests(sim: OESSimulator) -> list[tuple[str, str, str, float]]:

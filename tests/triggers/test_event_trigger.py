@@ -18,7 +18,16 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers._event_state import EventQuery, StateStore
 from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
-from tests.triggers._event_fakes import OVERLAP, Accessor, Feed, Server, Subscription, opener, requires_airflow_33
+from tests.triggers._event_fakes import (
+    OVERLAP,
+    Accessor,
+    Feed,
+    Server,
+    Subscription,
+    opener,
+    requires_airflow_33,
+    until,
+)
 
 CLASSPATH = "airflow_provider_oes.triggers.event.AllocationEventTrigger"
 
@@ -173,15 +182,6 @@ def test_local_filter_agrees_with_the_query() -> None:
 # ---------------------------------------------------------------------- the watch loop
 
 
-async def _until(predicate: Any, what: str) -> Any:
-    for _ in range(2000):
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0)
-    raise AssertionError(f"never happened: {what}")
-
-
 class Harness:
     """Runs one watcher (one trigger life) against a feed and a store; pulls its items one by one."""
 
@@ -199,11 +199,19 @@ class Harness:
 
     async def subscription(self) -> Subscription:
         count = self._subs_before + 1
-        return await _until(lambda: len(self.feed.subscriptions) >= count and self.feed.subscriptions[-1], "subscribe")
+        return await until(lambda: len(self.feed.subscriptions) >= count and self.feed.subscriptions[-1], "subscribe")
 
     async def start(self) -> tuple[asyncio.Task[Any], Subscription]:
         task = asyncio.ensure_future(self.items.__anext__())
         return task, await self.subscription()
+
+    async def started(self) -> Subscription:
+        """Start the watcher and let its first poll through: on a first start it reads from the server's now,
+        so that first event holds no allocation."""
+        task, sub = await self.start()
+        sub.poll()
+        assert _ids(await task) == []
+        return sub
 
     async def pull(self) -> tuple[dict[str, Any], Any]:
         return await asyncio.wait_for(self.items.__anext__(), 5)
@@ -232,11 +240,7 @@ async def test_first_start_begins_at_the_servers_now_and_emits_one_event_per_pol
     trigger = AllocationEventTrigger(enterprise_id="ent1", statuses=["cleared"], poll_interval=0.001)
     store = Accessor()
     h = Harness(Feed(server), store, trigger, markers=False)
-
-    task, sub = await h.start()
-    sub.poll()
-    first = await task
-    assert _ids(first) == []
+    sub = await h.started()  # nothing from before the start
 
     a, b, c = server.add(), server.add(), server.add()
     server.tick(1)
@@ -278,70 +282,80 @@ async def test_start_time_replays_history_on_first_start() -> None:
     await h.close()
 
 
+class Restart:
+    """One watch across a triggerer restart: one server, feed, state store and trigger, and two watcher lives."""
+
+    def __init__(self) -> None:
+        self.server = Server()
+        self.store = Accessor()
+        self.feed = Feed(self.server)
+        self.trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
+
+    async def first_life_emits_one(self, *, lose_writes: int = 0) -> tuple[Harness, str, tuple[dict[str, Any], Any]]:
+        """The first life up to the handover of its first allocation: started, one allocation cleared, its event
+        pulled (not yet confirmed). ``lose_writes`` state-store writes fail from the handover on."""
+        first = Harness(self.feed, self.store, self.trigger, markers=False)
+        sub = await first.started()
+        a = self.server.add()
+        self.server.tick(1)
+        self.server.flip(a, "cleared")
+        sub.poll()
+        self.store.fail_next_writes = lose_writes
+        item = await first.pull()
+        assert _ids(item) == [a]
+        return first, a, item
+
+    async def second_life_emits(self, trigger: AllocationEventTrigger | None = None) -> list[str]:
+        """After the restart, a new watcher on the same state store: the ids of its first event."""
+        second = Harness(self.feed, self.store, trigger or self.trigger, markers=False)
+        task, sub = await second.start()
+        sub.poll()  # reads back to the stored floor
+        emitted = _ids(await task)
+        await second.close()
+        return emitted
+
+
 @requires_airflow_33
 async def test_restart_after_confirmed_event_emits_nothing_twice_and_misses_nothing() -> None:
-    server = Server()
-    store = Accessor()
-    feed = Feed(server)
-    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-
-    first = Harness(feed, store, trigger, markers=False)
-    task, sub = await first.start()
-    sub.poll()
-    await task
-    a = server.add()
-    server.tick(1)
-    server.flip(a, "cleared")
-    sub.poll()
-    item = await first.pull()
-    assert _ids(item) == [a]
+    restart = Restart()
+    first, _a, item = await restart.first_life_emits_one()
     await first.watcher.commit(item[1])
     await first.close()  # the triggerer dies here
 
+    server = restart.server
     b = server.add()
     server.tick(2)
     server.flip(b, "cleared")  # while no triggerer runs
     server.tick(5)
 
-    second = Harness(feed, store, AllocationEventTrigger(**trigger.serialize()[1]), markers=False)
-    task, sub = await second.start()
-    sub.poll()  # reads back to the stored floor: a (already emitted) and b (new)
-    assert _ids(await task) == [b]
-    await second.close()
+    # a (already emitted) is read again, b is new; the trigger as Airflow rebuilds it from its serialized form.
+    assert await restart.second_life_emits(AllocationEventTrigger(**restart.trigger.serialize()[1])) == [b]
 
 
 @requires_airflow_33
 async def test_crash_after_handover_before_confirmation_emits_again_and_names_it(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    server = Server()
-    store = Accessor()
-    feed = Feed(server)
-    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-
-    first = Harness(feed, store, trigger, markers=False)
-    task, sub = await first.start()
-    sub.poll()
-    await task
-    a = server.add()
-    server.tick(1)
-    server.flip(a, "cleared")
-    sub.poll()
-    item = await first.pull()
-    assert _ids(item) == [a]
-    stored = store.values[trigger.state_key]
+    restart = Restart()
+    first, a, _item = await restart.first_life_emits_one()
+    stored = restart.store.values[restart.trigger.state_key]
     assert stored["inflight"] == [a]  # written before the handover
     assert a not in stored["emitted"]  # not claimed: Airflow has not confirmed storing the event
     await first.close()  # crash: no confirmation, no commit
 
     caplog.clear()
-    second = Harness(feed, store, trigger, markers=False)
-    task, sub = await second.start()
-    sub.poll()
-    assert _ids(await task) == [a]  # at least once: emitted again
-    logged = caplog.text
-    assert f"handed allocations {a} to Airflow but stopped before Airflow confirmed" in logged
-    await second.close()
+    assert await restart.second_life_emits() == [a]  # at least once: emitted again
+    assert f"handed allocations {a} to Airflow but stopped before Airflow confirmed" in caplog.text
+
+
+@requires_airflow_33
+async def test_crash_before_handover_emits_on_restart() -> None:
+    """The in-flight write is made; the triggerer dies before the yield: the allocation is emitted later."""
+    restart = Restart()
+    first, a, _item = await restart.first_life_emits_one(lose_writes=1)  # even the in-flight write is lost
+    await first.close()
+
+    assert await restart.second_life_emits() == [a]
 
 
 @requires_airflow_33
@@ -350,9 +364,7 @@ async def test_polls_within_one_interval_make_one_event() -> None:
     server = Server()
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=10)
     h = Harness(Feed(server), Accessor(), trigger, markers=False)
-    task, sub = await h.start()
-    sub.poll()
-    await task
+    sub = await h.started()
     a, b = server.add(), server.add()
     server.tick(10)
     server.flip(a, "cleared")
@@ -373,41 +385,12 @@ async def test_polls_within_one_interval_make_one_event() -> None:
 
 
 @requires_airflow_33
-async def test_crash_before_handover_emits_on_restart() -> None:
-    """The in-flight write is made; the triggerer dies before the yield: the allocation is emitted later."""
-    server = Server()
-    store = Accessor()
-    feed = Feed(server)
-    trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    first = Harness(feed, store, trigger, markers=False)
-    task, sub = await first.start()
-    sub.poll()
-    await task
-    a = server.add()
-    server.tick(1)
-    server.flip(a, "cleared")
-    sub.poll()
-    store.fail_next_writes = 1  # even the in-flight write is lost
-    item = await first.pull()
-    assert _ids(item) == [a]
-    await first.close()
-
-    second = Harness(feed, store, trigger, markers=False)
-    task, sub = await second.start()
-    sub.poll()
-    assert _ids(await task) == [a]
-    await second.close()
-
-
-@requires_airflow_33
 async def test_window_stays_bounded_by_the_overlap() -> None:
     server = Server()
     store = Accessor()
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
     h = Harness(Feed(server), store, trigger, markers=False)
-    task, sub = await h.start()
-    sub.poll()
-    await task
+    sub = await h.started()
     emitted = []
     for _ in range(20):
         allocation_id = server.add()
@@ -441,7 +424,7 @@ async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.M
     )
     items = watcher.items()
     task = asyncio.ensure_future(items.__anext__())
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "subscribe")
+    sub = await until(lambda: feed.subscriptions and feed.subscriptions[-1], "subscribe")
     sub.poll()
     assert _ids(await task) == []
     assert sleeps == [2.0, 4.0, 8.0]  # backoff, then it carried on

@@ -15,19 +15,9 @@ import pytest
 
 from airflow_provider_oes.triggers import event as event_module
 from airflow_provider_oes.triggers.event import AllocationEventTrigger
-from tests.triggers._event_fakes import Accessor, Feed, Server, opener
+from tests.triggers._event_fakes import Accessor, Feed, Server, Subscription, opener, until
 
 shared_stream = pytest.importorskip("airflow.triggers.shared_stream", reason="Airflow 3.3 shared streams")
-
-
-async def _until(predicate: Any, what: str, timeout: float = 5.0) -> Any:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while asyncio.get_running_loop().time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        await asyncio.sleep(0.005)
-    raise AssertionError(f"never happened: {what}")
 
 
 class TriggerRun:
@@ -67,6 +57,17 @@ def world(monkeypatch: pytest.MonkeyPatch) -> tuple[Server, Feed, Accessor]:
     return server, feed, Accessor()
 
 
+async def _subscribed(
+    world: tuple[Server, Feed, Accessor], manager: Any, trigger: AllocationEventTrigger, trigger_id: int
+) -> tuple[TriggerRun, Subscription]:
+    """Run ``trigger`` as the triggerer does; return the run and the feed subscription it made (one more)."""
+    _server, feed, store = world
+    count = len(feed.subscriptions) + 1
+    run = TriggerRun(manager, trigger, trigger_id, store)
+    sub = await until(lambda: len(feed.subscriptions) == count and feed.subscriptions[-1], f"feed subscription {count}")
+    return run, sub
+
+
 def _stored(store: Accessor, trigger: AllocationEventTrigger) -> dict[str, Any]:
     return dict(store.values.get(trigger.state_key) or {})
 
@@ -74,11 +75,10 @@ def _stored(store: Accessor, trigger: AllocationEventTrigger) -> dict[str, Any]:
 async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     world: tuple[Server, Feed, Accessor],
 ) -> None:
-    server, feed, store = world
+    server, _feed, store = world
     manager = shared_stream.SharedStreamManager()
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    run = TriggerRun(manager, trigger, 1, store)
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    run, sub = await _subscribed(world, manager, trigger, 1)
     sub.poll()
     a, b = server.add(), server.add()
     server.tick(1)
@@ -86,7 +86,7 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     server.flip(b, "cleared")
     sub.poll()
 
-    await _until(lambda: run.events, "the event")
+    await until(lambda: run.events, "the event")
     assert run.ids() == [[a, b]]
     seq = run.events[0][1]
     assert seq is not None  # ack mode: the event is bound to a persist confirmation
@@ -97,20 +97,19 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
     assert b not in stored["emitted"]
 
     manager.confirm_persisted([seq])  # the supervisor stored the asset event
-    stored = await _until(lambda: b in _stored(store, trigger).get("emitted", {}) and _stored(store, trigger), "commit")
+    stored = await until(lambda: b in _stored(store, trigger).get("emitted", {}) and _stored(store, trigger), "commit")
     assert a in stored["emitted"]
     assert stored["inflight"] == []
     await run.stop()
 
     # A restarted trigger (new triggerer: new manager, new instance from the kwargs) emits nothing again.
     manager2 = shared_stream.SharedStreamManager()
-    run2 = TriggerRun(manager2, AllocationEventTrigger(**trigger.serialize()[1]), 7, store)
-    sub2 = await _until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
+    run2, sub2 = await _subscribed(world, manager2, AllocationEventTrigger(**trigger.serialize()[1]), 7)
     c = server.add()
     server.tick(1)
     server.flip(c, "cleared")
     sub2.poll()  # hands a, b (inside the overlap) and c
-    await _until(lambda: run2.events, "the event after restart")
+    await until(lambda: run2.events, "the event after restart")
     assert run2.ids() == [[c]]
     await run2.stop()
 
@@ -118,27 +117,26 @@ async def test_state_moves_past_an_event_only_after_airflow_confirms_storing_it(
 async def test_an_event_airflow_never_confirms_is_emitted_again_by_the_next_trigger(
     world: tuple[Server, Feed, Accessor],
 ) -> None:
-    server, feed, store = world
+    server, _feed, store = world
     manager = shared_stream.SharedStreamManager(ack_timeout=0.3)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    run = TriggerRun(manager, trigger, 1, store)
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    run, sub = await _subscribed(world, manager, trigger, 1)
     sub.poll()
     a = server.add()
     server.tick(1)
     server.flip(a, "cleared")
     sub.poll()
-    await _until(lambda: run.events, "the event")
+    await until(lambda: run.events, "the event")
     # No confirmation: Airflow's ack timeout fails the subscriber; the trigger ends with the error.
     await asyncio.wait_for(asyncio.gather(run.task, return_exceptions=True), 5)
     assert isinstance(run.task.exception(), shared_stream.AckTimeout)
     assert a not in _stored(store, trigger).get("emitted", {})
 
     # Airflow re-creates the trigger: the allocation comes again (at least once, never lost).
-    run2 = TriggerRun(shared_stream.SharedStreamManager(), AllocationEventTrigger(**trigger.serialize()[1]), 2, store)
-    sub2 = await _until(lambda: len(feed.subscriptions) == 2 and feed.subscriptions[-1], "resubscribe")
+    rebuilt = AllocationEventTrigger(**trigger.serialize()[1])
+    run2, sub2 = await _subscribed(world, shared_stream.SharedStreamManager(), rebuilt, 2)
     sub2.poll()
-    await _until(lambda: run2.events, "the event again")
+    await until(lambda: run2.events, "the event again")
     assert run2.ids() == [[a]]
     await run2.stop()
 
@@ -148,11 +146,10 @@ async def test_quiet_stream_keeps_moving_so_airflow_never_times_the_watcher_out(
 ) -> None:
     """With nothing changing (or the feed failing and backing off), items still come within the ack timeout."""
     monkeypatch.setattr(event_module, "HEARTBEAT_SECONDS", 0.05)
-    server, feed, store = world
+    server = world[0]
     manager = shared_stream.SharedStreamManager(ack_timeout=0.5)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
-    run = TriggerRun(manager, trigger, 1, store)
-    sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "the feed subscription")
+    run, sub = await _subscribed(world, manager, trigger, 1)
     sub.poll()
     await asyncio.sleep(1.5)  # three ack timeouts without any poll
     assert not run.task.done()
@@ -160,6 +157,6 @@ async def test_quiet_stream_keeps_moving_so_airflow_never_times_the_watcher_out(
     server.tick(1)
     server.flip(a, "cleared")
     sub.poll()
-    await _until(lambda: run.events, "the event")
+    await until(lambda: run.events, "the event")
     assert run.ids() == [[a]]
     await run.stop()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import httpx
 import pytest
@@ -12,27 +12,14 @@ import pytest
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.triggers import _feed, _poller
 from airflow_provider_oes.triggers._feed import FeedBatch, FeedOrderError, FeedQuery, is_unsupported, open_feed
-from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, connection_json
-
-if TYPE_CHECKING:
-    from collections.abc import Iterator
+from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, serve
 
 CONN = "oes_feed"
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOES]:
-    fake = FakeOES()
-    real = httpx.AsyncClient
-
-    class Mocked(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["transport"] = fake.transport()
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(httpx, "AsyncClient", Mocked)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", connection_json(feed_page_size=10))
-    return fake
+def server(monkeypatch: pytest.MonkeyPatch) -> FakeOES:
+    return serve(monkeypatch, CONN, feed_page_size=10)
 
 
 class Collector:

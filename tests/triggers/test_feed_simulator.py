@@ -6,13 +6,12 @@ list endpoint that refuses the feed query or every list query.
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_oes._api import format_timestamp
 from airflow_provider_oes.triggers import _feed, _poller
-from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
+from tests.triggers._support import TriggerFleet
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -22,40 +21,6 @@ if TYPE_CHECKING:
 pytestmark = pytest.mark.integration
 
 INTERVAL = 0.2
-
-
-class _Fleet:
-    def __init__(self, sim: OESSimulator, conn_id: str) -> None:
-        self.sim, self.conn_id = sim, conn_id
-        self.events: dict[str, dict[str, Any]] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def start(self, allocation_id: str, last_check: float | None) -> None:
-        trigger = AllocationStatusTrigger(
-            allocation_id,
-            self.sim.enterprise_id,
-            self.conn_id,
-            INTERVAL,
-            last_check=None if last_check is None else format_timestamp(last_check),
-        )
-
-        async def run() -> None:
-            async for event in trigger.run():
-                self.events[allocation_id] = event.payload
-
-        self.tasks.append(asyncio.ensure_future(run()))
-
-    async def wait_for(self, ids: list[str], timeout: float = 20) -> None:
-        async def done() -> None:
-            while not all(i in self.events for i in ids):
-                await asyncio.sleep(0.02)
-
-        await asyncio.wait_for(done(), timeout)
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
 
 
 async def _feed_polls(sim: OESSimulator, count: int) -> _feed.ChangeFeed:
@@ -78,7 +43,7 @@ async def test_clock_skew_late_commit_and_flips_while_paging(
     sim.set_clock_offset(3 * 3600.0)  # the API's clock runs three hours ahead of this machine's
     conn_id = make_connection(poll_strategy="feed", feed_page_size=5)
     checked = sim.now().timestamp()  # the sensors' last check, in the server's time
-    fleet = _Fleet(sim, conn_id)
+    fleet = TriggerFleet(sim.enterprise_id, conn_id, INTERVAL, wait_timeout=20)
     try:
         for allocation_id in ids:
             fleet.start(allocation_id, checked)
@@ -103,41 +68,32 @@ async def test_clock_skew_late_commit_and_flips_while_paging(
         await fleet.close()
 
 
-async def test_feed_refused_falls_back_to_id_batches(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+@pytest.mark.parametrize(
+    ("refuse", "code", "strategy", "status"),
+    [
+        pytest.param("reject_feed", 400, "id_batches", "cleared", id="feed-refused-falls-back-to-id-batches"),
+        pytest.param("reject_list", 404, "single", "released", id="list-endpoint-refused-means-single-gets"),
+    ],
+)
+async def test_a_refused_list_query_falls_back_and_errs_for_nobody(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str], refuse: str, code: int, strategy: str, status: str
 ) -> None:
+    """The simulator refuses the feed's query (or every list query): the poller falls back to the next
+    strategy, the one allocation that changed gets its event, and the others get no error event."""
     sim = oes_simulator
-    sim.reject_feed(400)
+    getattr(sim, refuse)(code)
     conn_id = make_connection(poll_strategy="feed")
     ids = sim.add_allocations(5)
-    fleet = _Fleet(sim, conn_id)
+    fleet = TriggerFleet(sim.enterprise_id, conn_id, INTERVAL, wait_timeout=20)
     try:
         for allocation_id in ids:
             fleet.start(allocation_id, sim.now().timestamp())
-        sim.set_status(ids[2], "cleared")
+        sim.set_status(ids[2], status)
         await fleet.wait_for([ids[2]])
-        assert _poller.get_poller(conn_id, sim.enterprise_id).strategy == "id_batches"  # type: ignore[union-attr]
-        assert set(fleet.events) == {ids[2]}
-    finally:
-        await fleet.close()
-
-
-async def test_list_endpoint_refused_means_single_gets(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    sim = oes_simulator
-    sim.reject_list(404)
-    conn_id = make_connection(poll_strategy="feed")
-    ids = sim.add_allocations(5)
-    fleet = _Fleet(sim, conn_id)
-    try:
-        for allocation_id in ids:
-            fleet.start(allocation_id, sim.now().timestamp())
-        sim.set_status(ids[1], "released")
-        await fleet.wait_for([ids[1]])
         await asyncio.sleep(3 * INTERVAL)
-        assert fleet.events[ids[1]]["status"] == "terminal"
-        assert set(fleet.events) == {ids[1]}  # the others got no error events
-        assert _poller.get_poller(conn_id, sim.enterprise_id).strategy == "single"  # type: ignore[union-attr]
+        assert fleet.events[ids[2]]["status"] == "terminal"
+        assert fleet.events[ids[2]]["allocation"]["status"] == status
+        assert set(fleet.events) == {ids[2]}  # the others got no error events
+        assert _poller.get_poller(conn_id, sim.enterprise_id).strategy == strategy  # type: ignore[union-attr]
     finally:
         await fleet.close()

@@ -14,6 +14,7 @@ from urllib.parse import parse_qs
 
 import pytest
 
+from airflow_provider_oes.exceptions import OESResponseError
 from airflow_provider_oes.triggers import _poller
 from airflow_provider_oes.triggers._events import error_from_payload
 from tests.triggers._support import (
@@ -56,28 +57,28 @@ async def test_unknown_status_is_never_terminal(
     assert len(list_requests(oes_simulator)) == 4
 
 
-async def test_invalid_record_gives_response_error(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+@pytest.mark.parametrize(
+    ("fault", "on_the_allocation", "needle"),
+    [
+        pytest.param("wrong_types", True, "is not a valid allocation", id="invalid-record"),
+        pytest.param("non_json", False, "not JSON", id="non-json-body"),
+    ],
+)
+async def test_bad_answer_gives_response_error(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str], fault: str, on_the_allocation: bool, needle: str
 ) -> None:
     conn_id = make_connection()
     allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("wrong_types", count=1, allocation_id=allocation_id)
+    if on_the_allocation:
+        oes_simulator.inject_fault(fault, count=1, allocation_id=allocation_id)
+    else:
+        oes_simulator.inject_fault(fault, count=1)
     event = await first_event(make_trigger(oes_simulator, allocation_id, conn_id))
     assert event["status"] == "error"
     assert event["error_type"] == "OESResponseError"
     assert event["allocation_id"] == allocation_id
-    assert isinstance(error_from_payload(event), type(error_from_payload(event)))
-
-
-async def test_non_json_body_gives_response_error(
-    oes_simulator: OESSimulator, make_connection: Callable[..., str]
-) -> None:
-    conn_id = make_connection()
-    allocation_id = oes_simulator.add_allocation(final_status="cleared")
-    oes_simulator.inject_fault("non_json", count=1)
-    event = await first_event(make_trigger(oes_simulator, allocation_id, conn_id))
-    assert event["error_type"] == "OESResponseError"
-    assert "not JSON" in event["message"]
+    assert needle in event["message"]
+    assert isinstance(error_from_payload(event), OESResponseError)
 
 
 async def test_record_with_another_id_is_confirmed_with_single_get(

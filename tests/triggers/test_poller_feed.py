@@ -14,78 +14,37 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import pytest
 
-from airflow_provider_oes._api import format_timestamp
 from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.get_provider_info import get_provider_info
 from airflow_provider_oes.triggers import _feed, _poller
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
-from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, connection_json
+from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, connection_json, serve
+from tests.triggers._support import TriggerFleet
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
-
     from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
 
 CONN = "oes_pf"
 INTERVAL = 0.05
+EXTRAS: dict[str, Any] = {"feed_page_size": 10, "batch_size": 10}
+"""The test connection's extras; a test changes some with :func:`_set_extras`."""
 
 
 @pytest.fixture
-def server(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeOES]:
-    fake = FakeOES()
-    real = httpx.AsyncClient
-
-    class Mocked(real):  # type: ignore[misc,valid-type]
-        def __init__(self, *args: Any, **kwargs: Any) -> None:
-            kwargs["transport"] = fake.transport()
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(httpx, "AsyncClient", Mocked)
-    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", connection_json(feed_page_size=10, batch_size=10))
-    return fake
+def server(monkeypatch: pytest.MonkeyPatch) -> FakeOES:
+    return serve(monkeypatch, CONN, **EXTRAS)
 
 
 def _set_extras(monkeypatch: pytest.MonkeyPatch, **extra: Any) -> None:
-    monkeypatch.setenv(
-        f"AIRFLOW_CONN_{CONN.upper()}", connection_json(**{"feed_page_size": 10, "batch_size": 10, **extra})
-    )
+    monkeypatch.setenv(f"AIRFLOW_CONN_{CONN.upper()}", connection_json(**{**EXTRAS, **extra}))
 
 
-class Fleet:
-    """Triggers running as in a triggerer; their events by allocation id."""
+class Fleet(TriggerFleet):
+    """Triggers of the test connection under the fake server's enterprise, as in a triggerer."""
 
     def __init__(self) -> None:
-        self.events: dict[str, dict[str, Any]] = {}
-        self.tasks: list[asyncio.Task[None]] = []
-
-    def start(self, allocation_id: str, last_check: float | None = None, interval: float = INTERVAL) -> None:
-        trigger = AllocationStatusTrigger(
-            allocation_id,
-            ENTERPRISE,
-            CONN,
-            interval,
-            last_check=format_timestamp(last_check) if last_check is not None else None,
-        )
-
-        async def run() -> None:
-            async for event in trigger.run():
-                self.events[allocation_id] = event.payload
-
-        self.tasks.append(asyncio.ensure_future(run()))
-
-    async def wait_for(self, ids: list[str], timeout: float = 10) -> None:
-        async def done() -> None:
-            while not all(i in self.events for i in ids):
-                await asyncio.sleep(0.01)
-
-        await asyncio.wait_for(done(), timeout)
-
-    async def close(self) -> None:
-        for task in self.tasks:
-            task.cancel()
-        await asyncio.gather(*self.tasks, return_exceptions=True)
-        await asyncio.sleep(0.02)
+        super().__init__(ENTERPRISE, CONN, INTERVAL)
 
 
 def _first_poll_fails(server: FakeOES, until_waiting: int) -> list[dict[str, str]]:
