@@ -25,10 +25,17 @@ Nothing here imports Airflow at module import time (DAG files import it at parse
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from airflow_provider_oes.models import Allocation
+
+CLOCK_MARGIN = timedelta(hours=1)
+"""How far Airflow's clock (asset event timestamps) may run behind BitGo's (``updatedAt``) in
+:func:`new_allocations`' look-back."""
 
 __all__ = [
     "ASSET_URI_SCHEME",
@@ -36,6 +43,8 @@ __all__ = [
     "allocations_asset_uri",
     "allocations_from_asset_event",
     "attach_allocation_to_outlets",
+    "first_deliveries",
+    "new_allocations",
     "outlet_extra",
 ]
 
@@ -130,3 +139,73 @@ def allocations_from_asset_event(event: Any) -> list[dict[str, Any]]:
         return [dict(a) for a in allocations if isinstance(a, Mapping)] if isinstance(allocations, list) else []
     single = extra.get("allocation")
     return [dict(single)] if isinstance(single, Mapping) else []
+
+
+def _event_time(event: Any) -> datetime | None:
+    stamp = getattr(event, "timestamp", None)
+    return stamp if isinstance(stamp, datetime) else None
+
+
+def first_deliveries(triggering_events: Iterable[Any], earlier_events: Iterable[Any]) -> list[dict[str, Any]]:
+    """The allocations of a run's triggering events that no earlier asset event carried, each once.
+
+    A watcher emits an allocation again when its triggerer dies in the second between Airflow storing the
+    event and the trigger learning that it did (at least once rather than maybe never): the same allocation
+    then reaches two asset events, and two DAG runs. Settling only the allocations whose *first* event is
+    among the run's triggering events settles each exactly once, whichever runs first.
+
+    :param triggering_events: The run's triggering events of one asset (``triggering_asset_events[asset]``).
+    :param earlier_events: Events of the same asset stored before them; any event at or after the earliest
+        triggering event's ``timestamp`` is ignored (so passing the run's own events is harmless).
+    :returns: Allocations in the API's JSON shape, in the order of the triggering events.
+    """
+    triggering = sorted(triggering_events, key=lambda e: (_event_time(e) is None, _event_time(e) or datetime.min))
+    stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]
+    first_at = min(stamps) if stamps else None
+    seen: set[str] = set()
+    if first_at is not None:
+        for event in earlier_events:
+            stamp = _event_time(event)
+            if stamp is not None and stamp < first_at:
+                seen.update(str(a.get("id", "")).lower() for a in allocations_from_asset_event(event))
+    found: dict[str, dict[str, Any]] = {}
+    for event in triggering:
+        for allocation in allocations_from_asset_event(event):
+            key = str(allocation.get("id", "")).lower()
+            if key and key not in seen:
+                found.setdefault(key, allocation)
+    return list(found.values())
+
+
+def new_allocations(asset: Any, triggering_asset_events: Any, inlet_events: Any) -> list[dict[str, Any]]:
+    """The allocations this run must act on: those of its triggering events of ``asset`` seen for the first time.
+
+    Use it in a task that lists ``asset`` in its ``inlets`` (Airflow serves ``inlet_events`` only for those),
+    so that a watcher's rare repeat after a triggerer crash (see :func:`first_deliveries`) never settles an
+    allocation twice::
+
+        @task(inlets=[CLEARED])
+        def cleared_allocations(triggering_asset_events=None, inlet_events=None):
+            return new_allocations(CLEARED, triggering_asset_events, inlet_events)
+
+    The earlier events are read from the allocations' ``updatedAt`` minus :data:`CLOCK_MARGIN` up to the
+    run's first triggering event: an allocation cannot be in an event stored before it became final.
+
+    :param asset: The asset the run was triggered by.
+    :param triggering_asset_events: The task's ``triggering_asset_events``.
+    :param inlet_events: The task's ``inlet_events``.
+    """
+    from airflow_provider_oes.triggers._event_state import parse_time
+
+    triggering = list(triggering_asset_events[asset])
+    stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]
+    updated = [
+        parse_time(a["updatedAt"], "updatedAt")
+        for event in triggering
+        for a in allocations_from_asset_event(event)
+        if a.get("updatedAt")
+    ]
+    if not stamps or not updated:
+        return first_deliveries(triggering, [])
+    earlier = inlet_events[asset].after((min(updated) - CLOCK_MARGIN).isoformat()).before(min(stamps).isoformat())
+    return first_deliveries(triggering, earlier)

@@ -58,7 +58,10 @@ def _measure(stack: FullStack, sim: OESSimulator, dag_id: str, ids: list[str], f
     flipped = time.monotonic()
     state = stack.wait_run(dag_id, run_id, timeout=1800)
     if state != "success":
-        raise SystemExit(f"{dag_id}: the run ended {state!r}, expected 'success'")
+        counts: dict[str, int] = {}
+        for ti in stack.task_states(dag_id, run_id).values():
+            counts[str(ti.state)] = counts.get(str(ti.state), 0) + 1
+        raise SystemExit(f"{dag_id}: the run ended {state!r}, expected 'success'; task states {counts}")
     return {
         "all_deferred_s": deferred_s,
         "single_gets": single_gets,

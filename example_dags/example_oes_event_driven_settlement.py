@@ -14,8 +14,10 @@ No sensor waits and no allocation id is known in advance. The triggerer watches 
   the funds went back, someone should look at BitGo's reason).
 
 Each allocation is emitted once, also across triggerer restarts (Airflow 3.3; see the README section
-"Event-driven settlement" for the exact guarantee). Settle idempotently by allocation id all the same: that is
-what makes the rare duplicate after a crash harmless.
+"Event-driven settlement" for the exact guarantee), except after a triggerer crash in the second between
+Airflow storing an event and the trigger learning it did: those allocations are emitted again.
+:func:`~airflow_provider_oes.assets.new_allocations` leaves out allocations an earlier event of the asset
+carried, so each is settled by exactly one run; settle idempotently by allocation id all the same.
 
 Both DAGs start paused (``is_paused_upon_creation``): Airflow runs an asset's watcher only while a DAG
 scheduled on the asset is unpaused, so watching starts when you unpause them.
@@ -33,7 +35,7 @@ from typing import Any
 
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
-from airflow_provider_oes.assets import allocations_asset_uri, allocations_from_asset_event
+from airflow_provider_oes.assets import allocations_asset_uri, new_allocations
 from airflow_provider_oes.triggers.event import AllocationEventTrigger
 
 ENTERPRISE_ID = os.environ.get("OES_ENTERPRISE_ID", "sim-enterprise")
@@ -65,15 +67,17 @@ RELEASED = Asset(
 )
 
 
-def _allocations(events: Any, status: str) -> list[dict[str, Any]]:
-    """The allocations of the run's triggering events, each once, in the order they became final."""
-    found: dict[str, dict[str, Any]] = {}
-    for event in events:
-        for allocation in allocations_from_asset_event(event):
-            if allocation.get("status") != status:  # trust nothing but the status the asset stands for
-                raise ValueError(f"allocation {allocation.get('id')} is {allocation.get('status')!r}, not {status}")
-            found.setdefault(allocation["id"], allocation)
-    return list(found.values())
+def _allocations(asset: Asset, status: str, triggering_asset_events: Any, inlet_events: Any) -> list[dict[str, Any]]:
+    """The allocations of the run's triggering events, each once, leaving out any an earlier event carried.
+
+    A watcher emits an allocation a second time only after a triggerer crash at the wrong second; without this,
+    that allocation would be settled by two runs.
+    """
+    found = new_allocations(asset, triggering_asset_events, inlet_events)
+    for allocation in found:
+        if allocation.get("status") != status:  # trust nothing but the status the asset stands for
+            raise ValueError(f"allocation {allocation.get('id')} is {allocation.get('status')!r}, not {status}")
+    return found
 
 
 with DAG(
@@ -86,11 +90,11 @@ with DAG(
     is_paused_upon_creation=True,
     tags=["oes", "example", "event-driven"],
 ) as dag:
-
-    @task
-    def cleared_allocations(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
-        """The cleared allocations that started this run."""
-        return _allocations(triggering_asset_events[CLEARED], "cleared")
+    # The asset is also an inlet, so that the task may read its earlier events (inlet_events).
+    @task(inlets=[CLEARED])
+    def cleared_allocations(triggering_asset_events: Any = None, inlet_events: Any = None) -> list[dict[str, Any]]:
+        """The cleared allocations that started this run (and no earlier run)."""
+        return _allocations(CLEARED, "cleared", triggering_asset_events, inlet_events)
 
     # Explicit, as Airflow infers it from the dict annotation (ruff's AIR rule asks not to rely on inference).
     @task(multiple_outputs=True)
@@ -113,10 +117,10 @@ with DAG(
     tags=["oes", "example", "event-driven"],
 ) as alert_dag:
 
-    @task
-    def alert(triggering_asset_events: Any = None) -> list[dict[str, Any]]:
+    @task(inlets=[RELEASED])
+    def alert(triggering_asset_events: Any = None, inlet_events: Any = None) -> list[dict[str, Any]]:
         """Report each released allocation with BitGo's reason (here: log it; in real life, page someone)."""
-        released = _allocations(triggering_asset_events[RELEASED], "released")
+        released = _allocations(RELEASED, "released", triggering_asset_events, inlet_events)
         for allocation in released:
             print(f"ALERT: allocation {allocation['id']} was released: {allocation.get('reason')}")
         return [{"id": a["id"], "reason": a.get("reason")} for a in released]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
 from types import SimpleNamespace
 from typing import Any
 
@@ -12,6 +13,8 @@ from airflow_provider_oes.assets import (
     allocations_asset_uri,
     allocations_from_asset_event,
     attach_allocation_to_outlets,
+    first_deliveries,
+    new_allocations,
     outlet_extra,
 )
 from airflow_provider_oes.exceptions import OESInvalidRequestError
@@ -100,3 +103,80 @@ def test_reads_allocations_from_trigger_events_and_task_outlets() -> None:
     assert allocations_from_asset_event(SimpleNamespace(extra={"from_trigger": True, "payload": "x"})) == []
     assert allocations_from_asset_event(SimpleNamespace(extra=None)) == []
     assert allocations_from_asset_event(SimpleNamespace(extra={"payload": {"allocations": [record]}})) == []
+
+
+T0 = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)
+
+
+UPDATED = {"a": 7, "b": 8, "c": 37}
+"""Seconds after ``T0`` each allocation became final (its ``updatedAt``, the same in a repeat)."""
+
+
+def _watcher_event(seconds: float, *ids: str) -> SimpleNamespace:
+    """An asset event as Airflow stores a watcher's trigger event, ``seconds`` after ``T0``."""
+    allocations = [
+        {"id": i, "status": "cleared", "updatedAt": (T0 + timedelta(seconds=UPDATED[i.lower()])).isoformat()}
+        for i in ids
+    ]
+    return SimpleNamespace(
+        timestamp=T0 + timedelta(seconds=seconds), extra={"from_trigger": True, "payload": {"allocations": allocations}}
+    )
+
+
+def _ids(allocations: list[dict[str, Any]]) -> list[str]:
+    return [a["id"] for a in allocations]
+
+
+def test_an_allocation_repeated_after_a_crash_is_acted_on_by_exactly_one_run() -> None:
+    # The victim's event was stored; the survivor emitted a and b again, with c, in a later event.
+    first, repeat = _watcher_event(10, "a", "b"), _watcher_event(40, "A", "b", "c")
+    everything = [first, repeat]
+    # Each event in its own run, in either order: the earlier events are all the asset has (both included).
+    assert _ids(first_deliveries([first], everything)) == ["a", "b"]
+    assert _ids(first_deliveries([repeat], everything)) == ["c"]
+    # Both events in one run: each allocation once.
+    assert _ids(first_deliveries([repeat, first], everything)) == ["a", "b", "c"]
+    # Without an earlier event nothing is dropped (the first delivery is always acted on).
+    assert _ids(first_deliveries([repeat], [])) == ["A", "b", "c"]
+
+
+class _InletEvents:
+    """``inlet_events`` of a task: records the look-back window asked for."""
+
+    def __init__(self, asset: Asset, stored: list[SimpleNamespace]) -> None:
+        self.asset, self.stored, self.asked = asset, stored, []
+
+    def __getitem__(self, asset: Asset) -> _InletEvents:
+        assert asset == self.asset
+        return self
+
+    def after(self, value: str) -> _InletEvents:
+        self.asked.append(("after", value))
+        return self
+
+    def before(self, value: str) -> list[SimpleNamespace]:
+        self.asked.append(("before", value))
+        # Airflow's bound is inclusive: the run's own first event comes back too.
+        return [e for e in self.stored if e.timestamp <= datetime.fromisoformat(value)]
+
+
+def test_new_allocations_looks_back_from_the_first_update_to_the_runs_first_event() -> None:
+    asset = Asset(name="oes_cleared", uri="oes://ent/allocations/cleared")
+    first, repeat = _watcher_event(10, "a"), _watcher_event(40, "a", "c")
+    inlet = _InletEvents(asset, [first, repeat])
+    assert _ids(new_allocations(asset, {asset: [repeat]}, inlet)) == ["c"]
+    # From the earliest updatedAt of the run's allocations minus the clock margin, to its first event.
+    assert inlet.asked == [
+        ("after", (T0 + timedelta(seconds=7) - timedelta(hours=1)).isoformat()),
+        ("before", repeat.timestamp.isoformat()),
+    ]
+    inlet.asked.clear()
+    assert _ids(new_allocations(asset, {asset: [first]}, inlet)) == ["a"]
+
+
+def test_new_allocations_of_outlet_events_reads_no_earlier_events() -> None:
+    asset = Asset(name="oes_gated", uri="oes://ent/allocations/gated")
+    outlet = SimpleNamespace(timestamp=T0, extra={"allocation": {"id": "a", "status": "cleared"}})
+    inlet = _InletEvents(asset, [])
+    assert _ids(new_allocations(asset, {asset: [outlet]}, inlet)) == ["a"]
+    assert inlet.asked == []  # no updatedAt: a task's outlet event is never a watcher's repeat

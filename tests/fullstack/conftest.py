@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fullstack._support import BATCH_SIZE
+from tests.fullstack._support import BATCH_SIZE, EVENT_POLL_INTERVAL
 from tests.harness.fullstack import FullStack, oes_connection_json
 
 if TYPE_CHECKING:
@@ -46,7 +46,15 @@ def fullstack(fullstack_simulator: OESSimulator) -> Iterator[FullStack]:
     connection = json.loads(oes_connection_json(sim.url, sim.token, sim.enterprise_id, batch_size=BATCH_SIZE))
     # These tests count the id-batch sweeps; the change feed (the default) has test_fleet_start_from_trigger.py.
     connection["extra"]["poll_strategy"] = "id_batches"
-    stack = FullStack(json.dumps(connection))
+    env = {
+        # The event-driven example (paused until test_triggerer_failover.py unpauses it) watches this enterprise.
+        "OES_ENTERPRISE_ID": sim.enterprise_id,
+        "OES_EVENT_POLL_INTERVAL": str(EVENT_POLL_INTERVAL),
+        # Each triggerer claims at most 10 triggers per loop (50 by default), so two triggerers both get some of
+        # a fleet that defers at once, as [triggerer] max_trigger_to_select_per_loop is meant for in HA setups.
+        "AIRFLOW__TRIGGERER__MAX_TRIGGER_TO_SELECT_PER_LOOP": "10",
+    }
+    stack = FullStack(json.dumps(connection), env=env)
     with stack:
         stack.start()
         yield stack

@@ -22,6 +22,8 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.fullstack._support import ALERT_DAG, SETTLE_DAG
+from tests.fullstack._support import EVENT_POLL_INTERVAL as POLL_INTERVAL
 from tests.harness.fullstack import EXAMPLE_DAGS, FullStack, oes_connection_json
 
 if TYPE_CHECKING:
@@ -30,10 +32,6 @@ if TYPE_CHECKING:
     from airflow_provider_oes.testing.simulator import OESSimulator
 
 pytestmark = [pytest.mark.fullstack, pytest.mark.integration]
-
-SETTLE_DAG = "oes_event_driven_settlement"
-ALERT_DAG = "oes_event_driven_release_alert"
-POLL_INTERVAL = 2.0
 
 
 @pytest.fixture(scope="module")

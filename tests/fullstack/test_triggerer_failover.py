@@ -9,12 +9,24 @@ allocation in XCom, released ones fail on their first try, the rest stay deferre
 
 It prints the takeover times: from the SIGKILL to the first adopted trigger in the survivor, to all adopted,
 and to every pending event delivered.
+
+The same stack and the same kill also carry the event-driven example (``example_oes_event_driven_settlement``,
+an ``AssetWatcher`` with an ``AllocationEventTrigger`` per final status): its two watchers run in the triggerer
+that is killed, the fleet's allocations are what becomes final before, during and after the kill, and the
+survivor adopts the watchers after the threshold. Every allocation that became final must be settled (or
+alerted on) by exactly one DAG run, counted per allocation id from what the runs' tasks returned in the
+metadata DB: none missed, none doubled across the takeover. Each is carried by one asset event, except the
+ones the victim handed to Airflow just before the kill and never heard were stored: the survivor names them
+and emits them again, and the example's ``new_allocations`` keeps the repeat's run from settling them twice.
+It prints the watchers' takeover times too: to the survivor holding them, running them (state read back),
+and storing their first event.
 """
 
 from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
@@ -22,7 +34,15 @@ from urllib.parse import parse_qs
 
 import pytest
 
-from tests.fullstack._support import use_triggerers
+from tests.fullstack._support import (
+    ALERT_DAG,
+    CLEARED_ASSET,
+    RELEASED_ASSET,
+    SETTLE_DAG,
+    EventLedger,
+    use_triggerers,
+    watcher_holders,
+)
 from tests.harness.fullstack import FINISHED_TI_STATES, FLEET_DAG, FullStack, TaskState
 
 if TYPE_CHECKING:
@@ -36,6 +56,8 @@ THRESHOLD = 5.0  # [triggerer] triggerer_health_check_threshold in tests/harness
 FLIP_SPACING = 0.2  # seconds between two flips: the allocations keep changing across the kill
 PLANS = ("cleared", "released", "reserved")
 PHASES = ("before the kill", "while the victim is dead", "after the takeover")
+WATCHERS = {CLEARED_ASSET: "cleared", RELEASED_ASSET: "released"}
+_LOG_TIME = re.compile(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:?\d\d)?)")
 
 
 def _state(states: dict[str, TaskState], key: str) -> str | None:
@@ -65,12 +87,45 @@ def _trigger_started(fullstack: FullStack, run_id: str, map_index: int, job_id: 
     return None
 
 
+def _log_time(fullstack: FullStack, name: str, text: str) -> datetime | None:
+    """When triggerer ``name`` first logged a line containing ``text`` (the line's own timestamp)."""
+    for line in fullstack.component_log(name).splitlines():
+        if text in line and (found := _LOG_TIME.search(line)):
+            return _parse_time(found.group(1)).astimezone(timezone.utc)
+    return None
+
+
+def _log_lines(fullstack: FullStack, name: str, text: str) -> list[str]:
+    """The lines of triggerer ``name``'s log that contain ``text``."""
+    return [line for line in fullstack.component_log(name).splitlines() if text in line]
+
+
+def _watch_with_one_triggerer(fullstack: FullStack) -> tuple[str, int]:
+    """Unpause the event-driven example while one triggerer runs: it takes both watchers. Return it, its job."""
+    (first,) = use_triggerers(fullstack, 1)
+    first_job = fullstack.triggerer_job_id(first)
+    for dag_id in (SETTLE_DAG, ALERT_DAG):
+        assert fullstack.api_json("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": False})["is_paused"] is False
+
+    def watching() -> bool:
+        held = watcher_holders(fullstack)
+        log = fullstack.component_log(first)
+        return all(
+            held.get(asset) == first_job and re.search(rf"statuses={status}\): (watching from|resuming)", log)
+            for asset, status in WATCHERS.items()
+        )
+
+    fullstack.wait_for(watching, 120, f"{first} to run both watchers of the event-driven example")
+    return first, first_job
+
+
 def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_right(
     fullstack: FullStack, fullstack_simulator: OESSimulator
 ) -> None:
     sim = fullstack_simulator
+    first, first_job = _watch_with_one_triggerer(fullstack)
     first, second = use_triggerers(fullstack, 2)
-    jobs = {fullstack.triggerer_job_id(first): first, fullstack.triggerer_job_id(second): second}
+    jobs = {first_job: first, fullstack.triggerer_job_id(second): second}
 
     ids = [sim.add_allocation(final_status="reserved", quantity=str(7000 + i)) for i in range(FLEET)]
     sensors = [f"{SENSOR}[{i}]" for i in range(FLEET)]
@@ -85,11 +140,15 @@ def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_righ
 
     holders = fullstack.wait_for(all_held, 240, f"all {FLEET} sensors deferred and held by a triggerer")
     held: dict[int, list[int]] = {job: [i for i, k in enumerate(sensors) if holders[k] == job] for job in jobs}
-    victim_job = max(held, key=lambda job: len(held[job]))
+    # The victim is the triggerer running the watchers; it must hold sensors too (at most 10 claimed per loop).
+    victim_job = first_job
     survivor_job = next(job for job in jobs if job != victim_job)
     victim, survivor = jobs[victim_job], jobs[survivor_job]
     print(f"\n[failover] triggers per triggerer before the kill: { {jobs[j]: len(v) for j, v in held.items()} }")
-    assert held[victim_job], "neither triggerer holds a trigger"
+    assert held[victim_job], (
+        f"the triggerer running the watchers holds no sensor: { {jobs[j]: v for j, v in held.items()} }"
+    )
+    assert set(watcher_holders(fullstack).values()) == {victim_job}, "the watchers moved before the kill"
     since = time.monotonic()
     fullstack.wait_for(
         lambda: set().union(*_polled_ids(sim, since) or [set()]) >= set(ids), 60, "a sweep over all allocations"
@@ -129,10 +188,13 @@ def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_righ
 
     # --- the takeover: the survivor adopts every trigger the victim still held.
     first_adopted: float | None = None
+    watchers_adopted: float | None = None
 
     def adopted() -> float | None:
-        nonlocal first_adopted
+        nonlocal first_adopted, watchers_adopted
         now = time.monotonic()
+        if watchers_adopted is None and set(watcher_holders(fullstack).values()) == {survivor_job}:
+            watchers_adopted = now
         holders = fullstack.trigger_holders(FLEET_DAG, run_id)
         left = {k: h for k, h in holders.items() if k in {sensors[i] for i in held[victim_job]}}
         if first_adopted is None and survivor_job in left.values():
@@ -141,6 +203,14 @@ def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_righ
 
     all_adopted = fullstack.wait_for(adopted, 120, f"{survivor} to adopt the triggers of {victim}", interval=0.25)
     assert first_adopted is not None
+
+    def watchers_moved() -> float | None:
+        nonlocal watchers_adopted
+        if watchers_adopted is None and set(watcher_holders(fullstack).values()) == {survivor_job}:
+            watchers_adopted = time.monotonic()
+        return watchers_adopted
+
+    fullstack.wait_for(watchers_moved, 120, f"{survivor} to adopt both watchers of {victim}", interval=0.25)
     flip(2)
 
     # --- every flipped sensor ends; the pending ones of the victim are delivered by the survivor.
@@ -206,10 +276,93 @@ def test_two_triggerers_one_sigkilled_survivor_adopts_and_every_sensor_ends_righ
         f"every flipped sensor finished {finished_at - killed_at:.1f} s"
     )
 
-    # --- leave the stack clean for the next test: the rest clear, the run ends (failed: 9+ released).
+    # --- the rest clear (the watchers' "after" round), the run ends (failed: 9+ released).
     for i in reserved:
         sim.set_status(ids[i], "cleared")
     assert fullstack.wait_run(FLEET_DAG, run_id, timeout=120) == "failed"
     states = fullstack.task_states(FLEET_DAG, run_id)
     assert all(states[sensors[i]].state == "success" for i in reserved)
     assert fullstack.triggerer_names == [survivor]
+
+    # --- event-driven: every allocation that became final is in exactly one asset event and one DAG run.
+    cleared = {ids[i] for i in range(FLEET) if plan[i][0] != "released"}
+    released = {ids[i] for i in range(FLEET) if plan[i][0] == "released"}
+    _check_every_final_allocation_settled_once(fullstack, sim, cleared, released, survivor, killed_wall)
+    for dag_id in (SETTLE_DAG, ALERT_DAG):  # leave the stack as found: nothing watching
+        assert fullstack.api_json("PATCH", f"/api/v2/dags/{dag_id}", {"is_paused": True})["is_paused"] is True
+    assert watchers_adopted is not None
+    running = _log_time(fullstack, survivor, "statuses=cleared): resuming from stored state")
+    assert running is not None, "the survivor did not resume the cleared watcher from its stored state"
+    first_event = min(
+        (stamp for stamp in EventLedger.read(fullstack).event_times.values() if stamp > killed_wall), default=None
+    )
+    assert first_event is not None
+    print(
+        f"[failover] event watchers: adopted by the survivor {watchers_adopted - killed_at:.1f} s after the kill, "
+        f"running it (state read back) {(running - killed_wall).total_seconds():.1f} s, first asset event stored "
+        f"after the takeover {(first_event - killed_wall).total_seconds():.1f} s"
+    )
+
+
+def _check_every_final_allocation_settled_once(
+    fullstack: FullStack,
+    sim: OESSimulator,
+    cleared: set[str],
+    released: set[str],
+    survivor: str,
+    killed_wall: datetime,
+) -> None:
+    """Wait until every final allocation reached a finished run, then count events and runs per allocation id."""
+
+    def settled() -> EventLedger | None:
+        ledger = EventLedger.read(fullstack)
+        done = all(i in ledger.runs for i in cleared | released)
+        return ledger if done and not ledger.unfinished else None
+
+    try:
+        fullstack.wait_for(settled, 240, "every final allocation to reach a finished DAG run", interval=1.0)
+    except AssertionError:
+        ledger = EventLedger.read(fullstack)
+        missing = sorted(i for i in cleared | released if i not in ledger.runs)
+        raise AssertionError(
+            f"not settled: {missing}; unfinished: {ledger.unfinished}\n--- {survivor} ---\n"
+            f"{fullstack.triggerer.log_tail(60)}"
+        ) from None
+    # Two more polls of the survivor's feed: a late duplicate would be emitted by now.
+    since = time.monotonic()
+    fullstack.wait_for(
+        lambda: sum(1 for _m, path, query, at in sim.requests if at >= since and "statuses=" in query) >= 2,
+        60,
+        "two more polls of the change feed",
+    )
+    fullstack.wait_for(lambda: not EventLedger.read(fullstack).unfinished, 120, "every DAG run to finish")
+    ledger = EventLedger.read(fullstack)
+
+    # Settled or alerted on by exactly one run each (counted from what the tasks returned), none missed.
+    acted = EventLedger.acted_on(fullstack)
+    per_run = {i: len(runs) for i, runs in acted.items()}
+    where = f"\n--- {survivor} ---\n{fullstack.triggerer.log_tail(80)}"
+    assert per_run == dict.fromkeys(cleared | released, 1), f"runs that acted on each allocation: {per_run}{where}"
+    assert all(acted[i][0][0] == SETTLE_DAG for i in cleared)
+    assert all(acted[i][0][0] == ALERT_DAG for i in released)
+    assert {i: ledger.asset_of[i] for i in cleared} == {i: {CLEARED_ASSET} for i in cleared}
+    assert {i: ledger.asset_of[i] for i in released} == {i: {RELEASED_ASSET} for i in released}
+    assert ledger.failed == []
+    # One asset event per allocation, except the ones the victim handed over just before the kill, whose storage
+    # it never learnt of: the survivor names them and emits them again (documented; settled once all the same).
+    per_event = {i: len(events) for i, events in ledger.events.items()}
+    assert set(per_event) == cleared | released, f"asset events per allocation: {per_event}"
+    repeated = {i for i, n in per_event.items() if n > 1}
+    named = _log_lines(fullstack, survivor, "emitting them again (at least once)")
+    assert all(n <= 2 for n in per_event.values()), per_event
+    assert all(any(i in line for line in named) for i in repeated), f"repeated without warning: {repeated}{where}"
+    settle_runs = {run for i in cleared for run in ledger.runs[i]}
+    stored_after_kill = [i for i, events in ledger.events.items() if ledger.event_times[events[0]] > killed_wall]
+    print(
+        f"\n[failover] event-driven: {len(cleared)} cleared allocations settled by {len(settle_runs)} runs, "
+        f"{len(released)} released alerted by {len({r for i in released for r in ledger.runs[i]})} runs; "
+        f"runs that acted per allocation {sorted(set(per_run.values()))}; asset events per allocation "
+        f"{sorted(set(per_event.values()))} ({len(repeated)} emitted again by the survivor: first event stored, "
+        f"kill before the acknowledgement); {len(stored_after_kill)} first stored after the kill, "
+        f"{len(ledger.event_ids)} asset events in all"
+    )
