@@ -159,6 +159,37 @@ def test_a_burst_is_counted_exactly_and_its_delays_sampled(statsd_metrics: Calla
     assert [(m.name, m.value) for m in metrics] == [("airflow.oes.allocations.waiting", 5.0)]
 
 
+def test_event_delay_is_taken_when_the_event_fires_not_at_the_flush(
+    statsd_metrics: Callable[..., StatsdListener], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Events are noted and counted at the flush: their delay must still end when they fired.
+    listener = statsd_metrics(tags="influxdb")
+    poller = _metrics.PollerMetrics("c", "e")
+    fired = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    monkeypatch.setattr(_metrics.time, "time", lambda: fired.timestamp())
+    poller.event("cleared", updated_at=fired - timedelta(seconds=2))
+    monkeypatch.setattr(_metrics.time, "time", lambda: fired.timestamp() + 30)
+    poller.flush(0)
+    metrics = listener.wait_for(lambda ms: len(ms) >= 3)
+    assert [m.value for m in metrics if m.name == "airflow.oes.event_delay.cleared"] == [2000.0]
+
+
+def test_a_long_burst_is_counted_within_bounded_memory(statsd_metrics: Callable[..., StatsdListener]) -> None:
+    listener = statsd_metrics(tags="influxdb")
+    poller = _metrics.PollerMetrics("c", "e")
+    now = datetime.now(timezone.utc)
+    total = 3 * _metrics._PENDING_MAX + 7
+    for n in range(total):
+        poller.event("released" if n % 3 == 0 else "cleared", updated_at=now)
+        assert len(poller._pending) < _metrics._PENDING_MAX
+    poller.flush(0)
+    metrics = listener.wait_for(lambda ms: len(ms) >= 3 + 2 * _metrics.TIMING_SAMPLES)
+    counts = {m.name: m.value for m in metrics if m.kind == "c"}
+    released = (total + 2) // 3
+    assert counts == {"airflow.oes.events.released": released, "airflow.oes.events.cleared": total - released}
+    assert sum(m.name.startswith("airflow.oes.event_delay.") for m in metrics) == 2 * _metrics.TIMING_SAMPLES
+
+
 def test_nothing_sent_for_zero_reconciliation_finds(statsd_metrics: Callable[..., StatsdListener]) -> None:
     listener = statsd_metrics(tags="influxdb")
     poller = _metrics.PollerMetrics("c", "e")
@@ -173,7 +204,7 @@ def test_poller_metrics_off_gather_nothing() -> None:
     assert not poller.on
     poller.event("cleared", updated_at=datetime.now(timezone.utc))
     poller.reconciliation_finds(2)
-    assert (poller._events, poller.batch._counts, poller.batch._samples) == ({}, {}, {})
+    assert (poller._events, poller._pending, poller.batch._counts, poller.batch._samples) == ({}, [], {}, {})
 
 
 @pytest.mark.parametrize(
