@@ -39,7 +39,9 @@ what Airflow's own metric calls cost (its name and tag checks, then a UDP send f
 microseconds). So in the triggerer nothing is sent per request or per event: the shared poller and its
 connection's client gather counts and timings in a :class:`Batch`, sent every :data:`FLUSH_PERIOD` seconds
 at the end of a sweep (counters with their exact counts, timers as a uniform sample of at most
-:data:`TIMING_SAMPLES` per name and tags, then the gauges). The sync hook, one request per poke, sends at
+:data:`TIMING_SAMPLES` per name and tags, then the gauges). A poller only notes each event as it fires (its
+status, ``updatedAt`` and the time) and counts the notes in one loop at the flush: counted one by one amid
+a large fleet's work, each event cost several times more. The sync hook, one request per poke, sends at
 once. A failure inside a metrics call is logged once and swallowed: metrics never break a poll.
 """
 
