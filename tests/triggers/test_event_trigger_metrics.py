@@ -267,7 +267,9 @@ async def test_watchers_against_the_simulator_send_events_delays_requests_and_ga
     assert set(_gauge(metrics, P + "rate_limit.limit")) == {360}
     in_window = _gauge(metrics, P + "rate_limit.in_window")
     assert in_window == sorted(in_window)  # all of this test's requests fall within one 60 s window
-    assert 0 < in_window[-1] <= sent
+    # A request the stop cancelled had taken its slot but may never have reached the simulator: one at most per
+    # request source (the feed; and the sensor's poller).
+    assert 0 < in_window[-1] <= sent + (2 if with_sensor else 1)
     rates = _gauge(metrics, P + "rate_limit.rate")
     if hasattr(_metrics_limiter(), "adaptive"):
         assert all(0 < r <= 360 for r in rates)
