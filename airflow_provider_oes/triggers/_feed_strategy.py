@@ -49,6 +49,7 @@ from airflow_provider_oes.models import is_terminal
 from airflow_provider_oes.triggers import _gc
 from airflow_provider_oes.triggers._feed import ALL, FeedBatch, FeedRow, is_unsupported, open_feed
 from airflow_provider_oes.triggers._poller import LIST_REJECTED_STATUS_CODES as LIST_REJECTED_STATUS_CODES
+from airflow_provider_oes.triggers._poller import _Waiter, each_waiter, smallest_interval
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -110,9 +111,9 @@ class FeedStrategy:
         :param allocation_id: The allocation id.
         :param last_check: Server time at which it was last seen not final, if known.
         """
-        waiters = self.poller.waiters.get(allocation_id)
-        if waiters and self._interval_value is not None:
-            self._interval_value = min(self._interval_value, waiters[-1].poll_interval)
+        newest = self.poller.waiters.get(allocation_id)  # add() puts the newest waiter first
+        if newest is not None and self._interval_value is not None:
+            self._interval_value = min(self._interval_value, newest.poll_interval)
         lower = allocation_id.lower()
         if lower != allocation_id:  # rare: kept apart so that 100,000 waiters cost no extra set each
             self._aliases.setdefault(lower, set()).add(allocation_id)
@@ -169,7 +170,7 @@ class FeedStrategy:
         # refreshed once a minute (and whenever a new waiter asks for a shorter one, in added()).
         now = time.monotonic()
         if self._interval_value is None or now - self._interval_at > INTERVAL_REFRESH:
-            self._interval_value = min(w.poll_interval for ws in self.poller.waiters.values() for w in ws)
+            self._interval_value = smallest_interval(self.poller.waiters)
             self._interval_at = now
         return self._interval_value
 
@@ -341,7 +342,7 @@ class FeedStrategy:
             if waiters is None:
                 self.unvouched.pop(allocation_id, None)
                 continue
-            for waiter in waiters:
+            for waiter in each_waiter(waiters):
                 waiter.last_check = max(waiter.last_check or server_time, server_time)
             if feed.vouches_for(server_time):
                 self.unvouched.pop(allocation_id, None)
@@ -444,7 +445,10 @@ class FeedStrategy:
             )
 
 
-def _latest_check(waiters: list[Any]) -> float | None:
-    """The latest ``last_check`` among the waiters of one allocation (any of them proves 'not final then')."""
-    checks = [w.last_check for w in waiters if w.last_check is not None]
+def _latest_check(first: _Waiter) -> float | None:
+    """The latest ``last_check`` among the waiters of one allocation (any of them proves 'not final then').
+
+    :param first: The allocation's entry in the poller's ``waiters``.
+    """
+    checks = [w.last_check for w in each_waiter(first) if w.last_check is not None]
     return max(checks) if checks else None

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import weakref
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -43,7 +44,7 @@ from airflow_provider_oes.triggers import _gc
 from airflow_provider_oes.triggers._events import TERMINAL, error_event, terminal_event
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable, Iterable
+    from collections.abc import Awaitable, Callable, Iterable, Iterator
 
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.hooks.async_client import ListPage, OESAsyncClient
@@ -76,10 +77,12 @@ class Registration:
     Await :meth:`wait`, and always :meth:`cancel` afterwards. One object per waiting trigger (100,000 of them
     in a big triggerer), so it is the waiter itself, with ``__slots__``: no separate handle, no ``__dict__``,
     and :meth:`wait` hands out the future rather than a coroutine wrapping it (each of those was one more
-    object per trigger for the garbage collector to walk and for RSS to hold).
+    object per trigger for the garbage collector to walk and for RSS to hold). For the same reason the poller
+    keeps no list per allocation: it maps each allocation to one waiter, and the rare other triggers waiting
+    for the same allocation hang off it through :attr:`next_waiter` (see :func:`each_waiter`).
     """
 
-    __slots__ = ("allocation_id", "future", "last_check", "poll_interval", "poller")
+    __slots__ = ("allocation_id", "future", "last_check", "next_waiter", "poll_interval", "poller")
 
     def __init__(
         self,
@@ -95,6 +98,8 @@ class Registration:
         self.last_check = last_check
         """Server time (epoch s) at which the allocation was last seen not final; ``None``: unknown."""
         self.poller = poller
+        self.next_waiter: Registration | None = None
+        """Another trigger waiting for the same allocation (the poller's chain; ``None`` for almost all)."""
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(allocation_id={self.allocation_id!r}, last_check={self.last_check!r})"
@@ -111,6 +116,35 @@ class Registration:
 
 _Waiter = Registration
 """The poller's name for a registration: one trigger waiting for one allocation."""
+
+
+def each_waiter(first: _Waiter | None) -> Iterator[_Waiter]:
+    """Every trigger waiting for one allocation: ``first`` (what :attr:`AllocationPoller.waiters` maps it to)
+    and the chain behind it.
+
+    :param first: The allocation's entry in :attr:`AllocationPoller.waiters`, or ``None``.
+    """
+    waiter = first
+    while waiter is not None:
+        # Read the link before handing the waiter out: a consumer may remove it from the chain meanwhile.
+        following = waiter.next_waiter
+        yield waiter
+        waiter = following
+
+
+def smallest_interval(waiters: dict[str, _Waiter]) -> float:
+    """The smallest poll interval any waiting trigger asked for (the pace of the poller; ``inf`` when none).
+
+    :param waiters: :attr:`AllocationPoller.waiters`.
+    """
+    smallest = math.inf
+    for first in waiters.values():
+        waiter: _Waiter | None = first
+        while waiter is not None:  # a loop, not each_waiter(): it runs over 100,000 waiters each interval
+            if waiter.poll_interval < smallest:
+                smallest = waiter.poll_interval
+            waiter = waiter.next_waiter
+    return smallest
 
 
 @dataclass
@@ -235,7 +269,8 @@ class AllocationPoller:
         self.enterprise_id = key[1]
         self.connection = connection
         connection.pollers += 1
-        self.waiters: dict[str, list[_Waiter]] = {}
+        self.waiters: dict[str, _Waiter] = {}
+        """Allocation id -> the first trigger waiting for it (the others: :func:`each_waiter`)."""
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self.sweeps = 0
@@ -268,7 +303,10 @@ class AllocationPoller:
         if self._stopped:  # pragma: no cover - register() never hands out a stopped poller
             raise RuntimeError("this poller has stopped")
         waiter = _Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future(), last_check, self)
-        self.waiters.setdefault(allocation_id, []).append(waiter)
+        first = self.waiters.get(allocation_id)
+        if first is not None:  # rare: another trigger waits for this allocation already
+            waiter.next_waiter = first
+        self.waiters[allocation_id] = waiter
         _gc.added()
         if self.feed_strategy is not None:
             self.feed_strategy.added(allocation_id, last_check)
@@ -283,12 +321,8 @@ class AllocationPoller:
 
         :param waiter: What :meth:`add` returned.
         """
-        waiters = self.waiters.get(waiter.allocation_id)
-        if waiters is not None and waiter in waiters:
-            waiters.remove(waiter)
+        if self._unlink(waiter):
             _gc.left()
-            if not waiters:
-                del self.waiters[waiter.allocation_id]
         if not waiter.future.done():
             waiter.future.cancel()
         if not self.waiters and self._task is not None and not self._stopped:
@@ -296,6 +330,24 @@ class AllocationPoller:
             # registry at once so a trigger arriving meanwhile starts a fresh poller instead of joining this one.
             self._detach()
             self._task.cancel()
+
+    def _unlink(self, waiter: _Waiter) -> bool:
+        """Take ``waiter`` out of :attr:`waiters`; False when it is not there (its allocation was finished)."""
+        first = self.waiters.get(waiter.allocation_id)
+        if first is waiter:
+            if waiter.next_waiter is None:
+                del self.waiters[waiter.allocation_id]
+            else:
+                self.waiters[waiter.allocation_id] = waiter.next_waiter
+            return True
+        # Its own link stays as it is: whoever is walking the chain right now must still reach the rest.
+        before = first
+        while before is not None:
+            if before.next_waiter is waiter:
+                before.next_waiter = waiter.next_waiter
+                return True
+            before = before.next_waiter
+        return False
 
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
@@ -344,7 +396,7 @@ class AllocationPoller:
                 _gc.after_poll()
                 if not self.waiters:
                     break
-                interval = min(w.poll_interval for ws in self.waiters.values() for w in ws)
+                interval = smallest_interval(self.waiters)
                 delay = started + interval - loop.time()
                 if delay > 0:
                     await asyncio.sleep(delay)
@@ -377,8 +429,8 @@ class AllocationPoller:
     async def _stop(self) -> None:
         # Leave the registry before the first await, so that no trigger can join a poller that is stopping.
         self._detach()
-        for waiters in self.waiters.values():
-            for waiter in waiters:
+        for first in self.waiters.values():
+            for waiter in each_waiter(first):
                 waiter.future.cancel()
                 _gc.left()
         self.waiters.clear()
@@ -514,7 +566,7 @@ class AllocationPoller:
                     metrics.event(allocation.status, allocation.updated_at)
                 else:
                     self._count_event(event)
-        for waiter in self.waiters.pop(allocation_id, []):
+        for waiter in each_waiter(self.waiters.pop(allocation_id, None)):
             _gc.left()
             if not waiter.future.done():
                 waiter.future.set_result(event)

@@ -134,7 +134,7 @@ async def test_the_poller_counts_every_waiter_in_and_out_and_freezes_after_a_pol
     assert gc.get_freeze_count() > unfrozen
     poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
     assert poller is not None
-    assert sum(len(w) for w in poller.waiters.values()) == 100
+    assert sum(len(list(_poller.each_waiter(w))) for w in poller.waiters.values()) == 100
     for task in tasks[20:]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

@@ -185,7 +185,7 @@ async def test_poller_counts_an_event_built_from_the_record_alone(
     record = allocation_record(status="released", updatedAt=updated.isoformat().replace("+00:00", "Z"))
     allocation = Allocation.model_validate(record)
     for allocation_id in ("a", "b", "c"):
-        poller.waiters[allocation_id] = [_poller._Waiter(allocation_id, 1.0, loop.create_future())]
+        poller.waiters[allocation_id] = _poller._Waiter(allocation_id, 1.0, loop.create_future())
     poller._finish("a", terminal_event(allocation, "ent-x"))  # the payload alone
     poller._finish("b", terminal_event(allocation, "ent-x"), allocation)
     poller._finish("c", error_event(OESNotFoundError("gone"), "c"))
