@@ -239,19 +239,22 @@ async def register(
 ) -> Registration:
     """Add one waiting allocation to the shared poller of its connection and enterprise (starting it if needed).
 
+    Never suspends: the poller's task reads the connection, once, for every trigger that registered meanwhile.
+    (100,000 triggers starting together, each waiting its turn on the connection lock with its own chain of
+    coroutine frames, cost about 2.7 kB each at that moment: the peak RSS of a large triggerer.) When the
+    connection cannot be read, every waiting trigger gets that error as its event.
+
     :param conn_id: Airflow connection id of type ``oes``.
     :param enterprise_id: Validated enterprise id.
     :param allocation_id: Validated allocation id.
     :param poll_interval: Seconds between checks wanted by this trigger (the poller uses the smallest).
     :param last_check: Server time (epoch s) at which the allocation was last seen not final, if known.
-    :raises OESError: when the connection cannot be read.
     """
-    connection = await _connection(conn_id)
     registry = _registry()
     key = (conn_id, enterprise_id)
     poller = registry.pollers.get(key)
     if poller is None:
-        poller = registry.pollers[key] = AllocationPoller(registry, key, connection)
+        poller = registry.pollers[key] = AllocationPoller(registry, key)
     return poller.add(allocation_id, poll_interval, last_check)
 
 
@@ -260,15 +263,15 @@ class AllocationPoller:
 
     :param registry: The event loop's registry the poller removes itself from when idle.
     :param key: ``(conn_id, enterprise_id)``.
-    :param connection: The shared client and rate limiter of the connection.
+    :param connection: The shared client and rate limiter of the connection, if already read; otherwise the
+        polling task reads it first.
     """
 
-    def __init__(self, registry: _LoopRegistry, key: tuple[str, str], connection: _Connection) -> None:
+    def __init__(self, registry: _LoopRegistry, key: tuple[str, str], connection: _Connection | None = None) -> None:
         self._registry = registry
         self.key = key
         self.enterprise_id = key[1]
-        self.connection = connection
-        connection.pollers += 1
+        self._conn: _Connection | None = None
         self.waiters: dict[str, _Waiter] = {}
         """Allocation id -> the first trigger waiting for it (the others: :func:`each_waiter`)."""
         self._task: asyncio.Task[None] | None = None
@@ -280,10 +283,30 @@ class AllocationPoller:
         """Allocations that got their event (final status or permanent error)."""
         self.metrics = _metrics.PollerMetrics(key[0], key[1])
         """Events and gauges of this poller, sent after a sweep every 20 s (see :mod:`airflow_provider_oes._metrics`)."""
-        self.strategy = connection.settings.strategy
-        """``feed``, ``id_batches`` or ``single``: the connection's choice, until a fallback changes it."""
+        self.strategy = "pending"
+        """``feed``, ``id_batches`` or ``single``: the connection's choice, until a fallback changes it
+        (``pending`` until the connection is read)."""
         self.feed_strategy: FeedStrategy | None = None
         """The running change-feed strategy, while ``strategy == "feed"``."""
+        if connection is not None:
+            self._connected(connection)
+
+    def _connected(self, connection: _Connection) -> None:
+        self._conn = connection
+        connection.pollers += 1
+        self.strategy = connection.settings.strategy
+
+    @property
+    def connected(self) -> bool:
+        """True once the poller has read its connection (its task does that first)."""
+        return self._conn is not None
+
+    @property
+    def connection(self) -> _Connection:
+        """The connection's shared HTTP client and rate limiter (see :attr:`connected`)."""
+        if self._conn is None:
+            raise RuntimeError(f"{self!r} has not read its connection yet")
+        return self._conn
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -352,6 +375,15 @@ class AllocationPoller:
     async def _run(self) -> None:
         loop = asyncio.get_running_loop()
         try:
+            if self._conn is None:
+                try:
+                    self._connected(await _connection(self.key[0]))
+                except OESError as exc:
+                    # What each trigger got from register() before the poller read the connection: its event.
+                    self._detach()  # the next trigger to register reads the connection again
+                    for allocation_id in list(self.waiters):
+                        self._finish(allocation_id, error_event(exc, allocation_id))
+                    return
             settings = self.connection.settings
             log.info(
                 "OES poller started for connection %r, enterprise %r: %s, at most %d requests per %g s",
@@ -434,9 +466,11 @@ class AllocationPoller:
                 waiter.future.cancel()
                 _gc.left()
         self.waiters.clear()
+        if self._conn is None:  # cancelled, or failed, before the connection was read: nothing to release
+            return
         # Last word: the events of the final sweep, and nothing waiting any more (a gauge keeps its last value).
         self._flush_metrics(0, final=True)
-        await release_connection(self.key[0], self.connection)
+        await release_connection(self.key[0], self._conn)
 
     async def _sweep(self) -> None:
         """Ask once about every allocation waited for now."""

@@ -45,7 +45,7 @@ async def _run(ids: list[str], enterprise_id: str, poll_interval: float, timeout
         while True:
             await asyncio.sleep(1.0)
             poller = _poller.get_poller("oes_default", enterprise_id)
-            if poller is None:
+            if poller is None or not poller.connected:
                 continue
             limiter = poller.connection.limiter
             adaptive = limiter.adaptive

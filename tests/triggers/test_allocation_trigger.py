@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -175,6 +176,56 @@ async def test_missing_connection_gives_error_event(oes_simulator: OESSimulator)
     assert event["status"] == "error"
     assert "no_such_conn" in event["message"]
     assert oes_simulator.request_count == 0
+    await wait_idle()
+
+
+async def test_triggers_starting_together_share_one_connection_read_and_its_error(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from airflow_provider_oes.triggers import _poller
+
+    reads: list[str] = []
+    real_load = _poller._load_settings
+
+    async def counted_load(conn_id: str) -> Any:
+        reads.append(conn_id)
+        return await real_load(conn_id)
+
+    monkeypatch.setattr(_poller, "_load_settings", counted_load)
+    ids = [oes_simulator.add_allocation(final_status="cleared") for _ in range(50)]
+    # The connection does not exist yet: the 50 register without waiting, the poller reads it once for all.
+    events = await asyncio.gather(*(first_event(make_trigger(oes_simulator, i, "oes_later")) for i in ids))
+    assert reads == ["oes_later"]
+    assert [e["status"] for e in events] == ["error"] * 50
+    assert [e["allocation_id"] for e in events] == ids
+    assert all(e["error_type"] == "OESInvalidRequestError" and "oes_later" in e["message"] for e in events)
+    assert oes_simulator.request_count == 0
+    await wait_idle()
+    # Defined now: the next trigger reads it again (the failed read was not kept) and gets its allocation.
+    make_connection(conn_id="oes_later")
+    event = await first_event(make_trigger(oes_simulator, ids[0], "oes_later"))
+    assert event["status"] == "terminal"
+    assert event["allocation"]["status"] == "cleared"
+    assert reads == ["oes_later", "oes_later"]
+    await wait_idle()
+
+
+async def test_registering_never_suspends_the_trigger(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+) -> None:
+    from airflow_provider_oes.triggers import _poller
+
+    conn_id = make_connection()
+    allocation_id = oes_simulator.add_allocation(final_status="cleared")
+    # Run to completion in one step, as 100,000 triggers starting together each do: nothing of theirs waits
+    # on the connection lock (the poller's task reads the connection).
+    registering = _poller.register(conn_id, oes_simulator.enterprise_id, allocation_id, 0.05)
+    with pytest.raises(StopIteration) as done:
+        registering.send(None)  # a coroutine that suspends returns here instead of raising StopIteration
+    registration = done.value.value
+    assert registration.allocation_id == allocation_id
+    assert (await asyncio.wait_for(registration.wait(), 20))["allocation"]["status"] == "cleared"
+    registration.cancel()
     await wait_idle()
 
 

@@ -67,7 +67,8 @@ def test_every_waiter_is_woken_once_or_cancelled_whatever_the_order(steps: list[
             elif op == "finish":
                 poller._finish(arg, {"status": "terminal", "allocation": {"id": arg}})
                 for waiter in model.pop(arg, []):
-                    assert waiter.future.done() and not waiter.future.cancelled()
+                    assert waiter.future.done()
+                    assert not waiter.future.cancelled()
                     assert id(waiter) not in woken
                     woken[id(waiter)] = waiter.future.result()["allocation"]["id"]
             _check(poller, model)
@@ -75,7 +76,8 @@ def test_every_waiter_is_woken_once_or_cancelled_whatever_the_order(steps: list[
         for waiter in made:
             still = any(w is waiter for w in model.get(waiter.allocation_id, []))
             if id(waiter) in woken:
-                assert woken[id(waiter)] == waiter.allocation_id and not still
+                assert woken[id(waiter)] == waiter.allocation_id
+                assert not still
             else:
                 assert waiter.future.cancelled() or (still and not waiter.future.done())
         for first in list(poller.waiters.values()):
