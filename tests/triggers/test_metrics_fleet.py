@@ -98,20 +98,26 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
 
     assert {e["allocation"]["id"]: e["allocation"]["status"] for e in events} == expected
     sent = oes_simulator.request_count
-    # Datagrams travel asynchronously: wait for the poller's last word (nothing waiting) and every request's count.
-    metrics = listener.wait_for(
-        lambda ms: (
-            any(m.name == P + "allocations.waiting" and m.value == 0 for m in ms)
-            and sum(m.value for m in ms if m.name.startswith(P + "requests.")) >= sent
-        )
-    )
-    by_name = Counter(m.name for m in metrics)
     # The change feed polls in its own task: a page it asked for just before the last event may still be on its
     # way while the poller stops (and sends its last metrics). The id-batches poller is the only sender and
     # stops with every request answered. Wait until the connection's client is closed: nothing more can be sent.
     await wait_for(lambda: conn_id not in _poller.active_clients(), "the connection's client closed")
     late = oes_simulator.request_count - sent
     assert late == 0 if strategy == "id_batches" else late <= 1
+    # Datagrams travel asynchronously: wait for the poller's last word (nothing waiting) down to the last gauge
+    # of each flush (the rate when the limiter adapts, else the limit), and for every request's count.
+    last_gauge = P + ("rate_limit.rate" if hasattr(_poller_limiter_type(), "adaptive") else "rate_limit.limit")
+
+    def complete(ms: list[Metric]) -> bool:
+        waiting = [m for m in ms if m.name == P + "allocations.waiting"]
+        return (
+            any(m.value == 0 for m in waiting)
+            and sum(1 for m in ms if m.name == last_gauge) == len(waiting)
+            and sum(m.value for m in ms if m.name.startswith(P + "requests.")) >= sent
+        )
+
+    metrics = listener.wait_for(complete)
+    by_name = Counter(m.name for m in metrics)
 
     # --- tags: the connection and enterprise on every metric, the connection alone on the limiter's; never the token
     enterprise_tags = {"conn_id": conn_id, "enterprise_id": oes_simulator.enterprise_id}
