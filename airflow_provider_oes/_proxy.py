@@ -1,25 +1,9 @@
 """Which HTTP(S) proxy a connection's requests go through: one rule for the sync hook and the async client.
 
-The rule (:func:`select_proxy`):
-
-1. The connection's ``proxy_url`` extra, when set, carries every request of the connection, loopback
-   included.
-2. Otherwise, when the ``trust_env`` extra is on (the default), the environment's proxy for https:
-   ``https_proxy``/``HTTPS_PROXY``, else ``all_proxy``/``ALL_PROXY`` (a lowercase variable, when present,
-   wins over its uppercase twin, as in requests and httpx) -- unless the API host is loopback
-   (``127.0.0.0/8``, ``::1``, ``localhost``) or ``no_proxy``/``NO_PROXY`` names it.
-3. Otherwise no proxy: a direct connection.
-
-Both clients are built with their library's own environment handling switched off (requests' and
-httpx's ``trust_env=False``, whatever the extra of the same name says) and are handed this proxy
-explicitly, so neither library's defaults decide. That also means they read no ``REQUESTS_CA_BUNDLE``,
-``SSL_CERT_FILE`` or ``.netrc``: the ``ca_bundle`` extra is the one way to trust a private CA.
-TLS to the API stays end to end: an https API is reached through a ``CONNECT`` tunnel and its certificate
-is verified as without a proxy (``ca_bundle``). The certificate of an ``https://`` proxy is verified with
-the same trust.
-
-Proxy credentials are secrets: :class:`Proxy` never shows them (``repr``, ``str`` and :attr:`Proxy.display`
-replace them with ``***``), and :attr:`Proxy.secrets` lists what the secrets masker must hide.
+:func:`select_proxy`: the ``proxy_url`` extra; else, with ``trust_env`` on, the environment's https proxy
+(not for loopback or ``no_proxy`` hosts); else none. Both clients get it explicitly with their libraries'
+own environment handling off. TLS to the API stays end to end. :class:`Proxy` never shows its credentials.
+The rule in full: ``docs/internals/proxy.rst``.
 """
 
 from __future__ import annotations
@@ -31,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlsplit
 
-from airflow_provider_oes._api import _is_loopback
+from airflow_provider_oes._api.paths import is_loopback
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 
 if TYPE_CHECKING:
@@ -202,7 +186,7 @@ def select_proxy(
     environ = os.environ if environ is None else environ
     parts = urlsplit(base_url)
     host = parts.hostname or ""
-    if _is_loopback(host):
+    if is_loopback(host):
         # A local simulator must keep working on a machine whose HTTPS_PROXY is a remote egress proxy.
         return None
     found = _env_value(environ, "https_proxy") if parts.scheme == "https" else _env_value(environ, "http_proxy")

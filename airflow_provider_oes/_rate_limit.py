@@ -2,7 +2,7 @@
 
 It sits below hooks and triggers: :class:`~airflow_provider_oes.hooks.async_client.OESAsyncClient` talks to
 it through the :class:`RequestGate` protocol, and the shared poller
-(:mod:`airflow_provider_oes.triggers._poller`) creates one per connection and event loop.
+(:mod:`airflow_provider_oes.triggers._shared.connections`) creates one per connection and event loop.
 
 BitGo counts 360 requests per 60 s per user, across every process using that user's token. Each process
 only knows its own requests, so the limiter adapts when the API answers 429 (see :class:`AdaptiveLimit`):
@@ -15,14 +15,25 @@ import asyncio
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["AdaptiveLimit", "RateLimiter", "RequestGate", "RequestTicket"]
+__all__ = ["AdaptiveLimit", "LimiterStats", "RateLimiter", "RequestGate", "RequestTicket"]
+
+
+class LimiterStats(NamedTuple):
+    """What the rate-limit gauges report of a limiter."""
+
+    in_window: int
+    """Requests that count in the window now."""
+    limit: int
+    """Requests the window allows (the ceiling)."""
+    rate: float
+    """The adaptive allowance now, in requests per window (lowered by 429s)."""
 
 
 class RequestGate(Protocol):
@@ -267,6 +278,10 @@ class RateLimiter:
         cutoff = self._clock() - self.period
         # Counted one by one: release() moves a slow request's time forward, so the queue is not sorted by it.
         return sum(1 for ticket in self._sent if ticket.counted_from > cutoff)
+
+    def stats(self) -> LimiterStats:
+        """The figures of the ``oes.rate_limit.*`` gauges."""
+        return LimiterStats(self.in_window(), self.max_requests, self.adaptive.current())
 
     def release(self, ticket: RequestTicket) -> None:
         """The request of ``ticket`` got its answer (or failed): its window now starts at this moment.

@@ -1,17 +1,9 @@
 """One API request, step by step, written once for the sync hook and the async client.
 
-Each client does only its own I/O — send the GET, read at most :attr:`ApiCall.limit` bytes — and calls these
-steps around it, in this order:
-
-1. :meth:`ApiCall.check_token`: no request leaves without an access token;
-2. :meth:`ApiCall.attempt_started` just before sending (after any rate limiter): counts the attempt, and a
-   retry when it is not the first;
-3. the client sends and reads (bounded in size and time), then :meth:`ApiCall.attempt_ended` with the HTTP
-   status, or ``None`` when no answer came: the request metrics (:mod:`airflow_provider_oes._metrics`);
-4. :meth:`ApiCall.transport_error`: a failed send or read becomes the error to raise (transient or not);
-5. :meth:`ApiCall.answer`: a non-200 status becomes its error (one table, :mod:`airflow_provider_oes._errors`),
-   a 200 body is parsed into what the caller asked for;
-6. :class:`redacting`, around the whole call with its retries: the token is stripped from any error.
+Each client does only its own I/O (send the GET, read at most :attr:`ApiCall.limit` bytes) and calls these
+steps around it: :meth:`ApiCall.check_token`, :meth:`ApiCall.attempt_started`, :meth:`ApiCall.attempt_ended`
+(the request metrics, by the kind the caller named), :meth:`ApiCall.transport_error`, :meth:`ApiCall.answer`,
+and :class:`redacting` around the whole call. The steps in order: ``docs/internals/requests.rst``.
 """
 
 from __future__ import annotations
@@ -19,7 +11,6 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     ENTERPRISE_ID_HEADER,
     MAX_LIST_RESPONSE_BYTES,
@@ -31,12 +22,14 @@ from airflow_provider_oes._api import (
     parse_allocations_list_body,
 )
 from airflow_provider_oes._errors import error_from_response, missing_token_error, redact_error, transport_error
+from airflow_provider_oes._metrics import outcome, request, retry, tags_for
 from airflow_provider_oes.exceptions import OESError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
     from types import TracebackType
 
+    from airflow_provider_oes._metrics import Batch
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.models import Allocation
 
@@ -55,6 +48,8 @@ class ApiCall(Generic[T]):
     :param parse: Turns a 200 body into the result.
     :param allocation_id: The allocation asked for (``None`` for the list endpoint), named in errors.
     :param enterprise_id: The enterprise asked under, named in errors.
+    :param kind: The request's kind in the metrics, named by the caller (one of
+        :data:`~airflow_provider_oes._metrics.REQUEST_KINDS`): ``single``, ``id_batch``, ``feed_page`` or ``list``.
     """
 
     __slots__ = (
@@ -82,6 +77,7 @@ class ApiCall(Generic[T]):
         parse: Callable[[bytes], T],
         allocation_id: str | None,
         enterprise_id: str,
+        kind: str,
     ) -> None:
         self.settings = settings
         self.path = path
@@ -96,17 +92,11 @@ class ApiCall(Generic[T]):
         self.headers = {ENTERPRISE_ID_HEADER: enterprise_id_header_value(enterprise_id)}
         """Headers of this call besides the client's own: the enterprise, as BitGo's SDK sends it on every
         request (a gateway can check it against the path)."""
-        self.kind = (
-            "single"
-            if allocation_id is not None
-            else "id_batch"
-            if params and "allocationIds" in params
-            else "feed_page"
-        )
-        """The request's kind in the metrics: ``single``, ``id_batch`` or ``feed_page`` (the list read as a feed)."""
+        self.kind = kind
+        """The request's kind in the metrics, as the caller named it."""
         self.attempts = 0
         """HTTP attempts made so far (retries included)."""
-        self.batch: _metrics.Batch | None = None
+        self.batch: Batch | None = None
         """Where the request metrics are gathered (the shared poller's client sets it); ``None``: sent at once."""
 
     def check_token(self) -> None:
@@ -123,7 +113,7 @@ class ApiCall(Generic[T]):
         """Step 2: the request is about to be sent; return the start time for :meth:`attempt_ended`."""
         self.attempts += 1
         if self.attempts > 1:
-            _metrics.retry(self.kind, _metrics.tags_for(self.settings.conn_id, self.enterprise_id), self.batch)
+            retry(self.kind, tags_for(self.settings.conn_id, self.enterprise_id), self.batch)
         return time.perf_counter()
 
     def attempt_ended(self, status_code: int | None, started: float) -> None:
@@ -132,11 +122,11 @@ class ApiCall(Generic[T]):
         :param status_code: The HTTP status, or ``None`` when no answer came (refused, reset, timed out, TLS).
         :param started: What :meth:`attempt_started` returned.
         """
-        _metrics.request(
+        request(
             self.kind,
-            _metrics.outcome(status_code),
+            outcome(status_code),
             time.perf_counter() - started,
-            _metrics.tags_for(self.settings.conn_id, self.enterprise_id),
+            tags_for(self.settings.conn_id, self.enterprise_id),
             self.batch,
         )
 
@@ -190,15 +180,20 @@ def allocation_call(settings: OESConnectionSettings, allocation_id: str, enterpr
         parse=parse,
         allocation_id=allocation_id,
         enterprise_id=enterprise_id,
+        kind="single",
     )
 
 
-def list_call(settings: OESConnectionSettings, enterprise_id: str, params: dict[str, str]) -> ApiCall[list[Any]]:
+def list_call(
+    settings: OESConnectionSettings, enterprise_id: str, params: dict[str, str], *, kind: str
+) -> ApiCall[list[Any]]:
     """One page of the list endpoint; the result is its raw records (each validated by the caller).
 
     :param settings: The connection's settings.
     :param enterprise_id: The client's enterprise id (validated).
     :param params: The query parameters (validated).
+    :param kind: What the caller reads the list for, in the metrics: ``list`` (a plain listing), ``id_batch``
+        (given ids) or ``feed_page`` (the change feed).
     """
 
     def parse(body: bytes) -> list[Any]:
@@ -212,6 +207,7 @@ def list_call(settings: OESConnectionSettings, enterprise_id: str, params: dict[
         parse=parse,
         allocation_id=None,
         enterprise_id=enterprise_id,
+        kind=kind,
     )
 
 

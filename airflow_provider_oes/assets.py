@@ -195,7 +195,7 @@ def new_allocations(asset: Any, triggering_asset_events: Any, inlet_events: Any)
     :param triggering_asset_events: The task's ``triggering_asset_events``.
     :param inlet_events: The task's ``inlet_events``.
     """
-    from airflow_provider_oes.triggers._event_state import parse_time
+    from airflow_provider_oes._time import parse_time
 
     triggering = list(triggering_asset_events[asset])
     stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]

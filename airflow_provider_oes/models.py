@@ -7,7 +7,7 @@ converted to a number, so quantities of any length round-trip exactly.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import datetime  # noqa: TC003 - pydantic reads the annotations at runtime
 from enum import Enum
 from typing import Any
 
@@ -23,9 +23,14 @@ from pydantic import (
 )
 from pydantic.alias_generators import to_camel
 
+from airflow_provider_oes._time import format_api_datetime
+
 __all__ = [
+    "FINAL_STATUS_VALUES",
+    "STATUS_VALUES",
     "SUCCESS_STATUS",
     "TERMINAL_STATUSES",
+    "TYPE_VALUES",
     "Allocation",
     "AllocationAmount",
     "AllocationStatus",
@@ -84,6 +89,13 @@ TERMINAL_STATUSES: frozenset[AllocationStatus] = frozenset({AllocationStatus.CLE
 SUCCESS_STATUS: AllocationStatus = AllocationStatus.CLEARED
 """The only status that lets a settlement go ahead."""
 
+STATUS_VALUES: tuple[str, ...] = tuple(sorted(status.value for status in AllocationStatus))
+"""Every status as the API spells it (the list endpoint's ``statuses`` filter takes these)."""
+FINAL_STATUS_VALUES: tuple[str, ...] = tuple(sorted(status.value for status in TERMINAL_STATUSES))
+"""The final statuses as the API spells them: ``cleared``, ``released``."""
+TYPE_VALUES: tuple[str, ...] = tuple(sorted(kind.value for kind in AllocationType))
+"""Every record type as the API spells it: ``allocation``, ``deallocation``."""
+
 
 def _known_status(status: AllocationStatus | str) -> AllocationStatus | None:
     if isinstance(status, AllocationStatus):
@@ -135,14 +147,6 @@ class AllocationAmount(_APIModel):
         return f"{self.quantity} {self.currency}"
 
 
-def _format_timestamp(value: datetime) -> str:
-    # Milliseconds like BitGo, unless the value has finer digits: those are kept so nothing is lost.
-    timespec = "milliseconds" if value.microsecond % 1000 == 0 else "microseconds"
-    if value.tzinfo is not None and value.utcoffset() == timezone.utc.utcoffset(None):
-        return value.astimezone(timezone.utc).isoformat(timespec=timespec).replace("+00:00", "Z")
-    return value.isoformat(timespec=timespec)
-
-
 class Allocation(_APIModel):
     """One client allocation or deallocation, as returned by
     ``GET /api/network/v1/enterprises/{enterpriseId}/clients/allocations/{allocationId}``.
@@ -184,7 +188,7 @@ class Allocation(_APIModel):
 
     @field_serializer("created_at", "updated_at")
     def _serialize_timestamp(self, value: datetime) -> str:
-        return _format_timestamp(value)
+        return format_api_datetime(value)
 
     @property
     def is_terminal(self) -> bool:

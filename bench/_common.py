@@ -229,7 +229,7 @@ class _CountingBackend:
 def instrument(meter: Meter) -> None:
     """Time every entry into the metrics code from the request sequence and the poller (none nests in another)."""
     from airflow_provider_oes import _metrics, _request
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
 
     # Called per request or per event: measured against a sham control (see Meter). Per flush: calibrated.
     for owner, name, sham in [
@@ -237,7 +237,7 @@ def instrument(meter: Meter) -> None:
         (_request.ApiCall, "attempt_ended", True),
         (_metrics.PollerMetrics, "event", True),
         (_metrics.PollerMetrics, "reconciliation_finds", True),
-        (_poller.AllocationPoller, "_flush_metrics", False),
+        (polling.AllocationPoller, "flush_metrics", False),
     ]:
         setattr(owner, name, meter.wrap(getattr(owner, name), name, sham))
 
@@ -256,7 +256,9 @@ def switch_metrics(on: bool, port: int, poller: Any, meter: Meter) -> None:
         # Warm up outside the measurement: Airflow builds its StatsD client and loads its metrics registry on
         # the first call after a (re)initialization, once per process in a real triggerer.
         _metrics.retry("single", _metrics.tags_for("warm-up"))
-        _metrics._backend = _CountingBackend(_metrics._backend, meter)
+        from airflow_provider_oes._metrics import backend as metrics_backend
+
+        metrics_backend.backend = _CountingBackend(metrics_backend.backend, meter)
     # A poller and its client look metrics up once, when they start: hand them fresh collectors, keeping the
     # flush schedule (a fresh collector would flush at once: more often than a running poller does).
     last_flush = poller.metrics.last_flush

@@ -63,11 +63,11 @@ async def _ticker(stop: asyncio.Event, gaps: list[tuple[float, float]]) -> None:
 
 async def _settled(strategy: str, enterprise_id: str, n: int, finished: Any, timeout: float) -> tuple[float, int]:
     """Wait until all ``n`` triggers registered and the poller covers every one; return (seconds, requests)."""
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
 
     started = time.monotonic()
     deadline = started + timeout
-    while (poller := _poller.get_poller(CONN_ID, enterprise_id)) is None:
+    while (poller := polling.get_poller(CONN_ID, enterprise_id)) is None:
         await asyncio.sleep(0.01)
     while len(poller.waiters) + finished() < n and time.monotonic() < deadline:
         await asyncio.sleep(0.01)
@@ -106,7 +106,7 @@ def _watch_gc(pauses: list[tuple[float, int, float]]) -> None:
 
 
 async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
     from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
     ids: list[str] = plan["ids"]
@@ -153,7 +153,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     settle_s, settle_requests = await _settled(
         strategy, enterprise_id, len(ids), lambda: len(events), plan["settle_timeout"]
     )
-    poller = _poller.get_poller(CONN_ID, enterprise_id)
+    poller = polling.get_poller(CONN_ID, enterprise_id)
     assert poller is not None
     client = poller.connection.client
     result: dict[str, Any] = {
@@ -255,7 +255,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
             continue
         group = plan["groups"].get(allocation_id)
         if group in delays:
-            from airflow_provider_oes._api import parse_timestamp
+            from airflow_provider_oes._time import parse_timestamp
 
             stamp = parse_timestamp(updated)
             assert stamp is not None
@@ -316,7 +316,7 @@ def run_live(
 ) -> dict[str, Any]:
     """Steady flips then a burst, against N waiting triggers that a sensor just checked; then, with ``statsd``,
     steady flips again while metrics alternate off and on."""
-    from airflow_provider_oes._api import format_timestamp
+    from airflow_provider_oes._time import format_timestamp
 
     sim.client.reset()
     ids = sim.client.add_allocations(args.n)
@@ -373,7 +373,7 @@ def run_live(
 
 def run_restart(sim: Any, strategy: str, args: argparse.Namespace, rng: random.Random) -> dict[str, Any]:
     """A fresh poller takes over N waiting triggers last checked 10 minutes ago, after 10 minutes of changes."""
-    from airflow_provider_oes._api import format_timestamp
+    from airflow_provider_oes._time import format_timestamp
 
     sim.client.reset()
     outage = 600.0

@@ -67,7 +67,7 @@ def _epoch(iso: str) -> float:
 async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     import resource
 
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
     from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
     ids: list[str] = plan["ids"]
@@ -87,7 +87,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     poller = None
     while poller is None or poller.sweeps < 1:
         await asyncio.sleep(0.01)
-        poller = _poller.get_poller(CONN_ID, enterprise_id)
+        poller = polling.get_poller(CONN_ID, enterprise_id)
     client = poller.connection.client
     print("READY", flush=True)  # the parent starts flipping now
 
@@ -106,7 +106,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.sleep(0.1)
-    idle = client.is_closed and _poller.get_poller(CONN_ID, enterprise_id) is None
+    idle = client.is_closed and polling.get_poller(CONN_ID, enterprise_id) is None
 
     intervals = (ended - started) / interval
     delays = []

@@ -42,7 +42,7 @@ from _common import CONN_ID, Meter, create_allocations, instrument, run_worker, 
 
 
 async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
     from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
     interval: float = plan["interval"]
@@ -66,7 +66,7 @@ async def _worker_main(plan: dict[str, Any]) -> dict[str, Any]:
     poller = None
     while poller is None or not _settled(poller):
         await asyncio.sleep(0.05)
-        poller = _poller.get_poller(CONN_ID, enterprise_id)
+        poller = polling.get_poller(CONN_ID, enterprise_id)
     print("READY", flush=True)  # the parent starts flipping now
     # Not measured: the poller's start-up work (registering N triggers, the first polls) and the first flips.
     await asyncio.sleep(interval * plan["warmup_intervals"])
@@ -158,7 +158,7 @@ def main() -> None:
         setup_s = time.monotonic() - created
         last_check = None
         if hasattr(sim.client, "now"):
-            from airflow_provider_oes._api import format_timestamp
+            from airflow_provider_oes._time import format_timestamp
 
             last_check = format_timestamp(sim.client.now().timestamp())
         plan = {

@@ -27,13 +27,15 @@ if ! compgen -G "/usr/lib/postgresql/*/bin/pg_ctl" >/dev/null && ! command -v pg
 fi
 # --- end PostgreSQL ----------------------------------------------------------------------------------------
 
-# OES_LINT=0 skips ruff and mypy: CI lints once, then runs the tests on the other Pythons and Airflows.
+# OES_LINT=0 skips ruff, mypy and lint-imports: CI lints once, then runs the tests on the other Pythons and Airflows.
 if [ "${OES_LINT:-1}" != 0 ]; then
   echo "[lint] ruff" >&2
   ruff check .
   ruff format --check .
   echo "[types] mypy" >&2
   mypy
+  echo "[imports] lint-imports (layers, no cycles: pyproject.toml [tool.importlinter])" >&2
+  lint-imports
 fi
 echo "[tests] pytest" >&2
 exec python -m pytest -p no:cacheprovider "$@"

@@ -12,15 +12,13 @@ from airflow_provider_oes._api import (
     LIST_FILTER_QUERY_NAMES,
     LIST_SORT_DIRECTIONS,
     LIST_SORT_FIELDS,
-    LIST_STATUSES,
-    LIST_TYPES,
     MAX_LIST_PAGE_SIZE,
+    ListQuery,
     enterprise_id_header_value,
-    list_filters_by_query_name,
     list_query_params,
 )
 from airflow_provider_oes.exceptions import OESInvalidRequestError
-from airflow_provider_oes.models import AllocationStatus, AllocationType
+from airflow_provider_oes.models import STATUS_VALUES, TYPE_VALUES, AllocationStatus, AllocationType
 
 UUID_A = "a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
 UUID_B = "b3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
@@ -73,8 +71,8 @@ def test_every_spec_value_is_accepted() -> None:
     for field in LIST_SORT_FIELDS:
         for direction in LIST_SORT_DIRECTIONS:
             assert list_query_params(sort_field=field, sort_direction=direction)["sortField"] == field
-    assert list_query_params(statuses=list(LIST_STATUSES))["statuses"] == "cleared,released,reserved"
-    assert list_query_params(types=list(LIST_TYPES))["types"] == "allocation,deallocation"
+    assert list_query_params(statuses=list(STATUS_VALUES))["statuses"] == "cleared,released,reserved"
+    assert list_query_params(types=list(TYPE_VALUES))["types"] == "allocation,deallocation"
 
 
 @pytest.mark.parametrize(
@@ -157,14 +155,35 @@ def test_a_misspelt_filter_is_refused_naming_it() -> None:
         list_query_params(statuss=["cleared"])  # type: ignore[call-arg]
 
 
-def test_filters_by_query_name() -> None:
-    assert list_filters_by_query_name({"connectionIds": [UUID_A], "types": ["allocation"]}) == {
-        "connection_ids": [UUID_A],
-        "types": ["allocation"],
-    }
-    assert list_filters_by_query_name({}) == {}
-    with pytest.raises(OESInvalidRequestError, match=r"unknown list filter 'connection_ids'; expected one of "):
-        list_filters_by_query_name({"connection_ids": [UUID_A]})
-    # A caller may accept only some names that way: the message lists just those.
-    with pytest.raises(OESInvalidRequestError, match=r"unknown list filter 'statuses'; expected one of types$"):
-        list_filters_by_query_name({"statuses": ["cleared"]}, ("types",))
+def test_one_query_object_for_every_caller() -> None:
+    """ListQuery: checked when built, the same parameters as list_query_params, a canonical form for keys."""
+    query = ListQuery(statuses=("released", "cleared", "cleared"), connection_ids=[UUID_B, UUID_A])  # type: ignore[arg-type]
+    assert query.statuses == ("released", "cleared", "cleared")  # as given: the URL keeps the caller's order
+    assert query.params(page_size=5) == list_query_params(
+        statuses=["released", "cleared", "cleared"], connection_ids=[UUID_B, UUID_A], page_size=5
+    )
+    canonical = query.canonical()
+    assert canonical == ListQuery(statuses=("cleared", "released"), connection_ids=(UUID_A, UUID_B)).canonical()
+    assert hash(canonical) == hash(ListQuery(statuses=("cleared", "released"), connection_ids=(UUID_A, UUID_B)))
+    assert canonical.filter_params() == {"statuses": "cleared,released", "connectionIds": f"{UUID_A},{UUID_B}"}
+    assert ListQuery.of(**canonical.filters()) == canonical
+    with pytest.raises(OESInvalidRequestError, match="'pending'"):
+        ListQuery(statuses=("cleared", "pending"))
+    with pytest.raises(OESInvalidRequestError, match="statuses must not be empty"):
+        ListQuery(statuses=())
+    with pytest.raises(OESInvalidRequestError, match="'a,b'"):
+        ListQuery(currencies=("a,b",))
+
+
+def test_query_matches_locally_what_the_api_would_filter() -> None:
+    from airflow_provider_oes.models import Allocation
+    from tests._factories import allocation_body
+
+    record = allocation_body(status="cleared", connectionId=UUID_B)["allocation"]
+    allocation = Allocation.from_json_dict(record)
+    assert ListQuery(statuses=("cleared",)).matches(allocation)
+    assert not ListQuery(statuses=("released",)).matches(allocation)
+    assert ListQuery(types=(str(allocation.type),), currencies=(allocation.amount.currency,)).matches(allocation)
+    assert not ListQuery(currencies=("other",)).matches(allocation)
+    assert ListQuery(connection_ids=(UUID_A, UUID_B)).matches(allocation)
+    assert not ListQuery(connection_ids=(UUID_A,)).matches(allocation)

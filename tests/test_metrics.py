@@ -7,16 +7,26 @@ import random
 import statistics
 from collections import Counter
 from datetime import datetime, timedelta, timezone
+from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
 import pytest
 
 from airflow_provider_oes import _metrics
+from airflow_provider_oes._metrics import backend as metrics_backend
+from airflow_provider_oes._metrics import names as metric_names
+from airflow_provider_oes._metrics import reporters
+from airflow_provider_oes._rate_limit import LimiterStats
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from tests._statsd import StatsdListener
+
+
+def _flushed(poller: _metrics.PollerMetrics, waiting: int) -> None:
+    poller.waiting = waiting
+    poller.flush()
 
 
 def _emit_one_of_each() -> None:
@@ -28,7 +38,8 @@ def _emit_one_of_each() -> None:
     poller.event("cleared", updated_at=datetime.now(timezone.utc) - timedelta(seconds=2))
     poller.event("error")
     poller.reconciliation_finds(3)
-    poller.flush(1234, in_window=17, limit=360, rate=300.0)
+    poller.waiting = 1234
+    poller.flush(limiter=SimpleNamespace(stats=lambda: LimiterStats(17, 360, 300.0)))
     _metrics.sensor_wait(90.0, "released", "reschedule", conn)
 
 
@@ -103,7 +114,7 @@ def test_plain_statsd_keeps_kind_and_outcome_in_the_name(statsd_metrics: Callabl
 def test_datadog_tags(statsd_metrics: Callable[..., StatsdListener]) -> None:
     pytest.importorskip("datadog", reason="DogStatsD needs the datadog package (installed by the test extras)")
     listener = statsd_metrics(tags="datadog")
-    _metrics.PollerMetrics("oes_a", "ent-1").flush(7)
+    _flushed(_metrics.PollerMetrics("oes_a", "ent-1"), 7)
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [(m.name, m.kind, m.value, m.tags) for m in metrics] == [
         ("airflow.oes.allocations.waiting", "g", 7.0, {"conn_id": "oes_a", "enterprise_id": "ent-1"})
@@ -113,7 +124,7 @@ def test_datadog_tags(statsd_metrics: Callable[..., StatsdListener]) -> None:
 def test_unsafe_tag_values_are_sanitized_not_dropped(statsd_metrics: Callable[..., StatsdListener]) -> None:
     # Airflow drops a whole metric whose InfluxDB tags hold ',', '=' or spaces: make them safe instead.
     listener = statsd_metrics(tags="influxdb")
-    _metrics.PollerMetrics("conn,x=1 y", "ent:1").flush(1)
+    _flushed(_metrics.PollerMetrics("conn,x=1 y", "ent:1"), 1)
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [(m.name, m.tags) for m in metrics] == [
         ("airflow.oes.allocations.waiting", {"conn_id": "conn_x_1_y", "enterprise_id": "ent_1"})
@@ -125,7 +136,7 @@ def test_future_updated_at_gives_zero_delay(statsd_metrics: Callable[..., Statsd
     listener = statsd_metrics(tags="influxdb")
     poller = _metrics.PollerMetrics("c", "e")
     poller.event("released", updated_at=datetime.now(timezone.utc) + timedelta(hours=1))
-    poller.flush(0)
+    poller.flush()
     metrics = listener.wait_for(lambda ms: len(ms) >= 3)
     assert {(m.name, m.value) for m in metrics} == {
         ("airflow.oes.events.released", 1.0),
@@ -142,7 +153,7 @@ def test_a_burst_is_counted_exactly_and_its_delays_sampled(statsd_metrics: Calla
     for n in range(1000):
         # The first few flips are fresh, the other 99 % five seconds old.
         poller.event("cleared", updated_at=now - timedelta(seconds=0 if n < _metrics.TIMING_SAMPLES else 5))
-    poller.flush(0)
+    poller.flush()
     metrics = listener.wait_for(lambda ms: len(ms) >= 2 + _metrics.TIMING_SAMPLES)
     counters = [m for m in metrics if m.name == "airflow.oes.events.cleared"]
     assert [(m.kind, m.value) for m in counters] == [("c", 1000.0)]
@@ -154,7 +165,8 @@ def test_a_burst_is_counted_exactly_and_its_delays_sampled(statsd_metrics: Calla
     assert sum(d >= 5_000 for d in delays) >= _metrics.TIMING_SAMPLES // 2
     # The next flush starts afresh: nothing gathered, only the gauge.
     listener.clear()
-    poller.flush(5)
+    poller.waiting = 5
+    poller.flush()
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [(m.name, m.value) for m in metrics] == [("airflow.oes.allocations.waiting", 5.0)]
 
@@ -166,10 +178,10 @@ def test_event_delay_is_taken_when_the_event_fires_not_at_the_flush(
     listener = statsd_metrics(tags="influxdb")
     poller = _metrics.PollerMetrics("c", "e")
     fired = datetime(2026, 1, 1, tzinfo=timezone.utc)
-    monkeypatch.setattr(_metrics.time, "time", lambda: fired.timestamp())
+    monkeypatch.setattr(reporters.time, "time", lambda: fired.timestamp())
     poller.event("cleared", updated_at=fired - timedelta(seconds=2))
-    monkeypatch.setattr(_metrics.time, "time", lambda: fired.timestamp() + 30)
-    poller.flush(0)
+    monkeypatch.setattr(reporters.time, "time", lambda: fired.timestamp() + 30)
+    poller.flush()
     metrics = listener.wait_for(lambda ms: len(ms) >= 3)
     assert [m.value for m in metrics if m.name == "airflow.oes.event_delay.cleared"] == [2000.0]
 
@@ -178,11 +190,11 @@ def test_a_long_burst_is_counted_within_bounded_memory(statsd_metrics: Callable[
     listener = statsd_metrics(tags="influxdb")
     poller = _metrics.PollerMetrics("c", "e")
     now = datetime.now(timezone.utc)
-    total = 3 * _metrics._PENDING_MAX + 7
+    total = 3 * _metrics.PENDING_MAX + 7
     for n in range(total):
         poller.event("released" if n % 3 == 0 else "cleared", updated_at=now)
-        assert len(poller._pending) < _metrics._PENDING_MAX
-    poller.flush(0)
+        assert poller.pending < _metrics.PENDING_MAX
+    poller.flush()
     metrics = listener.wait_for(lambda ms: len(ms) >= 3 + 2 * _metrics.TIMING_SAMPLES)
     counts = {m.name: m.value for m in metrics if m.kind == "c"}
     released = (total + 2) // 3
@@ -194,7 +206,8 @@ def test_nothing_sent_for_zero_reconciliation_finds(statsd_metrics: Callable[...
     listener = statsd_metrics(tags="influxdb")
     poller = _metrics.PollerMetrics("c", "e")
     poller.reconciliation_finds(0)
-    poller.flush(1)
+    poller.waiting = 1
+    poller.flush()
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [m.name for m in metrics] == ["airflow.oes.allocations.waiting"]
 
@@ -204,7 +217,7 @@ def test_poller_metrics_off_gather_nothing() -> None:
     assert not poller.on
     poller.event("cleared", updated_at=datetime.now(timezone.utc))
     poller.reconciliation_finds(2)
-    assert (poller._events, poller._pending, poller.batch._counts, poller.batch._samples) == ({}, [], {}, {})
+    assert not poller.gathered
 
 
 @pytest.mark.parametrize(
@@ -235,9 +248,9 @@ def test_a_failing_backend_never_breaks_the_caller(
 
             return fail
 
-    monkeypatch.setattr(_metrics, "_backend", Broken())
-    monkeypatch.setattr(_metrics, "_failed_once", False)
-    with caplog.at_level("WARNING", logger=_metrics.__name__):
+    monkeypatch.setattr(metrics_backend, "backend", Broken())
+    monkeypatch.setattr(metrics_backend, "failed_once", False)
+    with caplog.at_level("WARNING", logger=metrics_backend.__name__):
         _emit_one_of_each()  # must not raise
     assert [r.getMessage() for r in caplog.records].count(
         "Could not emit an OES metric; metrics errors are not logged again"
@@ -256,7 +269,7 @@ def test_uses_the_backend_airflow_already_initialized(monkeypatch: pytest.Monkey
             return lambda *args, **kwargs: sent.append((name, args, kwargs))
 
     monkeypatch.setenv("AIRFLOW__METRICS__STATSD_ON", "True")
-    monkeypatch.setattr(_metrics, "_owns_init", False)
+    monkeypatch.setattr(metrics_backend, "owns_init", False)
     if hasattr(stats, "incr"):  # Airflow 3.3
         shared = importlib.import_module(stats.incr.__module__)
         monkeypatch.setattr(shared, "_factory", Recorder)
@@ -268,7 +281,7 @@ def test_uses_the_backend_airflow_already_initialized(monkeypatch: pytest.Monkey
     _metrics.reset()
     _metrics.retry("id_batch", _metrics.tags_for("c", "e"))
     assert sent == [("incr", ("oes.retries.id_batch",), {"tags": {"conn_id": "c", "enterprise_id": "e"}})]
-    assert _metrics._owns_init is False
+    assert metrics_backend.owns_init is False
 
 
 def test_a_poller_sends_at_most_every_flush_period(
@@ -277,9 +290,10 @@ def test_a_poller_sends_at_most_every_flush_period(
     statsd_metrics(tags="influxdb")
     poller = _metrics.PollerMetrics("c", "e")
     assert poller.due()  # the first sweep sends at once
-    poller.flush(3)
+    poller.waiting = 3
+    poller.flush()
     assert not poller.due()  # the next sweeps only gather ...
-    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
+    monkeypatch.setattr(reporters, "FLUSH_PERIOD", 0.0)
     assert poller.due()  # ... until FLUSH_PERIOD has passed
 
 
@@ -290,7 +304,7 @@ def test_sample_is_uniform_and_exact_in_count() -> None:
     try:
         picked: list[int] = []
         for _ in range(2000):
-            sample = _metrics._Sample()
+            sample = _metrics.Sample()
             for value in range(1, 10_001):
                 sample.seen += 1
                 if sample.seen >= sample.next:
@@ -307,7 +321,7 @@ def test_sample_is_uniform_and_exact_in_count() -> None:
 
 
 def test_a_short_run_is_sampled_whole() -> None:
-    sample = _metrics._Sample()
+    sample = _metrics.Sample()
     for value in (5.0, 7.0):
         sample.seen += 1
         if sample.seen >= sample.next:
@@ -318,8 +332,6 @@ def test_a_short_run_is_sampled_whole() -> None:
 def test_watcher_metrics_count_each_allocation_and_send_the_connections_metrics_once(
     statsd_metrics: Callable[..., StatsdListener],
 ) -> None:
-    from types import SimpleNamespace
-
     from airflow_provider_oes.models import AllocationStatus
 
     listener = statsd_metrics(tags="influxdb")
@@ -333,11 +345,11 @@ def test_watcher_metrics_count_each_allocation_and_send_the_connections_metrics_
     )
     requests = _metrics.Batch()  # the connection client's batch, also flushed by any poller of the connection
     _metrics.request("feed_page", "2xx", 0.1, _metrics.tags_for("oes_a", "ent-1"), requests)
-    limiter = SimpleNamespace(in_window=lambda: 17, max_requests=360)  # a limiter that does not adapt
+    limiter = SimpleNamespace(stats=lambda: LimiterStats(17, 360, 300.0))
     watchers.flush(requests, limiter)
     watchers.flush(requests, limiter)  # nothing new since: only the gauges again
-    metrics = listener.wait_for(lambda ms: len(ms) >= 15)
-    assert len(metrics) == 15, [m.raw for m in metrics]
+    metrics = listener.wait_for(lambda ms: len(ms) >= 17)
+    assert len(metrics) == 17, [m.raw for m in metrics]
     conn = {"conn_id": "oes_a", "enterprise_id": "ent-1"}
     counters = sorted((m.name, m.value) for m in metrics if m.kind == "c")
     assert counters == [
@@ -356,17 +368,16 @@ def test_watcher_metrics_count_each_allocation_and_send_the_connections_metrics_
         ("airflow.oes.watchers", 2.0, conn),
         ("airflow.oes.rate_limit.in_window", 17.0, {"conn_id": "oes_a"}),
         ("airflow.oes.rate_limit.limit", 360.0, {"conn_id": "oes_a"}),
+        ("airflow.oes.rate_limit.rate", 300.0, {"conn_id": "oes_a"}),
     ]
 
 
 def test_watcher_metrics_off_send_nothing() -> None:
-    from types import SimpleNamespace
-
     assert not _metrics.enabled()
     watchers = _metrics.WatcherMetrics("oes_a", "ent-1")
     watchers.emitted([SimpleNamespace(status="cleared", updated_at=datetime.now(timezone.utc))])
     assert not watchers.due()
-    watchers.flush(_metrics.Batch(), SimpleNamespace(in_window=lambda: 1, max_requests=360))
+    watchers.flush(_metrics.Batch(), SimpleNamespace(stats=lambda: LimiterStats(1, 360, 360.0)))
     assert watchers.last_flush is None  # returned at once
 
 
@@ -375,7 +386,7 @@ def test_readme_lists_every_metric() -> None:
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     operations = readme.split("## Operations", 1)[1].split("\n## ", 1)[0]
-    names = [v for k, v in vars(_metrics).items() if k.isupper() and isinstance(v, str) and v.startswith("oes.")]
+    names = [v for k, v in vars(metric_names).items() if k.isupper() and isinstance(v, str) and v.startswith("oes.")]
     assert "oes.watchers" in names
     missing = [name for name in names if f"| `{name}" not in operations]
     assert missing == []

@@ -1,39 +1,32 @@
 """Async client of the OES API for triggers: one pooled ``httpx.AsyncClient`` per connection and event loop.
 
-It applies exactly the rules of the sync hook, imported rather than re-written: id validation from
-:mod:`airflow_provider_oes._api`, the steps of each request (token check, status-to-error table, parsing,
-redaction) from :mod:`airflow_provider_oes._request`, and retries from
-:class:`airflow_provider_oes._retry.RetryPolicy`. What it adds is the async transport, and a hook for a
-client-side rate limiter (:class:`~airflow_provider_oes._rate_limit.RequestGate`) that every attempt,
-retries included, passes through.
-
-Instances are created and shared by :mod:`airflow_provider_oes.triggers._poller`, which keeps one per
-connection per event loop; triggers never build their own.
+The sync hook's rules, imported rather than re-written (:mod:`airflow_provider_oes._api`,
+:mod:`airflow_provider_oes._request`, :class:`airflow_provider_oes._retry.RetryPolicy`), over an async
+transport, with an optional rate limiter (:class:`~airflow_provider_oes._rate_limit.RequestGate`) that every
+attempt waits for. Shared per connection and loop by :mod:`airflow_provider_oes.triggers._shared.connections`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
-from airflow_provider_oes import _metrics
 from airflow_provider_oes._api import (
     DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
     ListFilters,
+    ListQuery,
     check_declared_length,
-    list_filters_by_query_name,
-    list_query_params,
-    parse_http_date,
     validate_allocation_id,
     validate_enterprise_id,
 )
 from airflow_provider_oes._errors import ca_bundle_error
+from airflow_provider_oes._metrics import Batch
 from airflow_provider_oes._request import allocation_call, list_call, redacting
+from airflow_provider_oes._time import parse_http_date
 from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimitError
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Collection, Mapping
 
     import httpx
     from typing_extensions import Unpack
@@ -56,11 +49,6 @@ class ListPage(NamedTuple):
     """The records, unparsed (validate each with :func:`~airflow_provider_oes._api.parse_allocation_record`)."""
     server_time: float | None
     """The answer's ``Date`` header as epoch seconds (whole seconds), ``None`` when the server sent none."""
-
-
-_BY_QUERY_NAME = ("types", "currencies", "connectionIds", "partnerIds")
-"""The list filters :meth:`OESAsyncClient.list_allocations_page` also takes by query-parameter name (the feed's
-way of passing them); their mapping to argument names is :data:`~airflow_provider_oes._api.LIST_FILTER_QUERY_NAMES`."""
 
 
 class OESAsyncClient:
@@ -112,7 +100,7 @@ class OESAsyncClient:
             raise
         self.requests_sent = 0
         """HTTP attempts made by this client (retries included); read by tests and the benchmark."""
-        self.metrics = _metrics.Batch()
+        self.metrics = Batch()
         """The request metrics of this client, gathered until its pollers flush them once per poll interval."""
 
     def __repr__(self) -> str:
@@ -178,31 +166,28 @@ class OESAsyncClient:
         self,
         enterprise_id: str,
         *,
-        filters: Mapping[str, Collection[str]] | None = None,
+        query: ListQuery | None = None,
         page_number: int = 0,
         page_size: int = DEFAULT_LIST_PAGE_SIZE,
+        kind: str = "list",
         **named: Unpack[ListFilters],
     ) -> ListPage:
         """Fetch one page of the list endpoint with any of its filters; return its raw records and server time.
 
         :param enterprise_id: The client's enterprise id.
-        :param filters: List filters by their query-parameter name (``types``, ``currencies``,
-            ``connectionIds``, ``partnerIds``), as the change feed keeps them.
+        :param query: The filters as a :class:`~airflow_provider_oes._api.ListQuery` (the change feed's way).
         :param page_number: Page to fetch, from 0.
         :param page_size: Records per page.
-        :param named: Any of :class:`~airflow_provider_oes._api.ListFilters` by argument name (``statuses``,
-            ``allocation_ids``, ``sort_field`` (``updatedAt`` for the change feed), ...).
+        :param kind: What the list is read for, in the metrics: ``list``, ``id_batch`` or ``feed_page``.
+        :param named: Or the filters by argument name (:class:`~airflow_provider_oes._api.ListFilters`).
         :raises OESInvalidRequestError: for a bad filter, naming it, before any request.
         :raises OESError: a subclass saying what went wrong with the request as a whole.
         """
         enterprise_id = validate_enterprise_id(enterprise_id)
-        given = list_filters_by_query_name(filters or {}, _BY_QUERY_NAME)
-        twice = sorted(given.keys() & named.keys())
-        if twice:
-            raise OESInvalidRequestError(f"list filter(s) {', '.join(twice)} given both by name and in filters")
-        merged: ListFilters = {**given, **named}
-        params = list_query_params(page_number=page_number, page_size=page_size, **merged)
-        records, server_time = await self._call(list_call(self.settings, enterprise_id, params))
+        if query is not None and named:
+            raise OESInvalidRequestError(f"list filter(s) {', '.join(sorted(named))} given both by name and in query")
+        params = (query or ListQuery.of(**named)).params(page_number=page_number, page_size=page_size)
+        records, server_time = await self._call(list_call(self.settings, enterprise_id, params, kind=kind))
         return ListPage(records, server_time)
 
     async def _call(self, call: ApiCall[T]) -> tuple[T, float | None]:

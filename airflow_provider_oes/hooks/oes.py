@@ -14,9 +14,8 @@ from airflow_provider_oes._api import (
     DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
     ListFilters,
+    ListQuery,
     check_declared_length,
-    list_query_params,
-    parse_http_date,
     parse_listed_allocation,
     validate_allocation_id,
     validate_enterprise_id,
@@ -26,6 +25,7 @@ from airflow_provider_oes._errors import ca_bundle_error
 from airflow_provider_oes._request import allocation_call, list_call, redacting
 from airflow_provider_oes._retry import RetryPolicy
 from airflow_provider_oes._settings import OESConnectionSettings
+from airflow_provider_oes._time import parse_http_date
 from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESNotFoundError, OESResponseError
 
 if TYPE_CHECKING:
@@ -197,15 +197,16 @@ class OESHook(BaseHook):
             "sort_field": sort_field,
             "sort_direction": sort_direction,
         }
-        list_query_params(**filters, page_size=page_size)  # every argument checked now, not at the first next()
-        return self._iter_allocations(enterprise_id, filters, page_size)
+        query = ListQuery.of(**filters)
+        query.params(page_size=page_size)  # every argument checked now, not at the first next()
+        return self._iter_allocations(enterprise_id, query, page_size)
 
-    def _iter_allocations(self, enterprise_id: str, filters: ListFilters, page_size: int) -> Iterator[Allocation]:
+    def _iter_allocations(self, enterprise_id: str, query: ListQuery, page_size: int) -> Iterator[Allocation]:
         seen: set[str] = set()
         position = 0
         for page_number in itertools.count():
-            params = list_query_params(**filters, page_number=page_number, page_size=page_size)
-            call = list_call(self.settings, enterprise_id, params)
+            params = query.params(page_number=page_number, page_size=page_size)
+            call = list_call(self.settings, enterprise_id, params, kind="list")
             records = self._call(call)
             if len(records) > page_size:
                 raise OESResponseError(

@@ -237,7 +237,7 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         return None
 
     def _defer_to_trigger(self) -> None:
-        from airflow_provider_oes._api import format_timestamp
+        from airflow_provider_oes._time import format_timestamp
         from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
         # The API server's time of the check that just saw the allocation not final: the triggerer's change

@@ -1,25 +1,9 @@
 """The trigger-event contract: what a trigger sends the sensor, how it is built, read and checked.
 
-A trigger event crosses a trust boundary: it is stored by the triggerer, survives restarts, and is handed
-back to :meth:`AllocationStatusSensor.execute_complete
-<airflow_provider_oes.sensors.allocation.AllocationStatusSensor.execute_complete>`, where it decides whether
-money moves. So its shapes are few, plain JSON, and checked again on arrival:
-
-* **terminal** — the allocation reached a final status::
-
-    {"status": "terminal", "allocation": <the API's JSON record>, "enterprise_id": "..."}
-
-* **error** — a permanent error made waiting pointless (HTTP 400/401/403/404, an invalid answer, a bad
-  connection or id)::
-
-    {"status": "error", "error_type": "OESNotFoundError", "message": "...", "status_code": 404,
-     "error": ..., "name": ..., "request_id": ..., "allocation_id": ..., "enterprise_id": ...}
-
-Built by :func:`terminal_event` and :func:`error_event` (in the shared poller and the trigger), read by
-:func:`read_event` (in the sensor): only these two kinds are trusted, the allocation is parsed again, must
-be the one asked for and must be final. Anything else is an error, never a success.
-
-Cheap to import: the models and the body parser load only when an event is read.
+Two plain-JSON shapes, ``terminal`` (the final allocation) and ``error`` (a permanent error), built by
+:func:`terminal_event` and :func:`error_event`, read by :func:`read_event` in the sensor: only these two
+kinds are trusted, the allocation is parsed again, must be the one asked for and must be final. Cheap to
+import. The shapes in full: ``docs/internals/events.rst``.
 """
 
 from __future__ import annotations

@@ -1,33 +1,9 @@
 """Keep CPython's full garbage collections short while a triggerer holds a large fleet of waiting triggers.
 
-A waiting trigger is a dozen container objects (the triggerer's task, its coroutine and async generator,
-the trigger, our registration and its future). A full collection walks every one of them: at 100,000
-waiting triggers that is about 1.3 million objects and 0.5-1 s during which the event loop, and with it
-every other trigger of the triggerer, stands still. Those objects live until their allocation turns final,
-so walking them again and again finds nothing.
-
-What this module does, from the shared pollers, after a poll (never in the middle of one):
-
-* **Freeze.** Once at least :data:`FREEZE_MIN_WAITING` triggers wait in this process and at least
-  :data:`FREEZE_MIN_NEW` registered since the last freeze, collect the young generations (cheap: only
-  recent objects) and call :func:`gc.freeze`: every object alive now moves to the permanent generation,
-  which collections skip. Full collections then only walk what was created since: milliseconds.
-* **Bounded leak, then thaw.** A frozen object is still freed by reference counting, the way nearly every
-  object dies; only a reference *cycle* among frozen objects that became garbage stays until it is thawed.
-  Its memory is at most what was in use at the freeze, i.e. never more than the peak the process already
-  had. Once as many waiting triggers left as :data:`THAW_SHARE` of those frozen (the frozen set may then be
-  half garbage), or fewer than :data:`FREEZE_MIN_WAITING` are left, the module calls :func:`gc.unfreeze`
-  and one full :func:`gc.collect` at once (one pause, as long as the full collections Airflow's process
-  would otherwise have run on its own schedule every time its long-lived objects grew by a quarter), and
-  freezes again if the fleet is still large.
-
-Why this is safe inside a real triggerer, which runs other providers' triggers in the same process and loop:
-freezing changes *when* cyclic garbage is reclaimed, never *whether* a live object stays alive or a dead one
-with no cycle is freed; finalizers and weak references behave as before, only later for frozen cycles.
-Airflow's triggerer itself never calls :func:`gc.freeze` (its LocalExecutor does, in the scheduler, around
-a fork, and unfreezes right after); a thaw by someone else only means the next full collection is long
-again. Below :data:`FREEZE_MIN_WAITING` nothing is touched: small deployments and tests keep Python's
-default behaviour. State is per process, because the collector is.
+After a poll, once :data:`FREEZE_MIN_WAITING` triggers wait, the young generations are collected and
+:func:`gc.freeze` moves the long-lived waiters out of the full collections' way; once :data:`THAW_SHARE` of
+them left, one :func:`gc.unfreeze` and full collection reclaims what they left. Below the threshold nothing is
+touched. Why this is safe beside other providers' triggers: ``docs/internals/gc.rst``.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Trigger that waits, in the triggerer, until an OES allocation is ``cleared`` or ``released``.
 
 Triggers do not poll on their own: each registers its allocation with the poller shared by every trigger of
-the same connection and enterprise in this event loop (:mod:`airflow_provider_oes.triggers._poller`), which
-asks BitGo about up to ``batch_size`` allocations per request, within the connection's rate limit.
+the same connection and enterprise in this event loop (:mod:`airflow_provider_oes.triggers._polling`), within
+the connection's rate limit.
 """
 
 from __future__ import annotations
@@ -98,7 +98,7 @@ class AllocationStatusTrigger(BaseTrigger):
         return float(value)
 
     def _checked_last_check(self) -> float | None:
-        from airflow_provider_oes._api import parse_timestamp
+        from airflow_provider_oes._time import parse_timestamp
 
         if self.last_check is None:
             return None
@@ -117,15 +117,15 @@ class AllocationStatusTrigger(BaseTrigger):
         from airflow_provider_oes._api import validate_allocation_id, validate_enterprise_id
         from airflow_provider_oes.exceptions import OESError
         from airflow_provider_oes.triggers._events import error_event
-        from airflow_provider_oes.triggers._poller import register
+        from airflow_provider_oes.triggers._polling import register
 
         try:
             allocation_id = validate_allocation_id(self.allocation_id)
             enterprise_id = self.enterprise_id
             if not enterprise_id:  # started from the triggerer without one: the connection's, as the sensor does
-                from airflow_provider_oes.triggers._poller import _connection
+                from airflow_provider_oes.triggers._shared import connections
 
-                enterprise_id = (await _connection(self.oes_conn_id)).settings.enterprise_id
+                enterprise_id = (await connections.shared(self.oes_conn_id)).settings.enterprise_id
             enterprise_id = validate_enterprise_id(enterprise_id)
             registration = await register(
                 self.oes_conn_id,

@@ -30,7 +30,7 @@ def _emit(**fields: Any) -> None:
 
 
 async def _run(ids: list[str], enterprise_id: str, poll_interval: float, timeout: float) -> int:
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
     from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
     async def wait_for(allocation_id: str) -> None:
@@ -44,7 +44,7 @@ async def _run(ids: list[str], enterprise_id: str, poll_interval: float, timeout
     async def report() -> None:
         while True:
             await asyncio.sleep(1.0)
-            poller = _poller.get_poller("oes_default", enterprise_id)
+            poller = polling.get_poller("oes_default", enterprise_id)
             if poller is None or not poller.connected:
                 continue
             limiter = poller.connection.limiter

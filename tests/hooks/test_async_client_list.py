@@ -9,6 +9,7 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
+from airflow_provider_oes._api import ListQuery
 from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.hooks.async_client import OESAsyncClient
@@ -138,11 +139,11 @@ async def test_list_allocations_is_the_page_without_its_date() -> None:
         page = await client.list_allocations_page("ent1", **arguments)
         assert page.records == records
         assert page.server_time == datetime(2026, 11, 25, 18, 30, tzinfo=timezone.utc).timestamp()
-        # The feed's way: the other list filters by their query name, the same query in the end.
-        by_query_name = await client.list_allocations_page(
-            "ent1", statuses=["cleared"], filters={"types": ["allocation"]}, page_number=1
+        # The feed's way: the filters as one ListQuery, the same query in the end.
+        by_query = await client.list_allocations_page(
+            "ent1", query=ListQuery(statuses=("cleared",), types=("allocation",)), page_number=1
         )
-        assert by_query_name.records == records
+        assert by_query.records == records
     finally:
         await client.aclose()
     assert len(seen) == 3
@@ -158,19 +159,15 @@ async def test_list_allocations_is_the_page_without_its_date() -> None:
 @pytest.mark.parametrize(
     ("kwargs", "needle"),
     [
+        ({"query": ListQuery(statuses=("cleared",)), "page_size": 0}, "page_size must be an integer between 1"),
         (
-            {"filters": {"statuses": ["cleared"]}},
-            "unknown list filter 'statuses'; expected one of connectionIds, currencies, partnerIds, types",
+            {"query": ListQuery(types=("allocation",)), "types": ["deallocation"]},
+            "list filter(s) types given both by name and in query",
         ),
-        ({"filters": {"partner_ids": [PARTNER_ID]}}, "unknown list filter 'partner_ids'"),
-        (
-            {"filters": {"types": ["allocation"]}, "types": ["deallocation"]},
-            "list filter(s) types given both by name and in filters",
-        ),
-        ({"filters": {"connectionIds": ["c-1"]}}, "connection_ids must hold UUIDs, got 'c-1'"),
+        ({"connection_ids": ["c-1"]}, "connection_ids must hold UUIDs, got 'c-1'"),
     ],
 )
-async def test_page_filters_by_query_name_are_checked_before_any_request(
+async def test_page_filters_are_checked_before_any_request(
     client_and_requests: tuple[OESAsyncClient, list[httpx.Request]], kwargs: dict[str, Any], needle: str
 ) -> None:
     assert needle in await _refused(client_and_requests, "list_allocations_page", kwargs)

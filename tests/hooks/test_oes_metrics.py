@@ -94,3 +94,28 @@ def test_no_request_sent_means_nothing_counted(
     metrics = listener.wait_for(lambda ms: len(ms) >= 1)
     assert [m.name for m in metrics] == ["airflow.oes.retries.single"]
     assert requests_mock.call_count == 0
+
+
+def test_a_plain_listing_is_counted_as_list_whatever_its_filters(
+    statsd_metrics: Callable[..., StatsdListener], requests_mock: rm.Mocker
+) -> None:
+    """The operator's listing sorted by ``updatedAt`` with a status filter looks like a feed page on the wire:
+    the request kind comes from the caller, never from the query string."""
+    from airflow_provider_oes.operators.allocation import ListAllocationsOperator
+
+    listener = statsd_metrics(tags="influxdb")
+    requests_mock.get(
+        f"{BASE}/api/network/v1/enterprises/ent1/clients/allocations",
+        json={"allocations": [allocation_body()["allocation"]]},
+    )
+    operator = ListAllocationsOperator(
+        task_id="listing", statuses=["cleared", "released"], sort_field="updatedAt", sort_direction="DESC"
+    )
+    operator.execute({})
+    metrics = listener.wait_for(lambda ms: any(m.kind == "ms" for m in ms))
+    assert "statuses=cleared%2Creleased" in requests_mock.last_request.url
+    assert "sortField=updatedAt" in requests_mock.last_request.url
+    assert sorted((m.name, m.kind) for m in metrics) == [
+        ("airflow.oes.request_latency.list", "ms"),
+        ("airflow.oes.requests.list.2xx", "c"),
+    ]

@@ -173,9 +173,9 @@ class Accessor:
 
 
 def opener(feed: Feed) -> Any:
-    """An ``open_subscription`` for ``_Watcher`` that subscribes to ``feed`` like the real one does."""
+    """An ``open_subscription`` for ``Watcher`` that subscribes to ``feed`` like the real one does."""
 
     async def open_subscription(watcher: Any) -> Subscription:
-        return feed.subscribe(interval=watcher.trigger.poll_interval, since=watcher._since(feed.overlap))
+        return feed.subscribe(interval=watcher.trigger.poll_interval, since=watcher.since(feed.overlap))
 
     return open_subscription

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_oes._api import format_timestamp
-from airflow_provider_oes.triggers import _poller
+from airflow_provider_oes._time import format_timestamp
+from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._shared import connections
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
 if TYPE_CHECKING:
@@ -118,13 +119,12 @@ async def wait_for(predicate: Callable[[], object], what: str, timeout: float = 
 
 async def wait_idle(timeout: float = 10.0) -> None:
     """Wait until nothing of the shared poller is left in this loop: no pollers, no open clients."""
-    registry = _poller._registry()
-    clients = list(_poller.active_clients().values())
+    clients = list(connections.active_clients().values())
     await wait_for(
-        lambda: not registry.pollers and not registry.connections,
+        lambda: not polling.running_pollers() and not connections.active_clients(),
         "the shared pollers to stop and their connections to close",
         timeout,
     )
     await wait_for(lambda: all(c.is_closed for c in clients), "the HTTP clients to close", timeout)
-    assert registry.pollers == {}
-    assert registry.connections == {}
+    assert polling.running_pollers() == {}
+    assert connections.active_clients() == {}

@@ -182,16 +182,16 @@ async def test_missing_connection_gives_error_event(oes_simulator: OESSimulator)
 async def test_triggers_starting_together_share_one_connection_read_and_its_error(
     oes_simulator: OESSimulator, make_connection: Callable[..., str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers._shared import connections
 
     reads: list[str] = []
-    real_load = _poller._load_settings
+    real_load = connections.load_settings
 
     async def counted_load(conn_id: str) -> Any:
         reads.append(conn_id)
         return await real_load(conn_id)
 
-    monkeypatch.setattr(_poller, "_load_settings", counted_load)
+    monkeypatch.setattr(connections, "load_settings", counted_load)
     ids = [oes_simulator.add_allocation(final_status="cleared") for _ in range(50)]
     # The connection does not exist yet: the 50 register without waiting, the poller reads it once for all.
     events = await asyncio.gather(*(first_event(make_trigger(oes_simulator, i, "oes_later")) for i in ids))
@@ -213,13 +213,13 @@ async def test_triggers_starting_together_share_one_connection_read_and_its_erro
 async def test_registering_never_suspends_the_trigger(
     oes_simulator: OESSimulator, make_connection: Callable[..., str]
 ) -> None:
-    from airflow_provider_oes.triggers import _poller
+    from airflow_provider_oes.triggers import _polling as polling
 
     conn_id = make_connection()
     allocation_id = oes_simulator.add_allocation(final_status="cleared")
     # Run to completion in one step, as 100,000 triggers starting together each do: nothing of theirs waits
     # on the connection lock (the poller's task reads the connection).
-    registering = _poller.register(conn_id, oes_simulator.enterprise_id, allocation_id, 0.05)
+    registering = polling.register(conn_id, oes_simulator.enterprise_id, allocation_id, 0.05)
     with pytest.raises(StopIteration) as done:
         registering.send(None)  # a coroutine that suspends returns here instead of raising StopIteration
     registration = done.value.value

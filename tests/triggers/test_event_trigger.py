@@ -1,6 +1,6 @@
 """AllocationEventTrigger: serialization, filters, first start, and exactly-once state across restarts.
 
-The trigger's loop (``_Watcher``) runs against an in-memory change feed and state store
+The trigger's loop (``Watcher``) runs against an in-memory change feed and state store
 (``tests/triggers/_event_fakes.py``); the Airflow 3.3 shared-stream path is driven through Airflow's own
 ``SharedStreamManager`` the way the triggerer drives it (``test_event_trigger_shared_stream.py``).
 """
@@ -14,10 +14,13 @@ from typing import Any
 import pytest
 from airflow.triggers.base import BaseEventTrigger
 
+from airflow_provider_oes._api import ListQuery
 from airflow_provider_oes.exceptions import OESInvalidRequestError
-from airflow_provider_oes.triggers import event as event_module
-from airflow_provider_oes.triggers._event_state import EventQuery, StateStore
-from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
+from airflow_provider_oes.triggers._watching import watcher as watcher_module
+from airflow_provider_oes.triggers._watching.subscribe import feed_query
+from airflow_provider_oes.triggers._watching.watcher import Watcher
+from airflow_provider_oes.triggers._watching.window import StateStore
+from airflow_provider_oes.triggers.event import AllocationEventTrigger
 from tests.triggers._event_fakes import (
     OVERLAP,
     Accessor,
@@ -33,6 +36,9 @@ CLASSPATH = "airflow_provider_oes.triggers.event.AllocationEventTrigger"
 
 
 # ---------------------------------------------------------------------- construction and serialization
+
+C1 = "c0ffee00-0000-4000-8000-000000000001"
+C2 = "c0ffee00-0000-4000-8000-000000000002"
 
 
 @requires_airflow_33
@@ -138,25 +144,26 @@ def test_filters_map_onto_the_list_endpoints_query() -> None:
         statuses=["cleared", "released"],
         types=["deallocation"],
         currencies=["ofctbtc", "ofcteth"],
-        connection_ids=["c2", "c1"],
+        connection_ids=["c0ffee00-0000-4000-8000-000000000002", "c0ffee00-0000-4000-8000-000000000001"],
     )
-    assert trigger.query.list_params() == {
+    assert trigger.query.filter_params() == {
         "statuses": "cleared,released",
         "types": "deallocation",
         "currencies": "ofctbtc,ofcteth",
-        "connectionIds": "c1,c2",
+        "connectionIds": "c0ffee00-0000-4000-8000-000000000001,c0ffee00-0000-4000-8000-000000000002",
     }
-    assert AllocationEventTrigger(enterprise_id="e").query.list_params() == {"statuses": "cleared"}
+    assert AllocationEventTrigger(enterprise_id="e").query.filter_params() == {"statuses": "cleared"}
     # What the change feed sends: the same filters, and both final statuses (shared by every watcher).
-    wire = event_module.feed_query(trigger.query)
+    wire = feed_query(trigger.query)
     assert wire.statuses == ("cleared", "released")
     assert wire.filters() == {
+        "statuses": ("cleared", "released"),
         "types": ("deallocation",),
         "currencies": ("ofctbtc", "ofcteth"),
-        "connectionIds": ("c1", "c2"),
+        "connection_ids": ("c0ffee00-0000-4000-8000-000000000001", "c0ffee00-0000-4000-8000-000000000002"),
     }
-    assert event_module.feed_query(AllocationEventTrigger(enterprise_id="e", statuses="released").query) == (
-        event_module.feed_query(AllocationEventTrigger(enterprise_id="e").query)
+    assert feed_query(AllocationEventTrigger(enterprise_id="e", statuses="released").query) == (
+        feed_query(AllocationEventTrigger(enterprise_id="e").query)
     )
 
 
@@ -165,10 +172,10 @@ def test_local_filter_agrees_with_the_query() -> None:
     from airflow_provider_oes.models import Allocation
     from tests._factories import allocation_record
 
-    query = EventQuery(statuses=("cleared",), types=("allocation",), currencies=("ofctbtc",), connection_ids=("c1",))
+    query = ListQuery(statuses=("cleared",), types=("allocation",), currencies=("ofctbtc",), connection_ids=(C1,))
 
     def allocation(**overrides: Any) -> Allocation:
-        return Allocation.model_validate(allocation_record(**{"status": "cleared", "connectionId": "c1", **overrides}))
+        return Allocation.model_validate(allocation_record(**{"status": "cleared", "connectionId": C1, **overrides}))
 
     assert query.matches(allocation())
     assert not query.matches(allocation(status="released"))
@@ -176,7 +183,7 @@ def test_local_filter_agrees_with_the_query() -> None:
     assert not query.matches(allocation(status="settled"))  # an unknown status is never final
     assert not query.matches(allocation(type="deallocation"))
     assert not query.matches(allocation(amount={"currency": "ofcteth", "quantity": "1"}))
-    assert not query.matches(allocation(connectionId="c2"))
+    assert not query.matches(allocation(connectionId=C2))
 
 
 # ---------------------------------------------------------------------- the watch loop
@@ -187,7 +194,7 @@ class Harness:
 
     def __init__(self, feed: Feed, store: Accessor, trigger: AllocationEventTrigger, *, markers: bool) -> None:
         self.feed = feed
-        self.watcher = _Watcher(
+        self.watcher = Watcher(
             trigger,
             StateStore(store, trigger.state_key),
             markers=markers,
@@ -228,8 +235,8 @@ def _ids(item: tuple[dict[str, Any], Any]) -> list[str]:
 @pytest.fixture(autouse=True)
 def _no_heartbeat_waits(monkeypatch: pytest.MonkeyPatch) -> None:
     # Items come from the test's polls; a heartbeat would only interleave with them.
-    monkeypatch.setattr(event_module, "HEARTBEAT_SECONDS", 1000.0)
-    monkeypatch.setattr(event_module, "CHECKPOINT_SECONDS", 0.0)
+    monkeypatch.setattr(watcher_module, "HEARTBEAT_SECONDS", 1000.0)
+    monkeypatch.setattr(watcher_module, "CHECKPOINT_SECONDS", 0.0)
 
 
 @requires_airflow_33
@@ -419,7 +426,7 @@ async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.M
     store.fail_next_reads = 3
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)
     feed = Feed(server)
-    watcher = _Watcher(
+    watcher = Watcher(
         trigger, StateStore(store, trigger.state_key), markers=False, open_subscription=opener(feed), sleep=fake_sleep
     )
     items = watcher.items()

@@ -121,9 +121,9 @@ async def test_cleared_and_released_watchers_share_one_feed(
         AllocationEventTrigger(oes_conn_id=conn_id, statuses="released", poll_interval=0.3), Accessor()
     )
     await asyncio.sleep(1.0)
-    feeds = [f for f in _feed._feeds().values() if f.conn_id == conn_id]
+    feeds = [f for f in _feed.running_feeds().values() if f.conn_id == conn_id]
     assert len(feeds) == 1  # one feed, one request per interval, for both watchers
-    assert feeds[0].query == _feed.FeedQuery()  # the default query: the one the deferred sensors' feed reads
+    assert feeds[0].query == _feed.DEFAULT_QUERY  # the default query: the one the deferred sensors' feed reads
     to_clear = oes_simulator.add_allocation(final_status="reserved")
     to_release = oes_simulator.add_allocation(final_status="reserved")
     oes_simulator.set_status(to_clear, "cleared")

@@ -17,11 +17,14 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_oes import _metrics
+from airflow_provider_oes._metrics import reporters as metric_reporters
 from airflow_provider_oes.triggers import _feed
-from airflow_provider_oes.triggers import event as event_module
-from airflow_provider_oes.triggers._event_state import StateStore
+from airflow_provider_oes.triggers._watching import watcher as watcher_module
+from airflow_provider_oes.triggers._watching.metrics import metric_groups
+from airflow_provider_oes.triggers._watching.watcher import Watcher
+from airflow_provider_oes.triggers._watching.window import StateStore
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
-from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
+from airflow_provider_oes.triggers.event import AllocationEventTrigger
 from tests.triggers._event_fakes import Accessor, Feed, Server, opener, requires_airflow_33
 
 if TYPE_CHECKING:
@@ -61,13 +64,13 @@ async def test_each_emitted_allocation_is_counted_and_timed_and_the_watcher_gaug
     statsd_metrics: Callable[..., StatsdListener], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     listener = statsd_metrics(tags="influxdb")
-    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
-    monkeypatch.setattr(event_module, "HEARTBEAT_SECONDS", 1000.0)
+    monkeypatch.setattr(metric_reporters, "FLUSH_PERIOD", 0.0)
+    monkeypatch.setattr(watcher_module, "HEARTBEAT_SECONDS", 1000.0)
     # The server's clock runs 5 s behind this machine's: each allocation is seconds old when it is emitted.
     server = Server(now=time.time() - 5.0)
     feed = Feed(server)
     trigger = AllocationEventTrigger(enterprise_id="ent1", oes_conn_id="oes_w", statuses=["cleared", "released"])
-    watcher = _Watcher(
+    watcher = Watcher(
         trigger,
         StateStore(Accessor(), trigger.state_key),
         markers=False,
@@ -116,7 +119,7 @@ async def test_each_emitted_allocation_is_counted_and_timed_and_the_watcher_gaug
     assert watchers[-1] == 0.0
     # No HTTP here (the in-memory feed has no connection): no request metrics, no rate-limit gauges.
     assert not [m for m in metrics if m.name.startswith((P + "requests.", P + "rate_limit.", P + "retries."))]
-    assert event_module._WATCHER_METRICS.get(asyncio.get_running_loop(), {}) == {}  # the last one forgot the group
+    assert metric_groups() == {}  # the last one forgot the group
 
 
 async def test_metrics_off_sends_nothing_and_changes_nothing(statsd_listener: StatsdListener) -> None:
@@ -125,7 +128,7 @@ async def test_metrics_off_sends_nothing_and_changes_nothing(statsd_listener: St
     server = Server(now=time.time())
     feed = Feed(server)
     trigger = AllocationEventTrigger(enterprise_id="ent1", oes_conn_id="oes_w")
-    watcher = _Watcher(trigger, None, markers=False, open_subscription=opener(feed), clock=lambda: server.now)
+    watcher = Watcher(trigger, None, markers=False, open_subscription=opener(feed), clock=lambda: server.now)
     items = watcher.items()
     first = asyncio.ensure_future(items.__anext__())
     sub = await _until(lambda: feed.subscriptions and feed.subscriptions[-1], "subscribe")
@@ -182,7 +185,7 @@ async def test_watchers_against_the_simulator_send_events_delays_requests_and_ga
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     listener = statsd_metrics(tags="influxdb")
-    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)  # send after every poll, so this short run shows it all
+    monkeypatch.setattr(metric_reporters, "FLUSH_PERIOD", 0.0)  # send after every poll, so this short run shows it all
     conn_id = make_connection(
         conn_id="oes_watch", max_retries=3, retry_max_wait=0.2, feed_overlap=2, poll_strategy="feed"
     )
@@ -190,7 +193,7 @@ async def test_watchers_against_the_simulator_send_events_delays_requests_and_ga
     released = Collected(AllocationEventTrigger(oes_conn_id=conn_id, statuses="released", poll_interval=0.2))
     # Both watch (gauge at 2), and the feed has polled twice: both fixed their start ("now") on its first poll.
     await _until(lambda: 2.0 in _gauge(listener.metrics(), P + "watchers"), "both watchers reported")
-    await _until(lambda: any(f.polls >= 2 for f in _feed._feeds().values()), "two polls of the feed")
+    await _until(lambda: any(f.polls >= 2 for f in _feed.running_feeds().values()), "two polls of the feed")
     expected = {oes_simulator.add_allocation(final_status="reserved"): s for s in ["cleared"] * 4 + ["released"] * 3}
     sensor = None
     if with_sensor:  # a deferred sensor waits for one of the cleared ones, on the same feed and client
@@ -216,7 +219,7 @@ async def test_watchers_against_the_simulator_send_events_delays_requests_and_ga
     await cleared.stop()
     await released.stop()
     metrics = listener.wait_for(lambda ms: _gauge(ms, P + "watchers")[-1:] == [0.0])
-    await _until(lambda: not _feed._feeds(), "the feed stopped")
+    await _until(lambda: not _feed.running_feeds(), "the feed stopped")
     sent = oes_simulator.request_count
 
     # --- tags: connection and enterprise on every metric, the connection alone on the limiter's; never the token
@@ -295,10 +298,10 @@ async def test_identical_watchers_on_one_shared_stream_count_once(
     from tests.triggers.test_event_trigger_shared_stream import TriggerRun
 
     listener = statsd_metrics(tags="influxdb")
-    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
+    monkeypatch.setattr(metric_reporters, "FLUSH_PERIOD", 0.0)
     server = Server(now=time.time())
     feed = Feed(server)
-    monkeypatch.setattr(event_module, "_open_feed_subscription", opener(feed))
+    monkeypatch.setattr(watcher_module, "open_feed_subscription", opener(feed))
     manager = shared_stream.SharedStreamManager()
     kwargs = AllocationEventTrigger(enterprise_id="ent1", oes_conn_id="oes_w", poll_interval=0.001).serialize()[1]
     runs = [TriggerRun(manager, AllocationEventTrigger(**kwargs), trigger_id, Accessor()) for trigger_id in (1, 2)]

@@ -6,7 +6,7 @@ handover and confirmation is covered by ``test_event_trigger.py``: emitted again
 Hypothesis draws a schedule of steps: allocations becoming final (cleared or released, several at once),
 complete polls (in one or several pages), transient and permanent feed errors, a feed that stops, failures to
 open the feed, state-store reads and writes that fail, invalid records, and triggerer restarts (a new
-``_Watcher`` over the same store, as Airflow re-creates the trigger from its kwargs).
+``Watcher`` over the same store, as Airflow re-creates the trigger from its kwargs).
 """
 
 from __future__ import annotations
@@ -19,9 +19,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_oes.exceptions import OESAuthenticationError, OESServerError
-from airflow_provider_oes.triggers import event as event_module
-from airflow_provider_oes.triggers._event_state import StateStore
-from airflow_provider_oes.triggers.event import AllocationEventTrigger, _Watcher
+from airflow_provider_oes.triggers._watching import watcher as watcher_module
+from airflow_provider_oes.triggers._watching.watcher import Watcher
+from airflow_provider_oes.triggers._watching.window import StateStore
+from airflow_provider_oes.triggers.event import AllocationEventTrigger
 from tests.triggers._event_fakes import Accessor, Feed, Server, requires_airflow_33
 
 pytestmark = requires_airflow_33
@@ -54,7 +55,7 @@ class World:
         self.expected: set[str] = set()
         self.lives = 0
         self.items: Any = None
-        self.watcher: _Watcher | None = None
+        self.watcher: Watcher | None = None
         self.pulling: asyncio.Task[Any] | None = None
         self.sleeps = 0
         self.may_repeat: set[str] = set()
@@ -64,16 +65,16 @@ class World:
         self.sleeps += 1
         await asyncio.sleep(0)
 
-    async def _open(self, watcher: _Watcher) -> Any:
+    async def _open(self, watcher: Watcher) -> Any:
         if self.open_failures:
             self.open_failures -= 1
             raise OESServerError("the connection could not be read (simulated)")
         self.feed._closed = False
-        return self.feed.subscribe(interval=1.0, since=watcher._since(self.feed.overlap))
+        return self.feed.subscribe(interval=1.0, since=watcher.since(self.feed.overlap))
 
     def start(self) -> None:
         self.lives += 1
-        self.watcher = _Watcher(
+        self.watcher = Watcher(
             AllocationEventTrigger(**self.trigger.serialize()[1]),
             StateStore(self.store, self.trigger.state_key),
             markers=False,
@@ -181,12 +182,12 @@ async def _play(steps: list[tuple[str, int, str]]) -> World:
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(steps=st.lists(STEPS, max_size=30))
 def test_never_ends_and_emits_every_cleared_allocation_exactly_once(steps: list[tuple[str, int, str]]) -> None:
-    original = event_module.HEARTBEAT_SECONDS
-    event_module.HEARTBEAT_SECONDS = 1000.0  # items come from polls and errors only
+    original = watcher_module.HEARTBEAT_SECONDS
+    watcher_module.HEARTBEAT_SECONDS = 1000.0  # items come from polls and errors only
     try:
         world = asyncio.run(_play(steps))
     finally:
-        event_module.HEARTBEAT_SECONDS = original
+        watcher_module.HEARTBEAT_SECONDS = original
     assert set(world.emitted) == world.expected  # none missed, no released one, no invalid record
     twice = {i for i, count in world.emitted.items() if count > 1}
     # None twice, except where the state store refused the write that would have recorded it before a restart.

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_oes.triggers import event as event_module
+from airflow_provider_oes.triggers._watching import watcher as watcher_module
 from airflow_provider_oes.triggers.event import AllocationEventTrigger
 from tests.triggers._event_fakes import Accessor, Feed, Server, Subscription, opener, until
 
@@ -53,7 +53,7 @@ class TriggerRun:
 def world(monkeypatch: pytest.MonkeyPatch) -> tuple[Server, Feed, Accessor]:
     server = Server()
     feed = Feed(server)
-    monkeypatch.setattr(event_module, "_open_feed_subscription", opener(feed))
+    monkeypatch.setattr(watcher_module, "open_feed_subscription", opener(feed))
     return server, feed, Accessor()
 
 
@@ -145,7 +145,7 @@ async def test_quiet_stream_keeps_moving_so_airflow_never_times_the_watcher_out(
     world: tuple[Server, Feed, Accessor], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """With nothing changing (or the feed failing and backing off), items still come within the ack timeout."""
-    monkeypatch.setattr(event_module, "HEARTBEAT_SECONDS", 0.05)
+    monkeypatch.setattr(watcher_module, "HEARTBEAT_SECONDS", 0.05)
     server = world[0]
     manager = shared_stream.SharedStreamManager(ack_timeout=0.5)
     trigger = AllocationEventTrigger(enterprise_id="ent1", poll_interval=0.001)

@@ -1,4 +1,4 @@
-"""The change-feed engine (``triggers/_feed.py``) against an in-memory list endpoint (httpx MockTransport)."""
+"""The change-feed engine (``triggers/_feed``) against an in-memory list endpoint (httpx MockTransport)."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from typing import Any
 import httpx
 import pytest
 
-from airflow_provider_oes.exceptions import OESInvalidRequestError
-from airflow_provider_oes.triggers import _feed, _poller
-from airflow_provider_oes.triggers._feed import FeedBatch, FeedOrderError, FeedQuery, is_unsupported, open_feed
+from airflow_provider_oes._api import ListQuery
+from airflow_provider_oes.triggers import _feed
+from airflow_provider_oes.triggers._feed import DEFAULT_QUERY, FeedBatch, FeedOrderError, is_unsupported, open_feed
+from airflow_provider_oes.triggers._shared import connections
 from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, serve
 
 CONN = "oes_feed"
@@ -67,19 +68,11 @@ def _add_final(server: FakeOES, count: int, start: float, step: float = 0.01, st
 # ----------------------------------------------------------------------------- queries
 
 
-def test_query_normalises_and_rejects_bad_values() -> None:
-    assert FeedQuery(statuses=("released", "cleared", "cleared")) == FeedQuery()
-    assert FeedQuery(types=["deallocation", "allocation"]).types == ("allocation", "deallocation")
-    with pytest.raises(OESInvalidRequestError, match="'pending'"):
-        FeedQuery(statuses=("cleared", "pending"))
-    with pytest.raises(OESInvalidRequestError, match="must not be empty"):
-        FeedQuery(statuses=())
-    with pytest.raises(OESInvalidRequestError, match="'a,b'"):
-        FeedQuery(currencies=("a,b",))
-    assert FeedQuery(currencies=("ofcbtc",), connection_ids=("c1",)).filters() == {
-        "currencies": ("ofcbtc",),
-        "connectionIds": ("c1",),
-    }
+def test_feed_keys_are_canonical_queries() -> None:
+    """Equal filters in any order are one feed key; the default key reads both final statuses."""
+    assert ListQuery(statuses=("released", "cleared", "cleared")).canonical() == DEFAULT_QUERY.canonical()
+    assert ListQuery(types=("deallocation", "allocation")).canonical().types == ("allocation", "deallocation")
+    assert DEFAULT_QUERY.filter_params() == {"statuses": "cleared,released"}
 
 
 # ----------------------------------------------------------------------------- steady state
@@ -271,14 +264,14 @@ async def test_transient_error_keeps_the_window_and_the_next_poll_catches_up(ser
 async def test_one_feed_per_key_sharing_the_connection_client_and_limiter(server: FakeOES) -> None:
     feed, sub, got = await _feed_and_sub()
     other = Collector()
-    sub2 = (await open_feed(CONN, ENTERPRISE, FeedQuery(statuses=["released", "cleared"]))).subscribe(
+    sub2 = (await open_feed(CONN, ENTERPRISE, ListQuery(statuses=("released", "cleared")))).subscribe(
         other, interval=3600
     )
-    cleared_only = await open_feed(CONN, ENTERPRISE, FeedQuery(statuses=("cleared",)))
+    cleared_only = await open_feed(CONN, ENTERPRISE, ListQuery(statuses=("cleared",)))
     try:
         assert sub2.feed is feed
         assert cleared_only is not feed
-        connection = _poller._registry().connections[CONN]
+        connection = connections.find(CONN)
         assert feed.connection is connection
         assert cleared_only.connection is connection
         assert feed.connection.client.gate is connection.limiter
@@ -293,7 +286,7 @@ async def test_one_feed_per_key_sharing_the_connection_client_and_limiter(server
         sub2.close()
     await asyncio.sleep(0.05)
     assert _feed.get_feed(CONN, ENTERPRISE) is None
-    assert CONN not in _poller._registry().connections  # the last user closed the client
+    assert connections.find(CONN) is None  # the last user closed the client
     assert feed.connection.client.is_closed
 
 

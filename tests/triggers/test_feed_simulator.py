@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_oes.triggers import _feed, _poller
+from airflow_provider_oes.triggers import _feed
+from airflow_provider_oes.triggers import _polling as polling
 from tests.triggers._support import TriggerFleet
 
 if TYPE_CHECKING:
@@ -50,7 +51,7 @@ async def test_clock_skew_late_commit_and_flips_while_paging(
         feed = await _feed_polls(sim, 1)
         assert feed.watermark is not None
         assert abs(feed.watermark - sim.now().timestamp()) < 5  # the server's clock, not ours
-        assert _poller.get_poller(conn_id, sim.enterprise_id).feed_strategy.unvouched == {}  # type: ignore[union-attr]
+        assert polling.get_poller(conn_id, sim.enterprise_id).feed_strategy.unvouched == {}  # type: ignore[union-attr]
         # Late commit: visible now, stamped 20 s back (within the 30 s overlap).
         sim.set_status(ids[0], "cleared", late_by=20)
         # Changes while the poller pages: 12 rows (3 pages of 5), 4 more flip after the first page is answered.
@@ -94,6 +95,6 @@ async def test_a_refused_list_query_falls_back_and_errs_for_nobody(
         assert fleet.events[ids[2]]["status"] == "terminal"
         assert fleet.events[ids[2]]["allocation"]["status"] == status
         assert set(fleet.events) == {ids[2]}  # the others got no error events
-        assert _poller.get_poller(conn_id, sim.enterprise_id).strategy == strategy  # type: ignore[union-attr]
+        assert polling.get_poller(conn_id, sim.enterprise_id).strategy == strategy  # type: ignore[union-attr]
     finally:
         await fleet.close()

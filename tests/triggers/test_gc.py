@@ -15,7 +15,9 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from airflow_provider_oes.triggers import _gc, _poller
+from airflow_provider_oes.triggers import _gc
+from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._shared.waiters import each_waiter
 from tests.triggers._support import first_event, make_trigger, wait_for, wait_idle
 
 if TYPE_CHECKING:
@@ -132,9 +134,9 @@ async def test_the_poller_counts_every_waiter_in_and_out_and_freezes_after_a_pol
     await wait_for(lambda: _gc._waiting == 100, "the poller to count 100 waiting")
     await wait_for(lambda: _gc.freezes >= 1, "a freeze after a poll")
     assert gc.get_freeze_count() > unfrozen
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
     assert poller is not None
-    assert sum(len(list(_poller.each_waiter(w))) for w in poller.waiters.values()) == 100
+    assert sum(len(list(each_waiter(w))) for w in poller.waiters.values()) == 100
     for task in tasks[20:]:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)

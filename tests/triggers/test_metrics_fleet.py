@@ -17,8 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from airflow_provider_oes import _metrics
+from airflow_provider_oes._metrics import reporters as metric_reporters
 from airflow_provider_oes.exceptions import OESNotFoundError
-from airflow_provider_oes.triggers import _poller
+from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._shared import connections
+from airflow_provider_oes.triggers._shared.waiters import Waiter
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 from tests.triggers._support import wait_for
 
@@ -85,7 +88,7 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
 ) -> None:
     listener = statsd_metrics(tags="influxdb")
     # Send after every sweep, not every 10 s, so that this short run shows the gauges move.
-    monkeypatch.setattr(_metrics, "FLUSH_PERIOD", 0.0)
+    monkeypatch.setattr(metric_reporters, "FLUSH_PERIOD", 0.0)
     conn_id = make_connection(
         conn_id="oes_fleet", max_retries=3, retry_max_wait=0.2, batch_size=4, poll_strategy=strategy
     )
@@ -101,7 +104,7 @@ async def test_fleet_emits_requests_retries_events_gauges_and_timers(
     # The change feed polls in its own task: a page it asked for just before the last event may still be on its
     # way while the poller stops (and sends its last metrics). The id-batches poller is the only sender and
     # stops with every request answered. Wait until the connection's client is closed: nothing more can be sent.
-    await wait_for(lambda: conn_id not in _poller.active_clients(), "the connection's client closed")
+    await wait_for(lambda: conn_id not in connections.active_clients(), "the connection's client closed")
     late = oes_simulator.request_count - sent
     assert late == 0 if strategy == "id_batches" else late <= 1
     # Datagrams travel asynchronously: wait for the poller's last word (nothing waiting) down to the last gauge
@@ -194,18 +197,18 @@ async def test_poller_counts_an_event_built_from_the_record_alone(
 
     listener = statsd_metrics(tags="influxdb")
     connection = SimpleNamespace(pollers=0, settings=SimpleNamespace(strategy="id_batches"))
-    poller = _poller.AllocationPoller(_poller._LoopRegistry(), ("oes_x", "ent-x"), connection)  # type: ignore[arg-type]
+    poller = polling.AllocationPoller(polling.PollerRegistry(), ("oes_x", "ent-x"), connection)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     updated = datetime.now(timezone.utc) - timedelta(seconds=3)
     record = allocation_record(status="released", updatedAt=updated.isoformat().replace("+00:00", "Z"))
     allocation = Allocation.model_validate(record)
     for allocation_id in ("a", "b", "c"):
-        poller.waiters[allocation_id] = _poller._Waiter(allocation_id, 1.0, loop.create_future())
-    poller._finish("a", terminal_event(allocation, "ent-x"))  # the payload alone
-    poller._finish("b", terminal_event(allocation, "ent-x"), allocation)
-    poller._finish("c", error_event(OESNotFoundError("gone"), "c"))
-    poller._finish("c", error_event(OESNotFoundError("gone"), "c"))  # nobody waits any more: not counted
-    poller.metrics.flush(0)
+        poller.waiters[allocation_id] = Waiter(allocation_id, 1.0, loop.create_future())
+    poller.finish("a", terminal_event(allocation, "ent-x"))  # the payload alone
+    poller.finish("b", terminal_event(allocation, "ent-x"), allocation)
+    poller.finish("c", error_event(OESNotFoundError("gone"), "c"))
+    poller.finish("c", error_event(OESNotFoundError("gone"), "c"))  # nobody waits any more: not counted
+    poller.metrics.flush()
     metrics = listener.wait_for(lambda ms: any(m.name == P + "allocations.waiting" for m in ms))
     assert sorted((m.name, m.value) for m in metrics if m.kind == "c") == [
         (P + "events.error", 1.0),
@@ -217,7 +220,7 @@ async def test_poller_counts_an_event_built_from_the_record_alone(
 
 
 def test_parse_time_accepts_only_zoned_api_timestamps() -> None:
-    from airflow_provider_oes.triggers._poller import _parse_time
+    from airflow_provider_oes._time import parse_aware_datetime as _parse_time
 
     assert _parse_time("2025-11-01T10:05:00.000Z") == datetime(2025, 11, 1, 10, 5, tzinfo=timezone.utc)
     assert _parse_time("2025-11-01T10:05:00") is None  # no zone: not a trustworthy time

@@ -15,8 +15,9 @@ from urllib.parse import parse_qs
 import pytest
 
 from airflow_provider_oes.exceptions import OESResponseError
-from airflow_provider_oes.triggers import _poller
+from airflow_provider_oes.triggers import _polling as polling
 from airflow_provider_oes.triggers._events import error_from_payload
+from airflow_provider_oes.triggers._shared import connections
 from tests.triggers._support import (
     first_event,
     list_requests,
@@ -136,8 +137,8 @@ async def test_one_client_per_connection_shared_across_enterprises(
     tasks.append(asyncio.create_task(first_event(make_trigger(oes_simulator, other, conn_id, enterprise_id="ent-two"))))
 
     def both_pollers_have_their_waiters() -> bool:
-        first = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-        second = _poller.get_poller(conn_id, "ent-two")
+        first = polling.get_poller(conn_id, oes_simulator.enterprise_id)
+        second = polling.get_poller(conn_id, "ent-two")
         return (
             first is not None
             and second is not None
@@ -148,10 +149,10 @@ async def test_one_client_per_connection_shared_across_enterprises(
         )
 
     await wait_for(both_pollers_have_their_waiters, "both pollers to hold their triggers")
-    clients = _poller.active_clients()
+    clients = connections.active_clients()
     assert list(clients) == [conn_id]
-    first = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
-    second = _poller.get_poller(conn_id, "ent-two")
+    first = polling.get_poller(conn_id, oes_simulator.enterprise_id)
+    second = polling.get_poller(conn_id, "ent-two")
     assert first is not None
     assert second is not None
     assert first is not second
@@ -172,8 +173,8 @@ async def test_cancelled_trigger_leaves_the_shared_poller_consistent(
     staying = asyncio.create_task(first_event(make_trigger(oes_simulator, stays, conn_id)))
     leaving = asyncio.create_task(first_event(make_trigger(oes_simulator, leaves, conn_id)))
 
-    def poller_with_both() -> _poller.AllocationPoller | None:
-        poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    def poller_with_both() -> polling.AllocationPoller | None:
+        poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
         return poller if poller is not None and set(poller.waiters) == {stays, leaves} and poller.connected else None
 
     await wait_for(poller_with_both, "one poller waiting for both allocations")
@@ -210,7 +211,7 @@ async def test_cancelling_the_only_trigger_stops_the_poller_and_closes_the_clien
     allocation_id = oes_simulator.add_allocation(final_status="reserved")
     task = asyncio.create_task(first_event(make_trigger(oes_simulator, allocation_id, conn_id, poll_interval=30)))
     await wait_for(lambda: oes_simulator.request_count >= 1, "the first check")
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
     assert poller is not None
     client = poller.connection.client
     task.cancel()
@@ -230,15 +231,15 @@ async def test_trigger_arriving_while_the_last_one_leaves_gets_a_fresh_poller(
     conn_id = make_connection()
     allocation_id = oes_simulator.add_allocation(final_status="reserved")
     leaving = asyncio.create_task(first_event(make_trigger(oes_simulator, allocation_id, conn_id)))
-    await wait_for(lambda: _poller.get_poller(conn_id, oes_simulator.enterprise_id), "the first poller")
-    old = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    await wait_for(lambda: polling.get_poller(conn_id, oes_simulator.enterprise_id), "the first poller")
+    old = polling.get_poller(conn_id, oes_simulator.enterprise_id)
     assert old is not None
     leaving.cancel()
     arriving = asyncio.create_task(first_event(make_trigger(oes_simulator, allocation_id, conn_id)))
     await asyncio.gather(leaving, return_exceptions=True)
 
-    def fresh_poller() -> _poller.AllocationPoller | None:
-        new = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    def fresh_poller() -> polling.AllocationPoller | None:
+        new = polling.get_poller(conn_id, oes_simulator.enterprise_id)
         return new if new is not None and new is not old and new.waiters else None
 
     await wait_for(fresh_poller, "a fresh poller for the arriving trigger")
@@ -259,7 +260,7 @@ async def test_last_trigger_leaving_stops_a_poller_queued_behind_the_rate_limite
     ids = [oes_simulator.add_allocation(final_status="reserved") for _ in range(2)]
     tasks = [asyncio.create_task(first_event(make_trigger(oes_simulator, i, conn_id))) for i in ids]
     await wait_for(lambda: oes_simulator.request_count >= 1, "the first GET")
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
     assert poller is not None
     client = poller.connection.client
     limiter = poller.connection.limiter
@@ -310,13 +311,13 @@ async def test_200_triggers_share_batched_requests(
 ) -> None:
     # The sweeps each trigger joined after: on a loaded machine 200 triggers take more than one sweep to join.
     joined_after: list[int] = []
-    real_add = _poller.AllocationPoller.add
+    real_add = polling.AllocationPoller.add
 
-    def add(self: _poller.AllocationPoller, *args: Any, **kwargs: Any) -> Any:
+    def add(self: polling.AllocationPoller, *args: Any, **kwargs: Any) -> Any:
         joined_after.append(self.sweeps)
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(_poller.AllocationPoller, "add", add)
+    monkeypatch.setattr(polling.AllocationPoller, "add", add)
     batch_size = 50
     conn_id = make_connection(batch_size=batch_size)
     rng = random.Random(4)
@@ -327,8 +328,8 @@ async def test_200_triggers_share_batched_requests(
         expected[allocation_id] = final
     triggers = [make_trigger(oes_simulator, i, conn_id, poll_interval=0.1) for i in expected]
     gathered = asyncio.gather(*(first_event(t) for t in triggers))
-    await wait_for(lambda: _poller.get_poller(conn_id, oes_simulator.enterprise_id), "the shared poller to start")
-    poller = _poller.get_poller(conn_id, oes_simulator.enterprise_id)
+    await wait_for(lambda: polling.get_poller(conn_id, oes_simulator.enterprise_id), "the shared poller to start")
+    poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
     assert poller is not None
     events = await gathered
 
@@ -361,12 +362,12 @@ async def test_poller_logs_each_sweep_with_its_request_count(
     # (the sweep that ends the last wait may be cut short: nobody is left to report to).
     ids = [oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=1) for _ in range(3)]
     ids.append(oes_simulator.add_allocation(final_status="cleared", reserved_for_reads=3))
-    caplog.set_level("INFO", logger="airflow_provider_oes.triggers._poller")
+    caplog.set_level("INFO", logger="airflow_provider_oes.triggers._polling")
 
     events = await asyncio.gather(*(first_event(make_trigger(oes_simulator, i, conn_id)) for i in ids))
 
     assert [e["status"] for e in events] == ["terminal"] * 4
-    messages = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_oes.triggers._poller"]
+    messages = [r.getMessage() for r in caplog.records if r.name == "airflow_provider_oes.triggers._polling"]
     assert any("batches of 2 ids per list request" in m for m in messages), messages
     sweeps = [
         tuple(int(n) for n in match.groups())

@@ -18,13 +18,15 @@ import pytest
 from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.get_provider_info import get_provider_info
-from airflow_provider_oes.triggers import _feed, _poller
+from airflow_provider_oes.triggers import _feed
+from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._shared import connections
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 from tests.triggers._fake_feed_server import ENTERPRISE, T0, FakeOES, connection_json, serve
 from tests.triggers._support import TriggerFleet
 
 if TYPE_CHECKING:
-    from airflow_provider_oes.triggers._feed_strategy import FeedStrategy
+    from airflow_provider_oes.triggers._polling.feed_strategy import FeedStrategy
 
 CONN = "oes_pf"
 INTERVAL = 0.05
@@ -58,7 +60,7 @@ def _first_poll_fails(server: FakeOES, until_waiting: int) -> list[dict[str, str
 
     def answer(query: dict[str, str]) -> httpx.Response | None:
         if not state["open"]:
-            poller = _poller.get_poller(CONN, ENTERPRISE)
+            poller = polling.get_poller(CONN, ENTERPRISE)
             state["open"] = bool(failed) and poller is not None and len(poller.waiters) >= until_waiting
         if not state["open"]:
             failed.append(query)
@@ -70,7 +72,7 @@ def _first_poll_fails(server: FakeOES, until_waiting: int) -> list[dict[str, str
 
 
 def _strategy() -> FeedStrategy:
-    poller = _poller.get_poller(CONN, ENTERPRISE)
+    poller = polling.get_poller(CONN, ENTERPRISE)
     assert poller is not None
     assert poller.feed_strategy is not None
     return poller.feed_strategy
@@ -250,9 +252,9 @@ async def test_every_request_passes_the_connection_limiter(server: FakeOES) -> N
         for i in ids:
             fleet.start(i)
         await _polls(3)
-        connection = _poller._registry().connections[CONN]
+        connection = connections.find(CONN)
         # every request took a ticket (released tickets stay in the window for the period)
-        assert len(connection.limiter._sent) == len(server.requests) == connection.client.requests_sent
+        assert connection.limiter.stats().in_window == len(server.requests) == connection.client.requests_sent
     finally:
         await fleet.close()
 
@@ -328,7 +330,7 @@ async def test_reconciliation_finds_what_the_feed_missed_and_logs_it(
 
     monkeypatch.setattr(server, "handle", hide_from_feed)
     fleet = Fleet()
-    caplog.set_level(logging.ERROR, logger="airflow_provider_oes.triggers._feed_strategy")
+    caplog.set_level(logging.ERROR, logger="airflow_provider_oes.triggers._polling")
     try:
         for i in ids:
             fleet.start(i, last_check=T0)
@@ -372,7 +374,7 @@ async def test_reconciliation_of_a_fresh_flip_is_not_called_a_miss(
 async def test_feed_rejected_falls_back_to_id_batches_and_says_so_once(
     server: FakeOES, status: int, caplog: pytest.LogCaptureFixture
 ) -> None:
-    caplog.set_level(logging.WARNING, logger="airflow_provider_oes.triggers._feed_strategy")
+    caplog.set_level(logging.WARNING, logger="airflow_provider_oes.triggers._polling")
     server.answer = lambda q: httpx.Response(status, json={"error": "no such sort"}) if "sortField" in q else None
     ids = [server.add() for _ in range(15)]
     fleet = Fleet()
@@ -381,7 +383,7 @@ async def test_feed_rejected_falls_back_to_id_batches_and_says_so_once(
             fleet.start(i, last_check=T0)
 
         async def switched() -> None:
-            while (p := _poller.get_poller(CONN, ENTERPRISE)) is None or p.strategy != "id_batches":
+            while (p := polling.get_poller(CONN, ENTERPRISE)) is None or p.strategy != "id_batches":
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(switched(), 5)
@@ -410,7 +412,7 @@ async def test_list_endpoint_rejected_means_single_gets_not_error_events(
             fleet.start(i)
 
         async def switched() -> None:
-            while (p := _poller.get_poller(CONN, ENTERPRISE)) is None or p.strategy != "single":
+            while (p := polling.get_poller(CONN, ENTERPRISE)) is None or p.strategy != "single":
                 await asyncio.sleep(0.01)
 
         await asyncio.wait_for(switched(), 5)
@@ -484,7 +486,7 @@ async def test_transient_feed_errors_keep_the_feed(server: FakeOES) -> None:
         server.now += 5
         server.flip(ids[2], "cleared")
         await fleet.wait_for([ids[2]])
-        assert _poller.get_poller(CONN, ENTERPRISE).strategy == "feed"  # type: ignore[union-attr]
+        assert polling.get_poller(CONN, ENTERPRISE).strategy == "feed"  # type: ignore[union-attr]
         assert server.id_requests() == []
     finally:
         await fleet.close()

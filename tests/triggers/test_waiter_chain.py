@@ -15,26 +15,27 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_oes.triggers import _poller
+from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._shared.waiters import Waiter, each_waiter, smallest_interval
 
 _IDS = ["a", "b", "c"]
 _KEEPER = "keeper"  # never finished nor cancelled: keeps the poller from stopping when the others are empty
 
 
-def _poller_without_polling() -> _poller.AllocationPoller:
+def _poller_without_polling() -> polling.AllocationPoller:
     connection: Any = SimpleNamespace(settings=SimpleNamespace(strategy="id_batches", batch_size=100), pollers=0)
-    registry = _poller._LoopRegistry()
-    poller = _poller.AllocationPoller(registry, ("oes_chain", "ent-chain"), connection)
+    registry = polling.PollerRegistry()
+    poller = polling.AllocationPoller(registry, ("oes_chain", "ent-chain"), connection)
     poller._task = asyncio.get_running_loop().create_future()  # type: ignore[assignment]  # add() starts nothing
     return poller
 
 
-def _check(poller: _poller.AllocationPoller, model: dict[str, list[_poller._Waiter]]) -> None:
-    table = {i: list(_poller.each_waiter(first)) for i, first in poller.waiters.items()}
+def _check(poller: polling.AllocationPoller, model: dict[str, list[Waiter]]) -> None:
+    table = {i: list(each_waiter(first)) for i, first in poller.waiters.items()}
     assert {i: set(map(id, ws)) for i, ws in table.items()} == {i: set(map(id, ws)) for i, ws in model.items() if ws}
     assert all(len(ws) == len(set(map(id, ws))) for ws in table.values())  # no waiter twice in a chain
     assert all(w.allocation_id == i for i, ws in table.items() for w in ws)
-    assert _poller.smallest_interval(poller.waiters) == min(w.poll_interval for ws in model.values() for w in ws)
+    assert smallest_interval(poller.waiters) == min(w.poll_interval for ws in model.values() for w in ws)
 
 
 _step = st.one_of(
@@ -50,8 +51,8 @@ def test_every_waiter_is_woken_once_or_cancelled_whatever_the_order(steps: list[
     async def scenario() -> None:
         poller = _poller_without_polling()
         keeper = poller.add(_KEEPER, 10.0)
-        model: dict[str, list[_poller._Waiter]] = {_KEEPER: [keeper]}
-        made: list[_poller._Waiter] = []
+        model: dict[str, list[Waiter]] = {_KEEPER: [keeper]}
+        made: list[Waiter] = []
         woken: dict[int, str] = {}  # waiter -> the allocation whose event it got
         for op, arg, interval in steps:
             if op == "add":
@@ -65,7 +66,7 @@ def test_every_waiter_is_woken_once_or_cancelled_whatever_the_order(steps: list[
                     model[waiter.allocation_id] = [w for w in model[waiter.allocation_id] if w is not waiter]
                     assert waiter.future.cancelled()
             elif op == "finish":
-                poller._finish(arg, {"status": "terminal", "allocation": {"id": arg}})
+                poller.finish(arg, {"status": "terminal", "allocation": {"id": arg}})
                 for waiter in model.pop(arg, []):
                     assert waiter.future.done()
                     assert not waiter.future.cancelled()
@@ -81,7 +82,7 @@ def test_every_waiter_is_woken_once_or_cancelled_whatever_the_order(steps: list[
             else:
                 assert waiter.future.cancelled() or (still and not waiter.future.done())
         for first in list(poller.waiters.values()):
-            for waiter in _poller.each_waiter(first):
+            for waiter in each_waiter(first):
                 waiter.cancel()
         assert poller.waiters == {}
 
@@ -92,9 +93,9 @@ async def test_a_walk_reaches_every_waiter_while_the_walked_ones_leave() -> None
     poller = _poller_without_polling()
     waiters = [poller.add("a", 1.0 + k) for k in range(4)]
     seen = []
-    for waiter in _poller.each_waiter(poller.waiters["a"]):
+    for waiter in each_waiter(poller.waiters["a"]):
         seen.append(waiter)
         waiter.cancel()  # as a trigger cancelled mid-walk would: the walk must still reach the rest
     assert sorted(map(id, seen)) == sorted(map(id, waiters))
     assert "a" not in poller.waiters
-    assert _poller.smallest_interval(poller.waiters) == math.inf
+    assert smallest_interval(poller.waiters) == math.inf

@@ -1,20 +1,7 @@
-"""What an :class:`~airflow_provider_oes.triggers.event.AllocationEventTrigger` remembers, and where.
+"""What an asset watcher remembers (:class:`EventWindow`, pure) and where (:class:`StateStore`, Airflow 3.3).
 
-:class:`EventWindow` decides which allocations of a poll are new (pure, no I/O): an allocation is emitted
-when it matches the trigger's filters, its ``updatedAt`` is at or above the window's *floor*, and its id is
-not among the ids already emitted. The floor follows the change feed's watermark minus the overlap, so every
-row the feed can still deliver again (overlap, paging shifts, a restart paging back) is either below the
-floor or remembered by id. Only ids at or above the floor are kept: memory and state stay bounded by the
-changes of one overlap window.
-
-:class:`StateStore` keeps a snapshot of the window in Airflow 3.3's ``asset_state_store`` of the watched
-asset(s), under a key derived from the trigger's query, so a triggerer restart (or Airflow re-creating the
-trigger) resumes exactly where the last *confirmed* event left off. The snapshot is plain JSON::
-
-    {"v": 1, "floor": "<ISO time>", "emitted": {"<id>": "<updatedAt>", ...}, "inflight": ["<id>", ...]}
-
-``inflight`` lists the ids of an event handed to Airflow whose storage Airflow has not confirmed yet: after a
-crash they are emitted again (at least once), and named in a warning.
+The snapshot is plain JSON: ``{"v": 1, "floor": ..., "emitted": {id: updatedAt}, "inflight": [id, ...]}``
+(``docs/internals/event-trigger.rst``).
 """
 
 from __future__ import annotations
@@ -24,85 +11,17 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_oes._time import format_time, parse_time
+
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
+    from airflow_provider_oes._api import ListQuery
     from airflow_provider_oes.models import Allocation
 
 log = logging.getLogger(__name__)
 
 STATE_VERSION = 1
-
-
-def parse_time(value: object, what: str) -> datetime:
-    """An aware UTC datetime from an ISO 8601 string (``Z`` accepted, naive means UTC) or a datetime.
-
-    :param value: The value to read.
-    :param what: Its name, for the error message.
-    :raises OESInvalidRequestError: naming the bad value.
-    """
-    from airflow_provider_oes.exceptions import OESInvalidRequestError
-
-    if isinstance(value, datetime):
-        parsed = value
-    elif isinstance(value, str):
-        text = value.strip()
-        if text.endswith(("Z", "z")):
-            text = text[:-1] + "+00:00"
-        try:
-            parsed = datetime.fromisoformat(text)
-        except ValueError:
-            raise OESInvalidRequestError(
-                f"{what} must be an ISO 8601 date-time like '2026-01-31T12:00:00Z', got {value[:60]!r}"
-            ) from None
-    else:
-        raise OESInvalidRequestError(f"{what} must be an ISO 8601 date-time string, got {value!r}")
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
-
-
-def format_time(value: datetime) -> str:
-    """ISO 8601 in UTC with microseconds and ``Z`` (exact round trip through :func:`parse_time`)."""
-    return value.astimezone(timezone.utc).isoformat(timespec="microseconds").replace("+00:00", "Z")
-
-
-@dataclass(frozen=True)
-class EventQuery:
-    """The trigger's filters, mirroring the list endpoint's own (``None`` = no filter on that field).
-
-    :param statuses: Final statuses to emit (``cleared`` and/or ``released``).
-    :param types: ``allocation`` and/or ``deallocation``.
-    :param currencies: Currency ids such as ``ofctbtc``.
-    :param connection_ids: OES connection ids (the allocation's ``connectionId``).
-    """
-
-    statuses: tuple[str, ...]
-    types: tuple[str, ...] | None = None
-    currencies: tuple[str, ...] | None = None
-    connection_ids: tuple[str, ...] | None = None
-
-    def list_params(self) -> dict[str, str]:
-        """The list endpoint's query parameters for these filters (comma-separated, as the API takes them)."""
-        params = {"statuses": ",".join(self.statuses)}
-        for name, values in (
-            ("types", self.types),
-            ("currencies", self.currencies),
-            ("connectionIds", self.connection_ids),
-        ):
-            if values is not None:
-                params[name] = ",".join(values)
-        return params
-
-    def matches(self, allocation: Allocation) -> bool:
-        """The same filters, applied locally (a feed shared with a broader query may deliver more)."""
-        if not allocation.is_terminal or str(allocation.status) not in self.statuses:
-            return False
-        if self.types is not None and str(allocation.type) not in self.types:
-            return False
-        if self.currencies is not None and allocation.amount.currency not in self.currencies:
-            return False
-        return self.connection_ids is None or allocation.connection_id in self.connection_ids
 
 
 @dataclass
@@ -115,7 +34,7 @@ class EventWindow:
     :param emitted: Ids emitted at or above the floor, with their ``updatedAt``.
     """
 
-    query: EventQuery
+    query: ListQuery
     floor: datetime
     overlap: timedelta
     emitted: dict[str, datetime] = field(default_factory=dict)
@@ -129,12 +48,15 @@ class EventWindow:
         for allocation in allocations:
             key = allocation.id.lower()
             updated = allocation.updated_at.astimezone(timezone.utc)
-            if key in self.emitted or key in new or updated < self.floor or not self.query.matches(allocation):
+            if key in self.emitted or key in new or updated < self.floor or not self._wanted(allocation):
                 continue
             new[key] = allocation
         for key, allocation in new.items():
             self.emitted[key] = allocation.updated_at.astimezone(timezone.utc)
         return sorted(new.values(), key=lambda a: (a.updated_at, a.id))
+
+    def _wanted(self, allocation: Allocation) -> bool:
+        return allocation.is_terminal and self.query.matches(allocation)
 
     def advance(self, watermark: datetime | None) -> None:
         """The feed vouches for every change up to ``watermark``: raise the floor to ``watermark - overlap``.
@@ -161,7 +83,7 @@ class EventWindow:
         }
 
     @classmethod
-    def restore(cls, query: EventQuery, overlap: timedelta, state: dict[str, Any]) -> tuple[EventWindow, list[str]]:
+    def restore(cls, query: ListQuery, overlap: timedelta, state: dict[str, Any]) -> tuple[EventWindow, list[str]]:
         """Rebuild a window from :meth:`snapshot`; return it and the ``inflight`` ids of the snapshot.
 
         ``inflight`` ids are *not* counted as emitted: Airflow did not confirm it stored their event before
@@ -193,7 +115,7 @@ class StateStore:
 
     def __init__(self, accessors: Any, key: str) -> None:
         self.key = key
-        self._accessors = _each_asset(accessors)
+        self._accessors = each_asset(accessors)
         self.writes = 0
         """Snapshots written (for tests and logs)."""
 
@@ -215,7 +137,7 @@ class StateStore:
         self.writes += 1
 
 
-def _each_asset(accessors: Any) -> list[Any]:
+def each_asset(accessors: Any) -> list[Any]:
     """One accessor per watched asset.
 
     ``AssetStateStoreAccessors`` has a public unsubscripted shortcut only for exactly one asset; with several,

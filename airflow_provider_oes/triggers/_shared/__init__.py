@@ -1,0 +1,1 @@
+"""What every part of the triggerer engine shares within one event loop: registries, connections, waiters."""

@@ -1,0 +1,391 @@
+"""The watch loop of an asset watcher: change-feed batches in, ``(item, commit)`` pairs out, forever.
+
+Both the plain ``run()`` and Airflow 3.3's shared stream drive it; the delivery guarantee and the order of
+writes around a crash are in ``docs/internals/event-trigger.rst``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow_provider_oes._api import parse_allocation_record
+from airflow_provider_oes._retry import is_transient
+from airflow_provider_oes._time import format_time, from_epoch, parse_time
+from airflow_provider_oes.triggers._watching.metrics import join_metrics, leave_metrics
+from airflow_provider_oes.triggers._watching.subscribe import open_feed_subscription
+from airflow_provider_oes.triggers._watching.window import EventWindow
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Sequence
+
+    from airflow_provider_oes._metrics import WatcherMetrics
+    from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.triggers._feed import FeedBatch, Subscription
+    from airflow_provider_oes.triggers._watching.subscribe import WatchedTrigger
+    from airflow_provider_oes.triggers._watching.window import StateStore
+
+log = logging.getLogger("airflow_provider_oes.triggers.event")
+
+HEARTBEAT_SECONDS = 30.0
+"""Longest gap between two items of the shared stream, even while the feed fails and backs off: Airflow
+force-fails a shared-stream subscriber that sits on one item for ``[triggerer] shared_stream_ack_timeout``
+(300 s by default)."""
+CHECKPOINT_SECONDS = 60.0
+"""While nothing new arrives, the state (the moving floor) is written at most this often."""
+MAX_RESTART_BACKOFF = 300.0
+"""Longest pause before trying again after the feed or the state store could not be reached."""
+
+
+@dataclass(frozen=True)
+class Commit:
+    """What to write once Airflow confirmed the item's event (or, for an item without one, at once).
+
+    :param snapshot: The window after this item, or ``None`` when this item must not move the state.
+    :param ids: The allocation ids of the item's event (empty for heartbeats and markers).
+    """
+
+    snapshot: dict[str, Any] | None
+    ids: tuple[str, ...] = ()
+
+
+class Watcher:
+    """The watch loop shared by both paths: feed batches in; ``(item, commit)`` pairs out, forever.
+
+    An item is ``{"event": <payload>}`` for allocations to emit, ``{"event": None}`` otherwise (after each
+    poll, and at least every :data:`HEARTBEAT_SECONDS`). It never returns and never raises: a failing feed,
+    connection or state store is logged and tried again with backoff.
+
+    :param trigger: The trigger (its configuration).
+    :param store: Where the state lives; ``None``: in memory only.
+    :param markers: Follow each event with an item of its own (closes the event's window in the shared
+        stream at once, so its confirmation, and with it the state write, is not held until the next poll).
+    :param clock: Monotonic clock (tests).
+    :param sleep: ``asyncio.sleep`` (tests).
+    :param open_subscription: Opens the feed subscription (tests replace it).
+    """
+
+    def __init__(
+        self,
+        trigger: WatchedTrigger,
+        store: StateStore | None,
+        *,
+        markers: bool,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Any] = asyncio.sleep,
+        open_subscription: Callable[..., Any] | None = None,
+    ) -> None:
+        self.trigger = trigger
+        self.store = store
+        self.markers = markers
+        self._clock = clock
+        self._sleep = sleep
+        self._open_subscription = open_subscription or open_feed_subscription
+        self.window: EventWindow | None = None
+        self.emitted_events = 0
+        self._confirmed: dict[str, Any] | None = None  # the window after the last event Airflow confirmed
+        self._unconfirmed: dict[str, None] = {}  # ids handed to Airflow, storage not confirmed yet (ordered)
+        self.unrecorded: dict[str, None] = {}
+        """Ids whose event Airflow confirmed but whose state write has not succeeded yet (a restart now would
+        emit them again)."""
+        self._saved: dict[str, Any] | None = None  # what was written last
+        self._saved_at = -math.inf
+        self._halted = False
+        self._failures = 0
+        self._metrics: WatcherMetrics | None = None  # shared with the loop's other watchers of the feed's key
+
+    def __repr__(self) -> str:
+        trigger = self.trigger
+        return (
+            f"AllocationEventTrigger({trigger.oes_conn_id}/{trigger.enterprise_id or '<connection enterprise>'} "
+            f"{trigger.query.describe()})"
+        )
+
+    async def _backoff(self, what: str, exc: BaseException) -> None:
+        self._failures += 1
+        delay = min(MAX_RESTART_BACKOFF, 2.0 ** min(self._failures, 9))
+        log.error("%r: %s failed (%s: %s); trying again in %.0f s", self, what, type(exc).__name__, exc, delay)
+        await self._sleep(delay)
+
+    async def _restore(self) -> list[str]:
+        """Read the stored window (retrying until the store answers); return the ids that were in flight."""
+        if self.store is None:
+            return []
+        while True:
+            try:
+                state = await self.store.load()
+                break
+            except Exception as exc:
+                await self._backoff("reading the asset state store", exc)
+        if state is None:
+            log.info("%r: no stored state; starting from %s.", self, self.trigger.start_time or "now (server time)")
+            return []
+        try:
+            # The overlap is the feed's; it is set again when the feed is opened.
+            self.window, inflight = EventWindow.restore(self.trigger.query, timedelta(0), state)
+        except (ValueError, KeyError, TypeError) as exc:
+            log.error(
+                "%r: the stored state is unreadable (%s); starting from %s as on a first start. Allocations "
+                "that became final while the state was unreadable are not emitted.",
+                self,
+                exc,
+                self.trigger.start_time or "now",
+            )
+            return []
+        self._confirmed = self.window.snapshot()
+        self._saved = state
+        log.info(
+            "%r: resuming from stored state: floor %s, %d emitted ids remembered.",
+            self,
+            format_time(self.window.floor),
+            len(self.window.emitted),
+        )
+        if inflight:
+            log.warning(
+                "%r: the previous run handed allocations %s to Airflow but stopped before Airflow confirmed it "
+                "stored that event; emitting them again (at least once). If that event was stored, they are "
+                "emitted twice: settle idempotently by allocation id.",
+                self,
+                ", ".join(inflight),
+            )
+        return inflight
+
+    def since(self, overlap: float) -> float | None:
+        """Where the feed subscription must start (server time, epoch s): the window's floor plus the overlap."""
+        if self.window is not None:
+            return self.window.floor.timestamp() + overlap
+        if self.trigger.start_time is not None:
+            return parse_time(self.trigger.start_time, "start_time").timestamp() + overlap
+        return None
+
+    async def items(self) -> AsyncIterator[tuple[dict[str, Any], Commit | None]]:
+        """The loop (see the class docstring)."""
+        # Ids that were in flight are above the stored floor and not remembered as emitted: the feed, read from
+        # that floor, hands them back and they are emitted again. Nothing else to do for them.
+        await self._restore()
+        pending: dict[str, Allocation] = {}
+        last_event = -math.inf
+        while True:
+            try:
+                subscription = await self._open_subscription(self)
+            except Exception as exc:
+                await self._backoff("opening the OES change feed", exc)
+                continue
+            self._failures = 0
+            self._metrics = join_metrics(self.trigger.oes_conn_id, subscription.feed.enterprise_id)
+            try:
+                async for item in self._consume(subscription, pending, last_event):
+                    if item[0].get("event"):
+                        last_event = self._clock()
+                    yield item
+            except Exception as exc:  # a bug or a dead feed: start a fresh subscription from the window's floor
+                await self._backoff("watching the OES change feed", exc)
+            finally:
+                # Last word before the subscription goes (with it, perhaps, the feed and its client): what was
+                # gathered, and one watcher fewer.
+                leave_metrics(self._metrics)
+                self._report(subscription, final=True)
+                self._metrics = None
+                subscription.close()
+
+    async def _consume(
+        self, subscription: Any, pending: dict[str, Allocation], last_event: float
+    ) -> AsyncIterator[tuple[dict[str, Any], Commit | None]]:
+        overlap = timedelta(seconds=float(subscription.feed.overlap))
+        if self.window is not None:
+            self.window.overlap = overlap
+        logged_error: str | None = None
+        last_item = self._clock()
+        while True:
+            self._report(subscription)
+            wait = max(0.1, HEARTBEAT_SECONDS - (self._clock() - last_item))
+            try:
+                batch = await asyncio.wait_for(subscription.__anext__(), wait)
+            except asyncio.TimeoutError:
+                last_item = self._clock()
+                yield {"event": None}, None
+                continue
+            except StopAsyncIteration:
+                raise RuntimeError("the change feed subscription ended") from None
+            if batch.error is not None:
+                logged_error = self._log_error(batch.error, logged_error)
+                if subscription.feed.closed:
+                    raise RuntimeError(f"the change feed stopped: {batch.error}")
+                last_item = self._clock()
+                yield {"event": None}, None
+                continue
+            logged_error = None
+            if self.window is None and not self._start_window(batch, subscription, overlap):
+                continue
+            assert self.window is not None
+            allocations = self._parse_rows(batch, subscription.feed.enterprise_id)
+            for allocation in self.window.accept(allocations):
+                pending[allocation.id.lower()] = allocation
+            if not batch.final:
+                continue
+            if batch.resume_from is not None:
+                self.window.advance(from_epoch(batch.resume_from))
+            last_item = self._clock()
+            if pending and self._clock() - last_event >= self.trigger.poll_interval:
+                item, commit = await self._emit(pending, batch.polled_at, subscription.feed.enterprise_id)
+                last_event = self._clock()
+                yield item, commit
+                if self.markers:
+                    yield {"event": None}, commit
+            else:
+                # Nothing to emit (or not yet: one event per poll interval): keep the stream moving; the floor
+                # may be written, but not while allocations wait to be emitted (the state would claim them).
+                yield {"event": None}, (None if pending else Commit(self.window.snapshot()))
+
+    def _start_window(self, batch: FeedBatch, subscription: Subscription, overlap: timedelta) -> bool:
+        """First start: from the configured start time, or from "now", the server's time of this first poll
+        (or the feed's cutoff when the server sends no Date). False when the batch tells no time yet."""
+        start: float | None = self.since(0.0)
+        if start is None:
+            start = batch.polled_at
+        if start is None and subscription.floor is not None:
+            start = subscription.floor + overlap.total_seconds()
+        if start is None:
+            return False
+        self.window = EventWindow(self.trigger.query, from_epoch(start), overlap)
+        self._confirmed = self.window.snapshot()
+        log.info("%r: watching from %s (server time).", self, format_time(self.window.floor))
+        return True
+
+    def _parse_rows(self, batch: FeedBatch, enterprise_id: str) -> list[Allocation]:
+        allocations = []
+        for row in batch.rows:
+            try:
+                allocations.append(
+                    parse_allocation_record(row.record, allocation_id=row.id, enterprise_id=enterprise_id)
+                )
+            except Exception as exc:
+                log.error("%r: skipping allocation %s: its record is invalid: %s", self, row.id, exc)
+        return allocations
+
+    async def _emit(
+        self, pending: dict[str, Allocation], polled_at: float | None, enterprise_id: str
+    ) -> tuple[dict[str, Any], Commit]:
+        """One event with every allocation pending, marked in flight first."""
+        assert self.window is not None
+        allocations = sorted(pending.values(), key=lambda a: (a.updated_at, a.id))
+        pending.clear()
+        ids = tuple(a.id for a in allocations)
+        snapshot = self.window.snapshot()
+        await self._mark_in_flight(ids)
+        payload = self._payload(allocations, polled_at, enterprise_id)
+        self.emitted_events += 1
+        if self._metrics is not None:
+            self._metrics.emitted(allocations)
+        log.info(
+            "%r: emitting %d allocation(s) that became %s: %s",
+            self,
+            len(ids),
+            "/".join(self.trigger.statuses or ()),
+            ", ".join(ids),
+        )
+        return {"event": payload}, Commit(snapshot, ids)
+
+    def _report(self, subscription: Any, final: bool = False) -> None:
+        """Send the watchers' metrics when due (every ``FLUSH_PERIOD`` s), or now when ``final``.
+
+        The connection's request metrics and rate-limit gauges go along: they are gathered by its shared
+        client, whose only other sender is a shared poller, which an event-driven deployment may not run.
+        """
+        metrics = self._metrics
+        if metrics is None or not (metrics.on and (final or metrics.due())):
+            return
+        connection = getattr(subscription.feed, "connection", None)  # in-memory feeds (tests) have none
+        if connection is None:
+            metrics.flush()
+        else:
+            metrics.flush(connection.client.metrics, connection.limiter)
+
+    def _payload(
+        self, allocations: Sequence[Allocation], polled_at: float | None, enterprise_id: str
+    ) -> dict[str, Any]:
+        return {
+            "enterprise_id": enterprise_id,
+            "oes_conn_id": self.trigger.oes_conn_id,
+            "statuses": list(self.trigger.statuses or ()),
+            "polled_at": None if polled_at is None else format_time(from_epoch(polled_at)),
+            "allocations": [a.to_json_dict() for a in allocations],
+        }
+
+    def _log_error(self, error: BaseException, logged: str | None) -> str:
+        text = f"{type(error).__name__}: {error}"
+        if is_transient(error):
+            if text != logged:
+                log.warning("%r: the change feed could not poll this time; it keeps trying: %s", self, text)
+        else:
+            # Loud every time (the feed retries these slowly): nothing is emitted until it is fixed.
+            log.error(
+                "%r: the OES API refuses the change feed (%s). No allocation events until this is fixed; "
+                "the trigger keeps retrying slowly instead of ending.",
+                self,
+                text,
+            )
+        return text
+
+    async def _save_quietly(self, snapshot: dict[str, Any], what: str) -> bool:
+        if self.store is None:
+            return False
+        try:
+            await self.store.save(snapshot)
+        except Exception as exc:
+            log.error("%r: could not write the %s state (%s: %s)", self, what, type(exc).__name__, exc)
+            return False
+        return True
+
+    async def _mark_in_flight(self, ids: Sequence[str]) -> None:
+        """Before the handover: the last confirmed window, plus these ids as in flight (named after a crash)."""
+        for allocation_id in ids:
+            self._unconfirmed[allocation_id.lower()] = None
+        if self._confirmed is not None and not self._halted:
+            snapshot = {**self._confirmed, "inflight": sorted(self._unconfirmed)}
+            if await self._save_quietly(snapshot, "in-flight"):
+                self._saved = snapshot
+
+    async def commit(self, commit: Commit) -> None:
+        """Airflow stored the item's event (or the item had none): write the window as it was after the item.
+
+        :param commit: What the item carried.
+        """
+        if commit.snapshot is None or self._halted:
+            return
+        for allocation_id in commit.ids:
+            self._unconfirmed.pop(allocation_id.lower(), None)
+            # Confirmed, but recorded only once a write succeeds (the window may already have pruned the id,
+            # when its updatedAt fell below the floor: then only the written floor keeps it from coming back).
+            self.unrecorded[allocation_id.lower()] = None
+        self._confirmed = commit.snapshot
+        snapshot = {**commit.snapshot, "inflight": sorted(self._unconfirmed)}
+        saved = self._saved or {}
+        if snapshot == saved:
+            self.unrecorded.clear()
+            return
+        if (
+            not self.unrecorded
+            and snapshot.get("emitted") == saved.get("emitted")
+            and snapshot.get("inflight") == saved.get("inflight")
+            and self._clock() - self._saved_at < CHECKPOINT_SECONDS
+        ):
+            return  # only the floor moved: checkpoint it now and then, not after every poll
+        recorded = list(self.unrecorded)
+        if await self._save_quietly(snapshot, "emitted"):
+            self._saved = snapshot
+            self._saved_at = self._clock()
+            self.unrecorded.clear()
+            if recorded:
+                log.info("%r: Airflow stored the event; recorded as emitted: %s", self, ", ".join(recorded))
+
+    def halt(self, reason: str) -> None:
+        """Stop writing state (an event was not confirmed): the next start resumes from the last confirmed one."""
+        if not self._halted:
+            self._halted = True
+            log.warning("%r: %s; the state stays at the last confirmed event.", self, reason)
