@@ -12,6 +12,7 @@ __all__ = [
     "format_api_datetime",
     "format_time",
     "format_timestamp",
+    "format_utc_ms",
     "from_epoch",
     "parse_aware_datetime",
     "parse_http_date",
@@ -82,7 +83,12 @@ def parse_aware_datetime(value: object) -> datetime | None:
 
 def format_timestamp(epoch: float) -> str:
     """Epoch seconds as the API's ISO 8601 form in UTC with milliseconds (``2026-11-25T18:30:00.123Z``)."""
-    return from_epoch(epoch).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return format_utc_ms(from_epoch(epoch))
+
+
+def format_utc_ms(moment: datetime) -> str:
+    """An aware datetime as the API's ISO 8601 form in UTC with milliseconds."""
+    return moment.astimezone(timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def format_api_datetime(value: datetime) -> str:

@@ -80,7 +80,7 @@ async def _settled(strategy: str, enterprise_id: str, n: int, finished: Any, tim
                 and fs.feed is not None
                 and fs.feed.polls >= 1
                 and not fs.unvouched
-                and fs._backfill_target is None
+                and fs.backfill.target is None
             ):
                 break
         elif poller.sweeps >= sweeps_at_full + 2:  # the sweep running at full registration may have missed some

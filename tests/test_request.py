@@ -27,6 +27,7 @@ def _settings(token: str = TOKEN) -> OESConnectionSettings:
 
 def test_allocation_call_describes_the_single_get() -> None:
     call = allocation_call(_settings(), DEFAULT_ALLOCATION_ID, "a/b")
+    assert call.kind == "single"
     assert call.path == f"/api/network/v1/enterprises/a%2Fb/clients/allocations/{DEFAULT_ALLOCATION_ID}"
     assert call.params is None
     assert call.limit == MAX_RESPONSE_BYTES
@@ -34,13 +35,20 @@ def test_allocation_call_describes_the_single_get() -> None:
 
 
 def test_list_call_describes_the_list_endpoint() -> None:
-    call = list_call(_settings(), "ent1", {"pageSize": "5"})
+    call = list_call(_settings(), "ent1", {"pageSize": "5"}, kind="list")
     assert call.path == "/api/network/v1/enterprises/ent1/clients/allocations"
     assert call.params == {"pageSize": "5"}
     assert call.limit == MAX_LIST_RESPONSE_BYTES
     assert call.what == "the allocations list of enterprise 'ent1'"
     records = [allocation_record(), {"id": "x"}]
     assert call.answer(200, json.dumps({"allocations": records}).encode(), None) == records
+
+
+@pytest.mark.parametrize("kind", ["list", "id_batch", "feed_page"])
+def test_the_caller_names_the_kind_whatever_the_query(kind: str) -> None:
+    # The same query string, three kinds: the metrics never guess the kind from the parameters.
+    params = {"pageSize": "5", "statuses": "cleared,released", "sortField": "updatedAt", "allocationIds": "x"}
+    assert list_call(_settings(), "ent1", params, kind=kind).kind == kind
 
 
 def test_check_token() -> None:
@@ -65,7 +73,7 @@ def test_answer_parses_200_and_maps_other_statuses() -> None:
 
 
 def test_transport_error_names_what_was_asked() -> None:
-    call = list_call(_settings(), "ent1", {})
+    call = list_call(_settings(), "ent1", {}, kind="list")
     exc = call.transport_error(ConnectionResetError(), timed_out=False)
     assert type(exc) is OESConnectionError
     assert "the allocations list of enterprise 'ent1'" in str(exc)

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any, TypedDict
 
 from airflow_provider_oes._api.paths import UUID, shown
 from airflow_provider_oes._constants import DEFAULT_LIST_PAGE_SIZE
-from airflow_provider_oes._time import parse_iso
+from airflow_provider_oes._time import format_utc_ms, parse_iso
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.models import STATUS_VALUES, TYPE_VALUES
 
@@ -84,10 +84,6 @@ def _timestamp_value(name: str, value: object) -> datetime | None:
         # A naive time would be read in whatever zone the worker runs in: a silent shift of the window.
         raise OESInvalidRequestError(f"{name} must carry a time zone (e.g. UTC), got {shown(value)}")
     return moment.astimezone(timezone.utc)
-
-
-def _format_utc(moment: datetime) -> str:
-    return moment.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _int_value(name: str, value: object, low: int, high: int | None = None) -> int:
@@ -176,8 +172,8 @@ class ListQuery:
         before = _timestamp_value("created_before", self.created_before)
         if after is not None and before is not None and after > before:
             raise OESInvalidRequestError(
-                f"created_on_or_after ({_format_utc(after)}) must not be later than created_before "
-                f"({_format_utc(before)})"
+                f"created_on_or_after ({format_utc_ms(after)}) must not be later than created_before "
+                f"({format_utc_ms(before)})"
             )
         object.__setattr__(self, "created_on_or_after", after)
         object.__setattr__(self, "created_before", before)
@@ -219,9 +215,9 @@ class ListQuery:
             if values is not None:
                 params[query] = ",".join(values)
         if self.created_on_or_after is not None:
-            params["createdOnOrAfter"] = _format_utc(self.created_on_or_after)
+            params["createdOnOrAfter"] = format_utc_ms(self.created_on_or_after)
         if self.created_before is not None:
-            params["createdBefore"] = _format_utc(self.created_before)
+            params["createdBefore"] = format_utc_ms(self.created_before)
         if self.sort_field is not None:
             params["sortField"] = self.sort_field
         if self.sort_direction is not None:

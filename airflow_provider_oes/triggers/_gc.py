@@ -34,6 +34,11 @@ thaws = 0
 """Thaws done in this process (for tests and benchmarks)."""
 
 
+def waiting() -> int:
+    """Triggers waiting in the shared pollers of this process now."""
+    return _waiting
+
+
 def added() -> None:
     """A trigger started waiting in a shared poller."""
     global _waiting, _new_since_freeze

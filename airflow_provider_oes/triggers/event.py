@@ -201,7 +201,7 @@ class AllocationEventTrigger(BaseEventTrigger):
 
     @classmethod
     def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> EventStreamProducer:
-        """The producer of this watcher's stream (ack mode: see the module docstring)."""
+        """The producer of this watcher's stream (ack mode: ``docs/internals/event-trigger.rst``)."""
         from airflow_provider_oes.triggers._watching.stream import EventStreamProducer
 
         trigger = cls(**kwargs)
@@ -225,7 +225,7 @@ class AllocationEventTrigger(BaseEventTrigger):
     # ------------------------------------------------------------------ plain run()
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Watch forever without Airflow's storage confirmation (weaker: see the module docstring).
+        """Watch forever without Airflow's storage confirmation (weaker: ``docs/internals/event-trigger.rst``).
 
         The triggerer of Airflow 3.3 uses the shared stream instead; this runs when a triggerer cannot.
         """

@@ -100,12 +100,9 @@ class Feed:
         self.server = server
         self.overlap = overlap
         self.enterprise_id = ENTERPRISE
-        self._closed = False
+        self.closed = False
+        """Set by a test to play a feed that stopped."""
         self.subscriptions: list[Subscription] = []
-
-    @property
-    def closed(self) -> bool:
-        return self._closed
 
     def subscribe(self, *, interval: float, since: float | None) -> Subscription:
         sub = Subscription(self, interval, None if since is None else since - self.overlap)

@@ -436,3 +436,22 @@ async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.M
     assert _ids(await task) == []
     assert sleeps == [2.0, 4.0, 8.0]  # backoff, then it carried on
     await items.aclose()
+
+
+@requires_airflow_33
+def test_state_keys_survive_upgrades() -> None:
+    """A watcher's state lives in Airflow's DB under this key: a new version computing another key would start
+    a deployed watcher afresh (re-emitting or skipping allocations). The keys below are those of 0.1.0."""
+    assert AllocationEventTrigger(enterprise_id="ent1").state_key == "oes_allocation_events_bcb6735467227d0c3b6e"
+    assert (
+        AllocationEventTrigger(
+            enterprise_id="e",
+            statuses=["released", "cleared"],
+            types="deallocation",
+            currencies=["ofcteth", "ofctbtc"],
+            connection_ids=[C2, C1],
+            start_time="2026-01-01T00:00:00Z",
+            poll_interval=3,
+        ).state_key
+        == "oes_allocation_events_0b1a1a050a709cd0f219"
+    )

@@ -69,7 +69,7 @@ class World:
         if self.open_failures:
             self.open_failures -= 1
             raise OESServerError("the connection could not be read (simulated)")
-        self.feed._closed = False
+        self.feed.closed = False
         return self.feed.subscribe(interval=1.0, since=watcher.since(self.feed.overlap))
 
     def start(self) -> None:
@@ -143,7 +143,7 @@ async def _play(steps: list[tuple[str, int, str]]) -> World:
         elif kind == "permanent" and sub is not None:
             sub.fail(OESAuthenticationError("401 (simulated)"))
         elif kind == "feed_stops" and sub is not None:
-            world.feed._closed = True
+            world.feed.closed = True
             sub.fail(OESServerError("the feed stopped (simulated)"))
         elif kind == "open_fails":
             world.open_failures += n

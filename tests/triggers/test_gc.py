@@ -131,7 +131,7 @@ async def test_the_poller_counts_every_waiter_in_and_out_and_freezes_after_a_pol
     tasks = [asyncio.ensure_future(first_event(t)) for t in triggers]
     await wait_for(lambda: all(t.done() for t in tasks[:20]), "the 20 final allocations to fire")
     # Every registration counted in, every event counted out, and a poll after the registrations froze them.
-    await wait_for(lambda: _gc._waiting == 100, "the poller to count 100 waiting")
+    await wait_for(lambda: _gc.waiting() == 100, "the poller to count 100 waiting")
     await wait_for(lambda: _gc.freezes >= 1, "a freeze after a poll")
     assert gc.get_freeze_count() > unfrozen
     poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
@@ -141,4 +141,4 @@ async def test_the_poller_counts_every_waiter_in_and_out_and_freezes_after_a_pol
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await wait_idle()
-    assert _gc._waiting == 0
+    assert _gc.waiting() == 0
