@@ -48,11 +48,11 @@ def _require_airflow_33() -> None:
         )
 
 
-def _listed(values: Iterable[str] | str | None) -> list[str] | None:
-    """A filter as the list it names (one string is one value); ``None`` stays ``None`` (no filter)."""
+def _listed(values: Iterable[str] | str | None) -> tuple[str, ...] | None:
+    """A filter as the values it names (one string is one value); ``None`` stays ``None`` (no filter)."""
     if values is None:
         return None
-    return [values] if isinstance(values, str) else list(values)
+    return (values,) if isinstance(values, str) else tuple(values)
 
 
 class AllocationEventTrigger(BaseEventTrigger):
@@ -111,10 +111,10 @@ class AllocationEventTrigger(BaseEventTrigger):
         if statuses is None:
             raise OESInvalidRequestError("statuses must name cleared and/or released")
         query = ListQuery(
-            statuses=_listed(statuses),  # type: ignore[arg-type]
-            types=_listed(types),  # type: ignore[arg-type]
-            currencies=_listed(currencies),  # type: ignore[arg-type]
-            connection_ids=_listed(connection_ids),  # type: ignore[arg-type]
+            statuses=_listed(statuses),
+            types=_listed(types),
+            currencies=_listed(currencies),
+            connection_ids=_listed(connection_ids),
         ).canonical()
         for status in query.statuses or ():
             if status not in FINAL_STATUS_VALUES:
