@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -42,6 +44,41 @@ def _from_mapped_task(name: str, default: str) -> str:
         f"{{{{ task.expand_input.value[{name!r}][ti.map_index] if {name!r} in task.expand_input.value "
         f"else task.partial_kwargs.get({name!r}) or {default!r} }}}}"
     )
+
+
+def _sensor_timeout(partial_kwargs: dict[str, Any]) -> timedelta:
+    """The ``timeout`` a mapped sensor's task instances get: ``partial(timeout=...)``, else the DAG's
+    ``default_args``, else Airflow's ``[sensors] default_timeout`` (as ``BaseSensorOperator`` does)."""
+    timeout = partial_kwargs.get("timeout")
+    dag = partial_kwargs.get("dag")
+    if timeout is None and dag is not None:
+        timeout = (dag.default_args or {}).get("timeout")
+    if timeout is None:
+        timeout = conf.getfloat("sensors", "default_timeout")
+    return BaseSensorOperator._coerce_timeout(timeout)
+
+
+@functools.cache
+def _timed_partial_class() -> type:
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
+
+    class TimedPartial(OperatorPartial):
+        """``partial()`` of a mapped ``start_from_trigger`` sensor: the mapped task's trigger gets ``timeout``."""
+
+        def _expand(self, expand_input: Any, *, strict: bool) -> Any:
+            if "timeout" in getattr(expand_input, "value", {}):
+                self._expand_called = True
+                raise ValueError(
+                    f"task {self.kwargs.get('task_id')!r}: with start_from_trigger=True the sensor's timeout "
+                    "must be given to partial(), not expanded (Airflow starts every map index from one "
+                    "trigger timeout)"
+                )
+            mapped = super()._expand(expand_input, strict=strict)
+            if mapped.start_trigger_args is not None:
+                mapped.start_trigger_args = replace(mapped.start_trigger_args, timeout=_sensor_timeout(self.kwargs))
+            return mapped
+
+    return TimedPartial
 
 
 class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
@@ -99,6 +136,21 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         else None
     )
     start_from_trigger = False
+
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """As :meth:`BaseOperator.partial`; with ``start_from_trigger=True`` the mapped sensor's ``timeout``
+        also bounds its start in the triggerer.
+
+        A mapped task's ``__init__`` does not run before the scheduler starts it from the triggerer: Airflow
+        takes the trigger's timeout only from the class's ``start_trigger_args``, which knows no ``timeout``,
+        so without this a mapped fleet would wait forever.
+        """
+        base = super().partial(**kwargs)
+        if not (base.kwargs.get("start_from_trigger") and cls.start_trigger_args is not None):
+            return base
+        base._expand_called = True  # replaced by the partial below, which does the expanding
+        return _timed_partial_class()(operator_class=base.operator_class, kwargs=base.kwargs, params=base.params)
 
     def __init__(
         self,

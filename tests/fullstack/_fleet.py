@@ -16,6 +16,7 @@ if TYPE_CHECKING:
 
 SFT_DAG = "oes_fleet_sft"
 WORKER_DAG = "oes_fleet_worker"
+TIMEOUT_DAG = "oes_fleet_sft_timeout"
 LIST_SUFFIX = "/clients/allocations"
 
 _HEADER = """
@@ -41,6 +42,19 @@ def fleet_dag_file(interval: float, sft_ids: list[str], worker_ids: list[str] | 
     if worker_ids is not None:
         text += _FLEET_DAG.format(dag_id=WORKER_DAG, mode="deferrable=True", interval=interval, ids=worker_ids)
     return text
+
+
+_TIMEOUT_DAG = """
+with DAG({dag_id!r}, schedule=None, start_date=datetime(2026, 1, 1), catchup=False):
+    AllocationStatusSensor.partial(
+        task_id="wait", start_from_trigger=True, poke_interval={interval}, timeout={timeout}, retries=0
+    ).expand(allocation_id={ids!r})
+"""
+
+
+def timeout_dag_file(interval: float, timeout: float, ids: list[str]) -> str:
+    """``oes_fleet_sft_timeout``: a mapped ``start_from_trigger`` fleet with a short sensor ``timeout``."""
+    return _HEADER + _TIMEOUT_DAG.format(dag_id=TIMEOUT_DAG, interval=interval, timeout=timeout, ids=ids)
 
 
 def fleet_connection(sim: OESSimulator) -> str:
