@@ -4,6 +4,11 @@ Every :class:`OESError` carries ``status_code`` (``None`` when raised locally), 
 and its ``name`` and ``request_id`` when the body has them. Messages name the allocation and enterprise
 and say what to fix; they never contain the access token. Which HTTP answer or transport failure becomes
 which error is decided in one private place, ``airflow_provider_oes._errors``.
+
+Retries by Airflow follow from the class: errors that will not go away within a retry delay (400 and local
+validation, 403, 404, ``released``) are :class:`~airflow.sdk.exceptions.AirflowFailException` too, so the
+task fails without using its ``retries``; a 401 is retried (each try reads the connection again, so a token
+rotated meanwhile is picked up), and so are transient errors and invalid answers.
 """
 
 from __future__ import annotations
@@ -79,20 +84,33 @@ def _rebuild_error(cls: type[OESError], message: str, state: dict[str, Any]) -> 
     return err
 
 
-class OESInvalidRequestError(OESError):
-    """HTTP 400, or a bad allocation id / enterprise id / setting caught locally before any request."""
+class OESInvalidRequestError(OESError, AirflowFailException):
+    """HTTP 400, or a bad allocation id / enterprise id / setting caught locally before any request.
+
+    Permanent: the task fails without retries (``soft_fail=True`` on a sensor skips instead).
+    """
 
 
 class OESAuthenticationError(OESError):
-    """HTTP 401: the access token is wrong, expired, or its user is not a member of the enterprise."""
+    """HTTP 401: the access token is wrong, expired, or its user is not a member of the enterprise.
+
+    Retried by Airflow (``retries``): each try reads the connection again, so a token rotated in the
+    meantime is used by the next try.
+    """
 
 
-class OESPermissionDeniedError(OESError):
-    """HTTP 403: the enterprise has no OES license, or the token may not read this allocation."""
+class OESPermissionDeniedError(OESError, AirflowFailException):
+    """HTTP 403: the enterprise has no OES license, or the token may not read this allocation.
+
+    Permanent: the task fails without retries (``soft_fail=True`` on a sensor skips instead).
+    """
 
 
-class OESNotFoundError(OESError):
-    """HTTP 404: no such allocation for this client (or it belongs to another client)."""
+class OESNotFoundError(OESError, AirflowFailException):
+    """HTTP 404: no such allocation for this client (or it belongs to another client).
+
+    Permanent: the task fails without retries (``soft_fail=True`` on a sensor skips instead).
+    """
 
 
 class OESRateLimitError(OESError):
@@ -123,7 +141,8 @@ class OESConnectionError(OESError):
 class OESResponseError(OESError):
     """A 2xx answer whose body is not JSON, not a valid allocation, too large, or not the one asked for.
 
-    Never retried and never read as a status: the response cannot be trusted.
+    Never retried within a check and never read as a status: the response cannot be trusted. Airflow's
+    ``retries`` apply (a proxy or load balancer answering garbage may recover).
     """
 
 

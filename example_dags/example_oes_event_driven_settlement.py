@@ -1,4 +1,4 @@
-"""Example 6: event-driven settlement: a DAG run whenever allocations of the enterprise become final.
+"""Example 7: event-driven settlement: a DAG run whenever allocations of the enterprise become final.
 
 What it shows
 -------------
@@ -41,6 +41,7 @@ from airflow_provider_oes.triggers.event import AllocationEventTrigger
 ENTERPRISE_ID = os.environ.get("OES_ENTERPRISE_ID", "sim-enterprise")
 POLL_INTERVAL = float(os.environ.get("OES_EVENT_POLL_INTERVAL", "10"))
 
+# [START howto_trigger_allocation_event]
 CLEARED = Asset(
     name="oes_cleared_allocations",
     uri=allocations_asset_uri(ENTERPRISE_ID, "cleared"),
@@ -65,6 +66,7 @@ RELEASED = Asset(
         )
     ],
 )
+# [END howto_trigger_allocation_event]
 
 
 def _allocations(asset: Asset, status: str, triggering_asset_events: Any, inlet_events: Any) -> list[dict[str, Any]]:
@@ -90,6 +92,7 @@ with DAG(
     is_paused_upon_creation=True,
     tags=["oes", "example", "event-driven"],
 ) as dag:
+    # [START howto_event_driven_settle]
     # The asset is also an inlet, so that the task may read its earlier events (inlet_events).
     @task(inlets=[CLEARED])
     def cleared_allocations(triggering_asset_events: Any = None, inlet_events: Any = None) -> list[dict[str, Any]]:
@@ -105,6 +108,7 @@ with DAG(
         return {"id": allocation["id"], "currency": amount["currency"], "quantity": amount["quantity"]}
 
     settle.expand(allocation=cleared_allocations())
+    # [END howto_event_driven_settle]
 
 
 with DAG(

@@ -28,7 +28,7 @@ def use_triggerers(stack: FullStack, count: int) -> list[str]:
     return stack.triggerer_names
 
 
-# ---------------------------------------------------------------------- event-driven settlement (example 6)
+# ---------------------------------------------------------------------- event-driven settlement (example 7)
 
 SETTLE_DAG = "oes_event_driven_settlement"
 ALERT_DAG = "oes_event_driven_release_alert"
