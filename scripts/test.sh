@@ -34,6 +34,10 @@ if [ "${OES_LINT:-1}" != 0 ]; then
   ruff format --check .
   echo "[types] mypy" >&2
   mypy
+  # Every warning is an error: a literalinclude marker that moved, a broken reference, a docstring autodoc
+  # cannot read.
+  echo "[docs] sphinx" >&2
+  python -m sphinx -W --keep-going -q -b html docs docs/_build/html
 fi
 echo "[tests] pytest" >&2
 exec python -m pytest -p no:cacheprovider "$@"
