@@ -65,8 +65,20 @@ def test_every_example_is_numbered_once_in_order() -> None:
     assert sorted(numbers) == list(range(1, len(EXAMPLES) + 1))
 
 
+def _parseable_here(path: Any) -> bool:
+    """Example 7's watchers need Airflow 3.3 (they refuse to be built on 3.2); it has no sensors."""
+    from airflow.triggers.base import BaseEventTrigger
+
+    if path.stem != "example_oes_event_driven_settlement":
+        return True
+    assert "AllocationStatusSensor" not in path.read_text()
+    return hasattr(BaseEventTrigger, "create_shared_stream_producer")
+
+
 def test_examples_stay_within_bitgos_rate_limit_on_the_sync_path() -> None:
-    rates = {dag.dag_id: _sync_requests_per_minute(dag) for path in EXAMPLES for dag in _dags(path)}
+    rates = {
+        dag.dag_id: _sync_requests_per_minute(dag) for path in EXAMPLES if _parseable_here(path) for dag in _dags(path)
+    }
     print(f"\nsync-path requests per minute at most: {rates}")
     assert sum(1 for rate in rates.values() if rate > 0) >= 4  # the poke and reschedule examples are counted
     # Every example deployed together on one token, each at its own concurrency limits.

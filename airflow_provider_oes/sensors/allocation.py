@@ -89,7 +89,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     * ``released``: fail at once with :class:`~airflow_provider_oes.exceptions.AllocationReleasedError`
       (no retries: the state is final; ``soft_fail=True`` skips instead), naming the API's reason.
     * a status this package does not know: never success; a warning, and keep waiting until ``timeout``.
-    * permanent API errors (400/401/403/404, an invalid answer): fail at once with what to fix.
+    * permanent API errors: fail at once with what to fix; 400/403/404 without retries, 401 and an invalid
+      answer with Airflow's retries (each try reads the connection again).
     * transient API errors left after the connection's retries (5xx, 429, timeouts): a warning, and keep
       waiting until ``timeout``.
 
