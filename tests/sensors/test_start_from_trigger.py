@@ -143,3 +143,22 @@ def test_mapped_fleet_rejects_an_expanded_timeout() -> None:
         partial = AllocationStatusSensor.partial(task_id="fleet", start_from_trigger=True)
         with pytest.raises(ValueError, match="timeout must be given to partial"):
             partial.expand(allocation_id=IDS, timeout=[1, 2, 3])
+
+
+@needs_airflow_3_3
+def test_docs_fleet_recipe() -> None:
+    # docs/fleets.rst includes this DAG: a mapped fleet started from the triggerer, its timeout kept.
+    # [START howto_sensor_start_from_trigger_fleet]
+    with DAG("settle_fleet", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
+        AllocationStatusSensor.partial(
+            task_id="wait",
+            start_from_trigger=True,  # scheduler -> triggerer: no worker, no GET before the wait
+            poke_interval=30,
+            timeout=6 * 3600,  # holds for every map index
+        ).expand(allocation_id=IDS)  # a literal list of ids in the DAG file
+    # [END howto_sensor_start_from_trigger_fleet]
+    task = _serialized(dag).get_task("wait")
+    assert task.start_trigger_args.timeout == datetime.timedelta(hours=6)
+    triggers = [_started_trigger(task, index) for index in range(len(IDS))]
+    assert [t.allocation_id for t in triggers] == IDS
+    assert {t._checked_poll_interval() for t in triggers} == {30.0}
