@@ -107,7 +107,7 @@ class Ledger:
             for _key, ti in states.items():
                 if ti.task_id == "settle" and ti.state == "success":
                     value = self.stack.xcom(SETTLE_DAG, run["dag_run_id"], "settle", ti.map_index)
-                    counts[value["id"]] += 1
+                    counts.update(item["id"] for item in value)
             assert all(ti.state == "success" for ti in states.values()), (run["dag_run_id"], states)
         return counts
 
