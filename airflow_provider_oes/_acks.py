@@ -13,6 +13,7 @@ The store cannot list keys either: whoever knows the allocations (the watcher) d
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime, timedelta, timezone
 from typing import Any, NamedTuple
 
@@ -67,7 +68,7 @@ def delivery_key(record: Any) -> DeliveryKey | None:
     """
     from airflow_provider_oes.triggers._event_state import parse_time
 
-    if not isinstance(record, dict):
+    if not isinstance(record, Mapping):
         return None
     allocation_id, status = record.get("id"), record.get("status")
     if not isinstance(allocation_id, str) or not allocation_id or not isinstance(status, str) or not status:

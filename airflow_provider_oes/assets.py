@@ -139,15 +139,23 @@ def allocations_from_asset_event(event: Any) -> list[dict[str, Any]]:
         ``inlet_events``), or its ``extra`` dict.
     :returns: ``[]`` when the event carries no allocation (e.g. it came from elsewhere).
     """
+    return [dict(allocation) for allocation in _carried(event)]
+
+
+def _carried(event: Any) -> Iterator[Mapping[str, Any]]:
+    """The allocation records an event carries, as stored (not copied: read them, do not keep them)."""
     extra = event if isinstance(event, Mapping) else getattr(event, "extra", None)
     if not isinstance(extra, Mapping):
-        return []
+        return
     payload = extra.get("payload") if extra.get("from_trigger") else None
     if isinstance(payload, Mapping):
         allocations = payload.get("allocations")
-        return [dict(a) for a in allocations if isinstance(a, Mapping)] if isinstance(allocations, list) else []
+        if isinstance(allocations, list):
+            yield from (a for a in allocations if isinstance(a, Mapping))
+        return
     single = extra.get("allocation")
-    return [dict(single)] if isinstance(single, Mapping) else []
+    if isinstance(single, Mapping):
+        yield single
 
 
 def _event_time(event: Any) -> datetime | None:
@@ -229,16 +237,21 @@ def first_deliveries(
 
 def _drop_carried(found: dict[DeliveryKey, Any], events: Iterable[Any], *, before: datetime) -> None:
     """Remove from ``found`` every key an event stored before ``before`` carried (keeps nothing else)."""
+    ids = {key.id for key in found}
     for event in events:
         if not found:
             return
         stamp = _event_time(event)
         if stamp is None or stamp >= before:
             continue
-        for allocation in allocations_from_asset_event(event):
-            key = delivery_key(allocation)
-            if key is not None:
-                found.pop(key, None)
+        for allocation in _carried(event):
+            allocation_id = allocation.get("id")
+            # The id first: building the whole key (parsing updatedAt) only for ids the run carries keeps a
+            # long look-back cheap.
+            if isinstance(allocation_id, str) and allocation_id.lower() in ids:
+                key = delivery_key(allocation)
+                if key is not None:
+                    found.pop(key, None)
 
 
 def _paged_events(inlet_events: Any, asset: Any, after: datetime, before: datetime, page_size: int) -> Iterator[Any]:
