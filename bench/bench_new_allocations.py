@@ -10,8 +10,8 @@ matching events are selected by timestamp (an index: cost proportional to the an
 the execution API sends, and parsed by the task SDK's own models (``AssetEventsResult`` ->
 ``AssetEventResult``), which is what the task pays. The database's and API server's own work is not counted.
 
-Variants, each in a fresh process (time: median of ``--runs``, without tracing; memory: tracemalloc's peak
-above what the process held before the call, in a separate traced call):
+Variants, in one process (time: median of ``--runs`` rounds that alternate the variants, without tracing;
+memory: tracemalloc's peak above what the process held before the call, in a separate traced call):
 
 * ``old``: the code of main before issue 20 (one query for the whole window, every event with its extra);
 * ``paged``: ``new_allocations`` without acknowledgements (same window, ``page_size`` events per query,
@@ -28,8 +28,6 @@ import argparse
 import bisect
 import json
 import statistics
-import subprocess
-import sys
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
@@ -205,10 +203,12 @@ def _old_new_allocations(asset: Any, triggering_asset_events: Any, inlet_events:
     return _old_first_deliveries(triggering, earlier)
 
 
-# --- one variant in this process ---
+# --- the measurement ---
 
 
-def _run_variant(variant: str, events: int, days: float, run_size: int, runs: int) -> dict[str, Any]:
+def _measure(events: int, days: float, run_size: int, runs: int) -> dict[str, dict[str, Any]]:
+    import gc
+
     from airflow_provider_oes.assets import new_allocations
 
     store = _Store(events, days)
@@ -221,7 +221,7 @@ def _run_variant(variant: str, events: int, days: float, run_size: int, runs: in
     )
     triggering = {"asset": [run_event]}
 
-    def call() -> list[dict[str, Any]]:
+    def call(variant: str) -> list[dict[str, Any]]:
         inlet = _InletEvents(store)
         if variant == "old":
             return _old_new_allocations("asset", triggering, inlet)
@@ -230,28 +230,33 @@ def _run_variant(variant: str, events: int, days: float, run_size: int, runs: in
         context = {"asset_state_store": _StateStore(), "dag_run": SimpleNamespace(dag_id="d", run_id="r")}
         return new_allocations("asset", triggering, inlet, acknowledge=True, context=context)
 
-    found = call()  # warm-up (imports, pydantic schemas)
-    assert len(found) == run_size, (variant, len(found))
-    store.queries = store.returned = 0
-    seconds = []
+    results: dict[str, dict[str, Any]] = {v: {"seconds": [], "queries": 0, "events_read": 0} for v in VARIANTS}
+    for variant in VARIANTS:  # warm-up (imports, pydantic schemas) and a check of the answer
+        found = call(variant)
+        assert len(found) == run_size, (variant, len(found))
+    # Rounds alternate the variants, so the machine's load drift falls on each alike.
     for _ in range(runs):
-        start = time.perf_counter()
-        call()
-        seconds.append(time.perf_counter() - start)
-    queries, returned = store.queries // runs, store.returned // runs
-    tracemalloc.start()
-    before, _ = tracemalloc.get_traced_memory()
-    tracemalloc.reset_peak()
-    call()
-    _current, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {
-        "variant": variant,
-        "seconds": statistics.median(seconds),
-        "peak_bytes": peak - before,
-        "queries": queries,
-        "events_read": returned,
-    }
+        for variant in VARIANTS:
+            gc.collect()
+            store.queries = store.returned = 0
+            start = time.perf_counter()
+            call(variant)
+            results[variant]["seconds"].append(time.perf_counter() - start)
+            results[variant]["queries"], results[variant]["events_read"] = store.queries, store.returned
+    for variant in VARIANTS:
+        gc.collect()
+        tracemalloc.start()
+        before, _ = tracemalloc.get_traced_memory()
+        tracemalloc.reset_peak()
+        call(variant)
+        _current, peak = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        results[variant]["seconds"] = statistics.median(results[variant]["seconds"])
+        results[variant]["peak_bytes"] = peak - before
+    return results
+
+
+VARIANTS = ("old", "paged", "acked")
 
 
 def main() -> None:
@@ -260,31 +265,13 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=7.0)
     parser.add_argument("--run-size", type=int, default=50)
     parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--variant", help=argparse.SUPPRESS)
     args = parser.parse_args()
-    if args.variant:
-        result = _run_variant(args.variant, args.events, args.days, args.run_size, args.runs)
-        print("RESULT " + json.dumps(result), flush=True)
-        return
-
-    results = {}
-    sizes = ["--events", str(args.events), "--days", str(args.days), "--run-size", str(args.run_size)]
-    for variant in ("old", "paged", "acked"):
-        proc = subprocess.run(
-            [sys.executable, __file__, "--variant", variant, *sizes, "--runs", str(args.runs)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        lines = [line for line in proc.stdout.splitlines() if line.startswith("RESULT ")]
-        if proc.returncode != 0 or not lines:
-            sys.exit(f"variant {variant} failed:\n{proc.stderr[-3000:]}")
-        results[variant] = json.loads(lines[-1][len("RESULT ") :])
-
+    results = _measure(args.events, args.days, args.run_size, args.runs)
     base = results["old"]
     print(
         f"new_allocations against {args.events:,} events over {args.days:g} days "
-        f"(run of {args.run_size} allocations, one replayed from the start); median of {args.runs} runs"
+        f"(run of {args.run_size} allocations, one replayed from the start); time: median of {args.runs} "
+        "alternating rounds; memory: tracemalloc peak of one call"
     )
     print(
         f"{'variant':<8} {'time':>9} {'x old':>7} {'peak memory':>12} {'x old':>7} {'queries':>8} {'events read':>12}"
