@@ -28,11 +28,17 @@ import argparse
 import bisect
 import json
 import statistics
+import sys
 import time
 import tracemalloc
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests._asset_events import AssetStateStore, InletEvents, dag_run
 
 T_END = datetime(2026, 12, 1, tzinfo=timezone.utc)
 ASSET_NAME, ASSET_URI = "oes_cleared_allocations", "oes://sim-enterprise/allocations/cleared"
@@ -95,66 +101,6 @@ class _Store:
         self.returned += len(picked)
         wire = '{"asset_events":[' + ",".join(picked) + '],"type":"AssetEventsResult"}'
         return list(AssetEventsResult.model_validate_json(wire).iter_asset_event_results())
-
-
-class _Accessor:
-    """``inlet_events[asset]``: a new query object per subscript, answered once (like Airflow's accessor)."""
-
-    def __init__(self, store: _Store) -> None:
-        self.store = store
-        self._after: str | None = None
-        self._before: str | None = None
-        self._ascending, self._limit = True, None
-        self._found: list[Any] | None = None
-
-    def after(self, value: str) -> _Accessor:
-        self._after = value
-        return self
-
-    def before(self, value: str) -> _Accessor:
-        self._before = value
-        return self
-
-    def ascending(self, ascending: bool = True) -> _Accessor:
-        self._ascending = ascending
-        return self
-
-    def limit(self, limit: int) -> _Accessor:
-        self._limit = limit
-        return self
-
-    def _events(self) -> list[Any]:
-        if self._found is None:
-            self._found = self.store.answer(self._after, self._before, self._ascending, self._limit)
-        return self._found
-
-    def __iter__(self) -> Any:
-        return iter(self._events())
-
-    def __len__(self) -> int:
-        return len(self._events())
-
-
-class _InletEvents:
-    def __init__(self, store: _Store) -> None:
-        self.store = store
-
-    def __getitem__(self, asset: Any) -> _Accessor:
-        return _Accessor(self.store)
-
-
-class _StateStore:
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def __getitem__(self, asset: Any) -> _StateStore:
-        return self
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.values.get(key, default)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = value
 
 
 # --- the old approach (main before issue 20), kept verbatim in substance for the baseline ---
@@ -222,12 +168,12 @@ def _measure(events: int, days: float, run_size: int, runs: int) -> dict[str, di
     triggering = {"asset": [run_event]}
 
     def call(variant: str) -> list[dict[str, Any]]:
-        inlet = _InletEvents(store)
+        inlet = InletEvents("asset", [], answer=store.answer)
         if variant == "old":
             return _old_new_allocations("asset", triggering, inlet)
         if variant == "paged":
             return new_allocations("asset", triggering, inlet)
-        context = {"asset_state_store": _StateStore(), "dag_run": SimpleNamespace(dag_id="d", run_id="r")}
+        context = {"asset_state_store": AssetStateStore(), "dag_run": dag_run("d", "r")}
         return new_allocations("asset", triggering, inlet, acknowledge=True, context=context)
 
     results: dict[str, dict[str, Any]] = {v: {"seconds": [], "queries": 0, "events_read": 0} for v in VARIANTS}

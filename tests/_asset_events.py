@@ -5,7 +5,10 @@ from __future__ import annotations
 
 from datetime import datetime
 from types import SimpleNamespace
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 
 class InletEvents:
@@ -14,10 +17,15 @@ class InletEvents:
     Bounds are inclusive (``timestamp >= after``, ``<= before``), the order is by timestamp alone, ``limit``
     cuts the ordered list; every subscript starts a new query (as ``InletEventsAccessors.__getitem__`` does).
     Each answered query is recorded in ``queries`` as ``(after, before, limit, number of events returned)``.
+
+    :param asset: The asset (subscripting with another one fails).
+    :param stored: The events (with ``timestamp``), in any order.
+    :param answer: Answers ``(after, before, ascending, limit)`` instead of ``stored`` (the benchmark's
+        JSON-backed store).
     """
 
-    def __init__(self, asset: Any, stored: list[Any]) -> None:
-        self.asset, self.stored = asset, stored
+    def __init__(self, asset: Any, stored: list[Any], answer: Callable[..., list[Any]] | None = None) -> None:
+        self.asset, self.stored, self.answer = asset, stored, answer
         self.queries: list[tuple[str | None, str | None, int | None, int]] = []
 
     def __getitem__(self, asset: Any) -> _Query:
@@ -53,22 +61,21 @@ class _Query:
     def _answer(self) -> list[Any]:
         # Answered once per query, like the accessor's cached ``_asset_events``.
         if self._found is None:
-            self._found = self._query()
+            answer = self.owner.answer or self._query
+            self._found = answer(self._after, self._before, self._ascending, self._limit)
+            self.owner.queries.append((self._after, self._before, self._limit, len(self._found)))
         return self._found
 
-    def _query(self) -> list[Any]:
-        low = datetime.fromisoformat(self._after) if self._after else None
-        high = datetime.fromisoformat(self._before) if self._before else None
+    def _query(self, after: str | None, before: str | None, ascending: bool, limit: int | None) -> list[Any]:
+        low = datetime.fromisoformat(after) if after else None
+        high = datetime.fromisoformat(before) if before else None
         found = [
             e
             for e in self.owner.stored
             if (low is None or e.timestamp >= low) and (high is None or e.timestamp <= high)
         ]
-        found.sort(key=lambda e: e.timestamp, reverse=not self._ascending)
-        if self._limit:
-            found = found[: self._limit]
-        self.owner.queries.append((self._after, self._before, self._limit, len(found)))
-        return found
+        found.sort(key=lambda e: e.timestamp, reverse=not ascending)
+        return found[:limit] if limit else found
 
     def __iter__(self) -> Any:
         return iter(self._answer())
