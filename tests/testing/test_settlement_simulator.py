@@ -154,7 +154,9 @@ def test_a_bad_parameter_is_a_400_with_an_empty_body(
     assert answer.json() == {}
 
 
-def test_a_page_size_over_the_limit_is_refused_locally_and_an_unknown_status_is_kept(oes_simulator: OESSimulator, hook: OESHook) -> None:
+def test_a_page_size_over_the_limit_is_refused_locally_and_an_unknown_status_is_kept(
+    oes_simulator: OESSimulator, hook: OESHook
+) -> None:
     # the hook refuses what the simulator would answer 400 to, before sending it
     with pytest.raises(OESInvalidRequestError, match="page_size"):
         list(hook.list_settlements(page_size=1001))
