@@ -292,18 +292,14 @@ def _envelope(
     return data
 
 
-def parse_records(model: type[M], records: list[Any], *, what: str, enterprise_id: str, first: int) -> list[M]:
-    """Validate each record of a list page; an invalid one raises, naming its position and id (never skipped).
+def parse_record(model: type[M], record: Any, *, what: str, enterprise_id: str, position: int) -> M:
+    """Validate one record of a list page; an invalid one raises, naming its position and id (never skipped).
 
-    :param first: The position of the page's first record in the whole listing.
+    :param what: The listing, as messages name it.
+    :param position: The record's index in the whole listing.
     """
-    parsed = []
-    for offset, record in enumerate(records):
-        record_id = record.get("id") if isinstance(record, dict) else None
-        parsed.append(
-            _validate(model, record, f"record {first + offset} (id {_shown(record_id)}) of {what}", enterprise_id)
-        )
-    return parsed
+    record_id = record.get("id") if isinstance(record, dict) else None
+    return _validate(model, record, f"record {position} (id {_shown(record_id)}) of {what}", enterprise_id)
 
 
 # --- Calls ---------------------------------------------------------------------------------------------------
@@ -471,7 +467,7 @@ __all__ = [
     "ListRoute",
     "ResourceCall",
     "load_exact_json",
-    "parse_records",
+    "parse_record",
     "query_params",
     "settlement_call",
     "validate_settlement_id",

@@ -29,7 +29,7 @@ from airflow_provider_oes._settings import OESConnectionSettings
 from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESNotFoundError, OESResponseError
 
 if TYPE_CHECKING:
-    from collections.abc import Collection, Iterator
+    from collections.abc import Callable, Collection, Iterator
     from datetime import datetime
 
     import requests
@@ -46,6 +46,7 @@ if TYPE_CHECKING:
     )
 
 T = TypeVar("T")
+R = TypeVar("R")
 
 _SETTLEMENT_READS = 3
 """How many times :meth:`OESHook.get_settlement` starts over when the settlement changes between its pages."""
@@ -212,34 +213,57 @@ class OESHook(BaseHook):
         return self._iter_allocations(enterprise_id, filters, page_size)
 
     def _iter_allocations(self, enterprise_id: str, filters: ListFilters, page_size: int) -> Iterator[Allocation]:
-        seen: set[str] = set()
+        def page(page_number: int) -> list[Any]:
+            params = list_query_params(**filters, page_number=page_number, page_size=page_size)
+            return self._call(list_call(self.settings, enterprise_id, params))
+
+        def parse(record: Any, position: int) -> Allocation:
+            return parse_listed_allocation(record, enterprise_id=enterprise_id, position=position)
+
+        return self._paged(
+            page, parse, page_size, f"the allocations list of enterprise {enterprise_id!r}", enterprise_id
+        )
+
+    def _paged(
+        self,
+        page: Callable[[int], list[Any]],
+        parse: Callable[[Any, int], R],
+        page_size: int,
+        what: str,
+        enterprise_id: str,
+    ) -> Iterator[R]:
+        """Page through a list route by page number: each record parsed (lazily, in order) and yielded once.
+
+        :param page: Fetches the raw records of a page number.
+        :param parse: Validates a record, given its position in the whole listing (named in its error).
+        :param what: The listing as messages name it (``the allocations list of enterprise '...'``).
+        """
+        seen: set[Any] = set()
         position = 0
         for page_number in itertools.count():
-            params = list_query_params(**filters, page_number=page_number, page_size=page_size)
-            call = list_call(self.settings, enterprise_id, params)
-            records = self._call(call)
+            records = page(page_number)
             if len(records) > page_size:
                 raise OESResponseError(
-                    f"the OES API returned {len(records)} records for page {page_number} of the allocations list "
-                    f"of enterprise {enterprise_id!r}, more than the {page_size} asked for; refusing to page on",
+                    f"the OES API returned {len(records)} records for page {page_number} of {what}, more than the "
+                    f"{page_size} asked for; refusing to page on",
                     enterprise_id=enterprise_id,
                 )
             new = 0
             for record in records:
-                allocation = parse_listed_allocation(record, enterprise_id=enterprise_id, position=position)
+                parsed = parse(record, position)
                 position += 1
-                if allocation.id in seen:
+                record_id = getattr(parsed, "id", None)
+                if record_id in seen:
                     continue
-                seen.add(allocation.id)
+                seen.add(record_id)
                 new += 1
-                yield allocation
+                yield parsed
             if len(records) < page_size:
                 return
             if new == 0:
                 # A full page of records already seen: a server ignoring pageNumber would loop forever.
                 raise OESResponseError(
-                    f"page {page_number} of the allocations list of enterprise {enterprise_id!r} holds only "
-                    "records already listed; refusing to page on",
+                    f"page {page_number} of {what} holds only records already listed; refusing to page on",
                     enterprise_id=enterprise_id,
                 )
 
@@ -501,37 +525,18 @@ class OESHook(BaseHook):
         return self._pages(route, resolved, filters, page_size)
 
     def _pages(self, route: ListRoute, enterprise_id: str, filters: dict[str, Any], page_size: int) -> Iterator[Any]:
-        from airflow_provider_oes._settlement_api import parse_records, query_params
+        from airflow_provider_oes._settlement_api import parse_record, query_params
 
-        seen: set[Any] = set()
-        position = 0
         what = f"{route.subject} of enterprise {enterprise_id!r}"
-        for page_number in itertools.count():
+
+        def page(page_number: int) -> list[Any]:
             params = query_params(route.filters, filters, page_number=page_number, page_size=page_size)
-            records = self._call(route.call(self.settings, enterprise_id, params))
-            if len(records) > page_size:
-                raise OESResponseError(
-                    f"the OES API returned {len(records)} records for page {page_number} of {what}, more than the "
-                    f"{page_size} asked for; refusing to page on",
-                    enterprise_id=enterprise_id,
-                )
-            new = 0
-            for record in parse_records(route.model, records, what=what, enterprise_id=enterprise_id, first=position):
-                record_id = getattr(record, "id", None)
-                if record_id in seen:
-                    continue
-                seen.add(record_id)
-                new += 1
-                yield record
-            position += len(records)
-            if len(records) < page_size:
-                return
-            if new == 0:
-                # A full page of records already seen: a server ignoring pageNumber would loop forever.
-                raise OESResponseError(
-                    f"page {page_number} of {what} holds only records already listed; refusing to page on",
-                    enterprise_id=enterprise_id,
-                )
+            return self._call(route.call(self.settings, enterprise_id, params))
+
+        def parse(record: Any, position: int) -> Any:
+            return parse_record(route.model, record, what=what, enterprise_id=enterprise_id, position=position)
+
+        return self._paged(page, parse, page_size, what, enterprise_id)
 
     def _call(self, call: ApiCall[T], policy: RetryPolicy | None = None) -> T:
         """One API call with its retries (the connection's policy by default); the token is stripped from errors."""
