@@ -372,3 +372,52 @@ def test_partners_and_get_partner(hook: OESHook, requests_mock: rm.Mocker) -> No
     requests_mock.get(PARTNERS_URL, json={"partners": [partner_record(), partner_record(id=SETTLEMENT_ID)]})
     assert [p.has_disputes for p in hook.list_partners(active=True, names=["Example Exchange"])] == [True, True]
     assert _query(last_request(requests_mock))["active"] == ["true"]
+
+
+# --- hostile bodies -------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ("[" * 100_000, "nested too deeply|not JSON"),
+        ("<html>oops</html>", "is not JSON"),
+        ('{"settlement": ' + "1" * 5000 + "}", "is not JSON"),
+        (
+            '{"settlement": {}, "settlementTransfers": [], "settlingDisputes": [], "settlementDisputes": []}',
+            "not valid",
+        ),
+        ('{"settlementTransfers": "x", "settlement": {}}', "not valid"),
+    ],
+)
+def test_hostile_bodies_are_refused_with_a_clear_error(
+    hook: OESHook, requests_mock: rm.Mocker, text: str, named: str
+) -> None:
+    requests_mock.get(DETAIL_URL, text=text)
+    with pytest.raises(OESResponseError, match=named) as caught:
+        hook.get_settlement(SETTLEMENT_ID)
+    assert f"settlement '{SETTLEMENT_ID}'" in str(caught.value)
+
+
+@pytest.mark.parametrize("usd_value", ["NaN", "Infinity", "-1", "1e400", "1" * 5000])
+def test_a_hostile_json_number_for_usd_value_is_refused(
+    hook: OESHook, requests_mock: rm.Mocker, usd_value: str
+) -> None:
+    body = json.dumps(details_body("completed", transfers=[transfer_record(usdValue="__V__")]))
+    requests_mock.get(DETAIL_URL, text=body.replace('"__V__"', usd_value))
+    with pytest.raises(OESResponseError):
+        hook.get_settlement(SETTLEMENT_ID)
+
+
+def test_an_oversized_answer_is_refused_before_it_is_read(hook: OESHook, requests_mock: rm.Mocker) -> None:
+    requests_mock.get(DETAIL_URL, text="{}", headers={"Content-Length": str(64 << 20)})
+    with pytest.raises(OESResponseError, match="over the"):
+        hook.get_settlement(SETTLEMENT_ID)
+
+
+def test_numbers_with_a_fraction_in_unknown_fields_stay_exact_as_strings(
+    hook: OESHook, requests_mock: rm.Mocker
+) -> None:
+    body = json.dumps(details_body("completed")).replace('"reconciled": false', '"reconciled": false, "feeRate": 0.1')
+    requests_mock.get(DETAIL_URL, text=body)
+    assert hook.get_settlement(SETTLEMENT_ID).to_json_dict()["settlement"]["feeRate"] == "0.1"
