@@ -10,6 +10,7 @@ decimals (a ``usdValue`` sent as a JSON number must not pass through a float).
 from __future__ import annotations
 
 import json
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
@@ -31,7 +32,7 @@ from airflow_provider_oes._api import (
 )
 from airflow_provider_oes._errors import error_from_response, transport_error
 from airflow_provider_oes._request import ApiCall
-from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
+from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.settlement_models import (
     Dispute,
     ListedSettlement,
@@ -69,8 +70,6 @@ def validate_settlement_id(settlement_id: object) -> str:
 
     :raises OESInvalidRequestError: naming the value, before any request is sent.
     """
-    if not isinstance(settlement_id, str):
-        raise OESInvalidRequestError(f"settlement_id must be a UUID string, got {_shown(settlement_id)}")
     try:
         return _uuid_value("settlement_id", settlement_id)
     except OESInvalidRequestError:
@@ -342,7 +341,7 @@ class ResourceCall(ApiCall[T]):
         self.what = f"{subject} of enterprise {enterprise_id!r}"
         self.kind = kind
 
-    def transport_error(self, exc: BaseException, *, timed_out: bool) -> Any:
+    def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
         return transport_error(
             exc,
             self.settings,
@@ -401,22 +400,15 @@ def settlement_call(
     )
 
 
+@dataclass(frozen=True)
 class ListRoute:
     """A settlement-area list route: its path, envelope key, record model, filters and name in messages."""
 
-    def __init__(
-        self,
-        path: Callable[[str], str],
-        key: str,
-        model: type[BaseModel],
-        filters: Mapping[str, tuple[str, Any]],
-        subject: str,
-    ) -> None:
-        self.path = path
-        self.key = key
-        self.model = model
-        self.filters = filters
-        self.subject = subject
+    path: Callable[[str], str]
+    key: str
+    model: type[BaseModel]
+    filters: Mapping[str, tuple[str, Any]]
+    subject: str
 
     def call(self, settings: OESConnectionSettings, enterprise_id: str, params: Params) -> ResourceCall[list[Any]]:
         """One page; its result is the raw records (each validated by :func:`parse_records`)."""

@@ -1,4 +1,4 @@
-"""Hook for BitGo's Off-Exchange Settlement (OES) client-allocation API."""
+"""Hook for BitGo's Off-Exchange Settlement (OES) client API: allocations and settlements."""
 
 from __future__ import annotations
 

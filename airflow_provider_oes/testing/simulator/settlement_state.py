@@ -126,7 +126,6 @@ class _Settlement:
     transfer_direction: str
     created_ms: int
     transfers: list[_Transfer]
-    #: the steps still to come: (status, reason), each after the previous one's wait
     status: str = "pending"
     reason: str | None = None
     updated_ms: int = 0
@@ -177,7 +176,7 @@ class _Settlement:
             "status": _TRANSFER_STATUS[self.status],
             "usdValue": transfer.usd_value,
             "createdAt": _iso_ms(transfer.created_ms),
-            "updatedAt": _iso_ms(max(self.updated_ms, transfer.created_ms)),
+            "updatedAt": _iso_ms(self.transfer_updated_ms(transfer)),
             "settlementStatus": self.status,
         }
         if self.notes is not None:
@@ -189,6 +188,7 @@ class _Settlement:
         return record
 
     def transfer_updated_ms(self, transfer: _Transfer) -> int:
+        """A transfer changes with its settlement: its ``updatedAt`` is the settlement's."""
         return max(self.updated_ms, transfer.created_ms)
 
 
