@@ -247,3 +247,21 @@ def test_the_control_api_drives_settlements(oes_simulator: OESSimulator, hook: O
             client.add_settlement(final_status="done")
     finally:
         client.close()
+
+
+def test_a_dispute_needs_a_partner_with_a_window_that_is_still_open(oes_simulator: OESSimulator, hook: OESHook) -> None:
+    from datetime import timedelta
+
+    v1 = oes_simulator.add_settlement(final_status="pending")
+    with pytest.raises(ValueError, match="has no disputes"):
+        oes_simulator.raise_dispute(v1)
+    oes_simulator.add_partner(WINDOW_PARTNER, dispute_window_minutes=30)
+    created = oes_simulator.now() - timedelta(minutes=31)
+    late = oes_simulator.add_settlement(partner_id=WINDOW_PARTNER, final_status="pending", created_at=created)
+    with pytest.raises(ValueError, match=r"dispute window of settlement .* closed at"):
+        oes_simulator.raise_dispute(late)
+    on_time = oes_simulator.add_settlement(
+        partner_id=WINDOW_PARTNER, final_status="pending", created_at=oes_simulator.now() - timedelta(minutes=29)
+    )
+    assert oes_simulator.raise_dispute(on_time)
+    assert list(hook.list_settlement_disputes(settlement_ids=[late])) == []

@@ -16,6 +16,7 @@ from airflow_provider_oes.testing.simulator._common import (
     DEFAULT_INITIATED_BY,
     DEFAULT_PARTNER_ID,
     _is_uuid,
+    _iso_ms,
     _parse_iso,
     _to_ms,
 )
@@ -275,7 +276,8 @@ class _SettlementScripting:
         user_id: str = DEFAULT_INITIATED_BY,
     ) -> str:
         """
-        Raise a client dispute against a pending settlement; return the dispute's id.
+        Raise a client dispute against a pending settlement inside its partner's dispute window (counted from
+        ``createdAt``); return the dispute's id.
 
         The settlement gets ``disputed: true``; its next steps wait until the dispute is retracted.
 
@@ -292,7 +294,14 @@ class _SettlementScripting:
                 raise ValueError(
                     f"settlement {settlement_id} is {settlement.status}: only a pending one can be disputed"
                 )
+            window = state.settlements.partners[settlement.partner_id].dispute_window_minutes
+            if window is None:
+                raise ValueError(f"the partner of settlement {settlement_id} has no disputes (no dispute window)")
             now = state.clock.now_ms()
+            # the window counted from createdAt, as the provider computes it (docs/settlements.rst)
+            closes_ms = settlement.created_ms + round(window * 60_000)
+            if now > closes_ms:
+                raise ValueError(f"the dispute window of settlement {settlement_id} closed at {_iso_ms(closes_ms)}")
             dispute = _Dispute(
                 id=str(uuid.uuid4()),
                 settlement_id=settlement_id,
