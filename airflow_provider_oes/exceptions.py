@@ -19,6 +19,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.settlement_models import Settlement
 
 __all__ = [
     "AllocationReleasedError",
@@ -31,6 +32,8 @@ __all__ = [
     "OESRateLimitError",
     "OESResponseError",
     "OESServerError",
+    "SettlementFailedError",
+    "SettlementRejectedError",
 ]
 
 
@@ -163,3 +166,41 @@ class AllocationReleasedError(AirflowFailException):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.allocation,))
+
+
+class SettlementRejectedError(AirflowFailException):
+    """The settlement was ``rejected`` by BitGo (final: it will never complete), so the task fails without retries.
+
+    With ``soft_fail=True`` on the sensor the task is skipped instead.
+
+    :param settlement: The parsed settlement, with BitGo's ``reason``.
+    """
+
+    def __init__(self, settlement: Settlement) -> None:
+        self.settlement = settlement
+        super().__init__(
+            f"settlement {settlement.id} ({settlement.external_id}) was rejected (final: it will not complete). "
+            f"Reason given by BitGo: {settlement.reason or 'none given'}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.settlement,))
+
+
+class SettlementFailedError(AirflowFailException):
+    """The settlement is ``failed`` and the sensor was told to fail fast (``fail_on_failed=True``).
+
+    BitGo calls ``failed`` not final (it retries the settlement): by default the sensor keeps waiting instead.
+
+    :param settlement: The parsed settlement, with BitGo's ``reason``.
+    """
+
+    def __init__(self, settlement: Settlement) -> None:
+        self.settlement = settlement
+        super().__init__(
+            f"settlement {settlement.id} ({settlement.external_id}) failed and fail_on_failed is set "
+            f"(BitGo may still retry it). Reason given by BitGo: {settlement.reason or 'none given'}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.settlement,))

@@ -164,7 +164,15 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.hooks.oes"]}],
-        "sensors": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.sensors.allocation"]}],
+        "sensors": [
+            {
+                "integration-name": integration,
+                "python-modules": [
+                    "airflow_provider_oes.sensors.allocation",
+                    "airflow_provider_oes.sensors.settlement",
+                ],
+            }
+        ],
         "operators": [
             {"integration-name": integration, "python-modules": ["airflow_provider_oes.operators.allocation"]}
         ],

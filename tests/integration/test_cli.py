@@ -186,7 +186,7 @@ def test_providers_get_lists_hooks_sensors_operators_and_triggers(cli_stack: Air
     }
     assert modules == {
         "hooks": ["airflow_provider_oes.hooks.oes"],
-        "sensors": ["airflow_provider_oes.sensors.allocation"],
+        "sensors": ["airflow_provider_oes.sensors.allocation", "airflow_provider_oes.sensors.settlement"],
         "operators": ["airflow_provider_oes.operators.allocation"],
         "triggers": ["airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"],
     }
