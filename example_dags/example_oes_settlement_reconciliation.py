@@ -1,4 +1,4 @@
-"""Example: gate a reconciliation on a BitGo OES settlement being final.
+"""Example 8: gate a reconciliation on a BitGo OES settlement being final.
 
 What it shows
 -------------
@@ -29,6 +29,7 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    max_active_runs=1,  # one reconciliation at a time keeps the sync path within BitGo's rate limit
     tags=["oes", "example", "settlement"],
     params={
         "settlement_id": Param("00000000-0000-0000-0000-000000000000", type="string"),
@@ -40,7 +41,7 @@ with DAG(
         task_id="wait_for_settlement",
         settlement_id="{{ params.settlement_id }}",
         mode="reschedule",
-        poke_interval=1,  # seconds; a real DAG would check every few minutes
+        poke_interval=10,  # seconds; a real DAG would check every few minutes (BitGo allows 360 requests a minute)
         timeout=6 * 3600,  # a v2 settlement waits through the dispute and top-up windows
         # fail_on_failed=True,  # for teams that would rather act on a failed settlement than wait for BitGo's retry
     )

@@ -37,11 +37,14 @@ def _sync_requests_per_minute(dag: Any) -> float:
     from airflow.sdk.definitions.mappedoperator import MappedOperator
 
     from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
+    from airflow_provider_oes.sensors.settlement import SettlementStatusSensor
+
+    sensors = (AllocationStatusSensor, SettlementStatusSensor)
 
     per_run = 0.0
     for task in dag.tasks:
         if isinstance(task, MappedOperator):
-            if not issubclass(task.operator_class, AllocationStatusSensor):
+            if not issubclass(task.operator_class, sensors):
                 continue
             kwargs = task.partial_kwargs
             if kwargs.get("deferrable") or kwargs.get("start_from_trigger"):
@@ -49,7 +52,7 @@ def _sync_requests_per_minute(dag: Any) -> float:
             concurrent = kwargs.get("max_active_tis_per_dagrun")
             assert concurrent, f"{dag.dag_id}.{task.task_id}: a mapped poke-mode sensor needs max_active_tis_per_dagrun"
             per_run += concurrent * 60 / float(kwargs.get("poke_interval", 60))
-        elif isinstance(task, AllocationStatusSensor) and not task.deferrable:
+        elif isinstance(task, sensors) and not task.deferrable:
             per_run += 60 / float(task.poke_interval)
     runs = dag.max_active_runs or conf.getint("core", "max_active_runs_per_dag")
     return runs * per_run
