@@ -300,7 +300,7 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             self.log.info("end_from_trigger: task %s will resume on a worker: %s", self.task_id, reason)
         return reason is None
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | str | None = None) -> Any:
         """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.
 
         :raises AllocationReleasedError: when the allocation is ``released``.
