@@ -1,19 +1,27 @@
-"""``end_from_trigger``: when the trigger may end the sensor's task itself, and the event that does it.
+"""``end_from_trigger``: when the trigger may end the sensor's task itself, and how it does it.
 
 Airflow ends a task in the triggerer when its trigger yields a ``TaskSuccessEvent``: the task instance is
-marked ``success`` and the event's XComs are pushed, with no worker (``airflow/models/trigger.py``). That
-path runs none of the task's own code, so the trigger takes it only when nothing the sensor does on a worker
-is lost:
+marked ``success`` with no worker (``airflow/models/trigger.py``). That path runs none of the task's own code,
+so the trigger takes it only when nothing the sensor does on a worker is lost:
 
 * only a ``cleared`` allocation, read and checked exactly as ``execute_complete`` reads it, ends the task;
-  its ``return_value`` XCom is what ``execute_complete`` returns (the API's JSON record);
+  its ``return_value`` XCom is what ``execute_complete`` returns (the API's JSON record), pushed before the
+  event the way a worker pushes it (:func:`end_task`);
 * everything else resumes on a worker, which applies the sensor's rules as before: ``released`` (fails
   without retries with BitGo's reason, or skips under ``soft_fail``: a ``TaskFailedEvent`` goes through
-  retries since Airflow 3.3.1 and sends no reason), a permanent API error, a malformed event;
+  retries since Airflow 3.3.1 and sends no reason), a permanent API error, a malformed event, an XCom that
+  could not be pushed;
 * and a task whose success does more than push that XCom always resumes on a worker
   (:func:`worker_needed`): outlets (Airflow registers no asset event for a task its trigger ended,
   apache/airflow#49347), ``do_xcom_push=False``, ``multiple_outputs``, a downstream ``expand`` over the
   sensor's output (the map length is recorded only by a worker).
+
+Why not ``TaskSuccessEvent(xcoms=...)``: Airflow 3.2.2 and 3.3.2 store those XComs with
+``XComModel.set(serialize=True)`` (``json.dumps``) while a worker's XComs are stored as JSON values; the
+execution API hands the stored value to downstream workers as it is, so a downstream task would read the
+allocation as a JSON *string*, not a dict (seen on the full stack). The trigger pushes the XCom itself
+through the triggerer's supervisor (the task SDK's ``XCom.set``, the same execution API call and XCom backend
+a worker uses), then ends the task with a ``TaskSuccessEvent`` that carries none.
 """
 
 from __future__ import annotations
@@ -23,7 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.triggers.base import TriggerEvent
 
-__all__ = ["TASK_END_PAYLOAD", "task_end_event", "worker_needed"]
+__all__ = ["TASK_END_PAYLOAD", "cleared_record", "end_task", "worker_needed"]
 
 TASK_END_PAYLOAD = "success"
 """The payload of the ``TaskSuccessEvent`` (its state): what ``dag.test()`` resumes the task with, the one
@@ -68,16 +76,15 @@ def _in_dag(task: Any) -> bool:
         return False
 
 
-def task_end_event(payload: object, *, allocation_id: str, enterprise_id: str | None) -> TriggerEvent | None:
-    """The event that ends the task in the triggerer for this payload, or ``None``: resume on a worker.
+def cleared_record(payload: object, *, allocation_id: str, enterprise_id: str | None) -> dict[str, Any] | None:
+    """What ``execute_complete`` would return for this payload if the allocation is ``cleared``, else ``None``.
 
     :param payload: The event payload the trigger would send the sensor
         (:mod:`airflow_provider_oes.triggers._events`).
     :param allocation_id: The allocation the sensor waits for.
     :param enterprise_id: The enterprise it was polled under.
-    :return: ``TaskSuccessEvent(xcoms={"return_value": <the allocation's JSON record>})`` for an allocation
-        that is ``cleared``; ``None`` for anything else (``released``, an error, an event that does not check
-        out), which the sensor handles on a worker exactly as before.
+    :return: The allocation's JSON record for a ``cleared`` allocation; ``None`` for anything else
+        (``released``, an error, an event that does not check out), which the sensor handles on a worker.
     """
     from airflow_provider_oes.exceptions import OESError
     from airflow_provider_oes.triggers._events import read_event
@@ -86,8 +93,56 @@ def task_end_event(payload: object, *, allocation_id: str, enterprise_id: str | 
         allocation = read_event(payload, allocation_id=allocation_id, enterprise_id=enterprise_id)
     except OESError:
         return None  # the worker raises the same error, where the sensor's rules (soft_fail, retries) apply
-    if not allocation.is_cleared:
+    return allocation.to_json_dict() if allocation.is_cleared else None
+
+
+def end_task(
+    payload: object, *, allocation_id: str, enterprise_id: str | None, task_instance: Any, log: Any
+) -> TriggerEvent | None:
+    """Push the ``return_value`` XCom and return the ``TaskSuccessEvent`` that ends the task; ``None``: resume
+    on a worker (the allocation is not ``cleared``, or the XCom could not be pushed).
+
+    :param payload: The event payload the trigger would send the sensor.
+    :param allocation_id: The allocation the sensor waits for.
+    :param enterprise_id: The enterprise it was polled under.
+    :param task_instance: The trigger's task instance (``dag_id``, ``task_id``, ``run_id``, ``map_index``).
+    :param log: Where to say why the task resumes on a worker after all.
+    """
+    record = cleared_record(payload, allocation_id=allocation_id, enterprise_id=enterprise_id)
+    if record is None:
+        return None
+    try:
+        push_return_value(task_instance, record)
+    except Exception as exc:
+        # Nothing is lost: the worker pushes it, as without end_from_trigger.
+        log.warning(
+            "end_from_trigger: could not push the XCom of allocation %s from the triggerer (%s: %s); the task "
+            "resumes on a worker",
+            allocation_id,
+            type(exc).__name__,
+            str(exc)[:200],
+        )
         return None
     from airflow.triggers.base import TaskSuccessEvent
 
-    return TaskSuccessEvent(xcoms={"return_value": allocation.to_json_dict()})
+    return TaskSuccessEvent()
+
+
+def push_return_value(task_instance: Any, value: dict[str, Any]) -> None:
+    """Push ``value`` as the task instance's ``return_value`` XCom, as a worker does: the configured XCom
+    backend serializes it and the triggerer's supervisor sends it to the execution API.
+
+    :param task_instance: The trigger's task instance.
+    :param value: The XCom value.
+    :raises Exception: whatever stops the push (no task instance, no supervisor, the API's refusal).
+    """
+    from airflow.sdk.execution_time.xcom import XCom
+
+    XCom.set(
+        key="return_value",
+        value=value,
+        dag_id=task_instance.dag_id,
+        task_id=task_instance.task_id,
+        run_id=task_instance.run_id,
+        map_index=task_instance.map_index,
+    )

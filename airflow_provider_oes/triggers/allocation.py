@@ -43,10 +43,10 @@ class AllocationStatusTrigger(BaseTrigger):
         from the ``Date`` of its GET). With it the shared poller's change feed covers the allocation without
         asking about it; without it (or when too old) the poller checks it by id first. Triggers serialized by
         older versions have none and keep working.
-    :param end_from_trigger: On ``cleared``, end the task here (``TaskSuccessEvent`` with the allocation as its
-        ``return_value`` XCom) instead of resuming it on a worker; every other outcome still resumes on a
-        worker (:mod:`airflow_provider_oes.triggers._task_end`). ``None``: the mapped sensor's ``partial``
-        value (a mapped sensor started from the triggerer).
+    :param end_from_trigger: On ``cleared``, end the task here (push the allocation as its ``return_value``
+        XCom, then a ``TaskSuccessEvent``) instead of resuming it on a worker; every other outcome still
+        resumes on a worker (:mod:`airflow_provider_oes.triggers._task_end`). ``None``: the mapped sensor's
+        ``partial`` value (a mapped sensor started from the triggerer).
     """
 
     def __init__(
@@ -170,9 +170,15 @@ class AllocationStatusTrigger(BaseTrigger):
             # On an event and on cancellation alike: leave the shared poller (it stops when nobody is left).
             registration.cancel()
         if self._may_end_task():
-            from airflow_provider_oes.triggers._task_end import task_end_event
+            from airflow_provider_oes.triggers._task_end import end_task
 
-            task_end = task_end_event(event, allocation_id=allocation_id, enterprise_id=enterprise_id)
+            task_end = end_task(
+                event,
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+                task_instance=self.task_instance,
+                log=self.log,
+            )
             if task_end is not None:
                 yield task_end
                 return

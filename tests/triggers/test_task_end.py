@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import datetime
-import json
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +18,9 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError
 from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor, _airflow_renders_start_trigger_templates
-from airflow_provider_oes.triggers import _poller
+from airflow_provider_oes.triggers import _poller, _task_end
 from airflow_provider_oes.triggers._events import error_event, terminal_event
-from airflow_provider_oes.triggers._task_end import task_end_event, worker_needed
+from airflow_provider_oes.triggers._task_end import cleared_record, worker_needed
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 from tests._factories import DEFAULT_ALLOCATION_ID, DEFAULT_ENTERPRISE_ID, allocation_record
 
@@ -33,6 +32,8 @@ needs_airflow_3_3 = pytest.mark.skipif(
     not _airflow_renders_start_trigger_templates(),
     reason="start_from_trigger renders templated trigger arguments in the triggerer from Airflow 3.3 on",
 )
+
+_REAL_PUSH = _task_end.push_return_value
 
 OTHER_ID = "b3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
 CLEARED = terminal_event(
@@ -72,6 +73,14 @@ def poller_answers(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]]
     return answer
 
 
+@pytest.fixture(autouse=True)
+def pushed(monkeypatch: pytest.MonkeyPatch) -> list[tuple[Any, Any]]:
+    """``(task instance, value)`` of each ``return_value`` XCom the trigger pushed (no triggerer here)."""
+    calls: list[tuple[Any, Any]] = []
+    monkeypatch.setattr(_task_end, "push_return_value", lambda ti, value: calls.append((ti, value)))
+    return calls
+
+
 def _events(trigger: AllocationStatusTrigger) -> list[TriggerEvent]:
     async def collect() -> list[TriggerEvent]:
         return [event async for event in trigger.run()]
@@ -83,8 +92,10 @@ def _trigger(end_from_trigger: bool | None = True, task: Any = None) -> Allocati
     trigger = AllocationStatusTrigger(
         DEFAULT_ALLOCATION_ID, DEFAULT_ENTERPRISE_ID, "oes_default", 5.0, end_from_trigger=end_from_trigger
     )
+    ti = SimpleNamespace(dag_id="end_fleet", task_id="wait", run_id="r1", map_index=0)
     if task is not None:
-        trigger.task_instance = SimpleNamespace(task=task, task_id="wait", map_index=0)  # type: ignore[assignment]
+        ti.task = task
+    trigger.task_instance = ti  # type: ignore[assignment]
     return trigger
 
 
@@ -95,16 +106,50 @@ def _sensor(**kwargs: Any) -> AllocationStatusSensor:
 # ----------------------------------------------------------------------------- the event in each case
 
 
-def test_cleared_ends_the_task_with_exactly_what_execute_complete_returns(
-    poller_answers: Callable[[dict[str, Any]], None],
+def test_cleared_pushes_exactly_what_execute_complete_returns_then_ends_the_task(
+    poller_answers: Callable[[dict[str, Any]], None], pushed: list[tuple[Any, Any]]
 ) -> None:
     poller_answers(CLEARED)
-    [event] = _events(_trigger())
+    trigger = _trigger()
+    [event] = _events(trigger)
     assert isinstance(event, TaskSuccessEvent)
+    # The XCom went the worker's way, not in the event (whose XComs Airflow would store JSON-encoded).
+    assert event.xcoms is None
     resumed = _sensor(enterprise_id=DEFAULT_ENTERPRISE_ID).execute_complete({}, event=CLEARED)
-    assert event.xcoms == {"return_value": resumed}
+    assert pushed == [(trigger.task_instance, resumed)]
     assert resumed["amount"]["quantity"] == "12345678901234567890123"  # exact, a string
-    assert json.loads(json.dumps(event.xcoms)) == event.xcoms
+
+
+def test_an_xcom_that_cannot_be_pushed_resumes_on_a_worker(
+    poller_answers: Callable[[dict[str, Any]], None], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    poller_answers(CLEARED)
+    # The real push, outside a triggerer: no supervisor to send the XCom to.
+    monkeypatch.undo()
+    poller_answers(CLEARED)
+    [event] = _events(_trigger())
+    assert type(event) is TriggerEvent
+    assert event.payload == CLEARED  # the worker pushes it, as without end_from_trigger
+
+
+def test_the_push_goes_to_the_task_instance_of_the_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.sdk.execution_time import xcom
+
+    calls: list[dict[str, Any]] = []
+    monkeypatch.setattr(xcom.XCom, "set", lambda **kwargs: calls.append(kwargs))
+    monkeypatch.setattr(_task_end, "push_return_value", _REAL_PUSH)
+    ti = SimpleNamespace(dag_id="d", task_id="wait", run_id="r", map_index=7)
+    _task_end.push_return_value(ti, {"id": DEFAULT_ALLOCATION_ID})
+    assert calls == [
+        {
+            "key": "return_value",
+            "value": {"id": DEFAULT_ALLOCATION_ID},
+            "dag_id": "d",
+            "task_id": "wait",
+            "run_id": "r",
+            "map_index": 7,
+        }
+    ]
 
 
 def test_the_task_end_event_survives_the_triggerer_to_supervisor_serialization(
@@ -118,8 +163,7 @@ def test_the_task_end_event_survives_the_triggerer_to_supervisor_serialization(
     adapter: TypeAdapter[Any] = TypeAdapter(DiscrimatedTriggerEvent)
     rebuilt = adapter.validate_json(adapter.dump_json(event))
     assert isinstance(rebuilt, TaskSuccessEvent)
-    assert isinstance(event, TaskSuccessEvent)
-    assert rebuilt.xcoms == event.xcoms
+    assert rebuilt.payload == event.payload == "success"
 
 
 @pytest.mark.parametrize(
@@ -157,7 +201,7 @@ def test_an_event_that_does_not_check_out_never_ends_the_task(
     poller_answers(payload)
     [event] = _events(_trigger())
     assert type(event) is TriggerEvent  # the worker rejects it, as without end_from_trigger
-    assert task_end_event(payload, allocation_id=DEFAULT_ALLOCATION_ID, enterprise_id=DEFAULT_ENTERPRISE_ID) is None
+    assert cleared_record(payload, allocation_id=DEFAULT_ALLOCATION_ID, enterprise_id=DEFAULT_ENTERPRISE_ID) is None
 
 
 def test_without_end_from_trigger_a_cleared_allocation_resumes_on_a_worker(
