@@ -64,11 +64,12 @@ def fleet_dag_file(interval: float, sft_ids: list[str], worker_ids: list[str] | 
     return fleets_dag_file(interval, fleets)
 
 
-def fleets_dag_file(interval: float, fleets: Mapping[str, list[str]]) -> str:
-    """The DAG file of one mapped fleet per DAG id of :data:`MODES`, each over its ids."""
+def fleets_dag_file(interval: float, fleets: Mapping[str, list[str]], modes: Mapping[str, str] = MODES) -> str:
+    """The DAG file of one mapped fleet per DAG id, each over its ids, with the sensor arguments ``modes`` gives
+    that DAG id (:data:`MODES` by default)."""
     text = _HEADER.format(env=WORKER_RUNS_ENV)
     for dag_id, ids in fleets.items():
-        text += _FLEET_DAG.format(dag_id=dag_id, mode=MODES[dag_id], interval=interval, ids=ids)
+        text += _FLEET_DAG.format(dag_id=dag_id, mode=modes[dag_id], interval=interval, ids=ids)
     return text
 
 
