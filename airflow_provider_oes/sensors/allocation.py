@@ -300,40 +300,17 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             self.log.info("end_from_trigger: task %s will resume on a worker: %s", self.task_id, reason)
         return reason is None
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | str | None = None) -> Any:
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.
 
         :raises AllocationReleasedError: when the allocation is ``released``.
         :raises OESError: when the trigger reported a permanent API error.
         """
         from airflow_provider_oes.triggers._events import read_event
-        from airflow_provider_oes.triggers._task_end import TASK_END_PAYLOAD
 
-        if event == TASK_END_PAYLOAD:
-            return self._check_after_task_end(context)
         allocation = read_event(event, allocation_id=str(self.allocation_id), enterprise_id=self.enterprise_id)
         result = self.evaluate(allocation)
         if result.is_done:
             # Outlet events are registered when the task succeeds on a worker, i.e. here, not in the trigger.
             self._attach_to_outlets(context, allocation, None)
-        return result.xcom_value
-
-    def _check_after_task_end(self, context: Context) -> Any:
-        """The trigger ended the task, yet it resumed: ``dag.test()`` does that, without the event's XComs.
-
-        The event carries no allocation, so check it once more with a GET and apply the same rules.
-        """
-        from airflow_provider_oes.exceptions import OESResponseError
-
-        self.log.info(
-            "The trigger ended this task (end_from_trigger) but it resumed here (dag.test()); checking allocation "
-            "%s again",
-            self.allocation_id,
-        )
-        result = self.poke(context)
-        if not result.is_done:
-            raise OESResponseError(
-                f"the trigger for allocation {str(self.allocation_id)!r} ended the task as cleared, but a new check "
-                "does not show it cleared; not trusted as success"
-            )
         return result.xcom_value

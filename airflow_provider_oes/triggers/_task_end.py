@@ -31,11 +31,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.triggers.base import TriggerEvent
 
-__all__ = ["TASK_END_PAYLOAD", "cleared_record", "end_task", "worker_needed"]
-
-TASK_END_PAYLOAD = "success"
-"""The payload of the ``TaskSuccessEvent`` (its state): what ``dag.test()`` resumes the task with, the one
-place a task its trigger ended still resumes (it runs triggers in process and drops the event's XComs)."""
+__all__ = ["cleared_record", "end_task", "worker_needed"]
 
 
 def worker_needed(task: Any) -> str | None:

@@ -109,6 +109,10 @@ class AllocationStatusTrigger(BaseTrigger):
             wanted = isinstance(partial_kwargs, dict) and partial_kwargs.get("end_from_trigger") is True
         if not wanted:
             return False
+        if self.task_instance is None:
+            # dag.test() runs the trigger in process with no task instance: no XCom can be pushed from here.
+            self.log.info("end_from_trigger: no task instance here; allocation %s resumes the task", self.allocation_id)
+            return False
         reason = worker_needed(task) if task is not None else None
         if reason is not None:
             self.log.info("end_from_trigger: allocation %s resumes on a worker: %s", self.allocation_id, reason)

@@ -132,6 +132,17 @@ def test_an_xcom_that_cannot_be_pushed_resumes_on_a_worker(
     assert event.payload == CLEARED  # the worker pushes it, as without end_from_trigger
 
 
+def test_without_a_task_instance_the_task_resumes_on_a_worker(
+    poller_answers: Callable[[dict[str, Any]], None], pushed: list[tuple[Any, Any]]
+) -> None:
+    # dag.test() runs the trigger in process without one (Airflow 3.2.2 and 3.3.2): the task resumes as before.
+    poller_answers(CLEARED)
+    trigger = AllocationStatusTrigger(DEFAULT_ALLOCATION_ID, DEFAULT_ENTERPRISE_ID, end_from_trigger=True)
+    [event] = _events(trigger)
+    assert type(event) is TriggerEvent
+    assert pushed == []
+
+
 def test_the_push_goes_to_the_task_instance_of_the_trigger(monkeypatch: pytest.MonkeyPatch) -> None:
     from airflow.sdk.execution_time import xcom
 
