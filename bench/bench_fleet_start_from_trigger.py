@@ -84,9 +84,17 @@ def _measure(
     end_after_flip_s = time.monotonic() - flipped
     if state != "success":
         counts: dict[str, int] = {}
+        failed = []
         for ti in stack.task_states(dag_id, run_id).values():
             counts[str(ti.state)] = counts.get(str(ti.state), 0) + 1
-        raise SystemExit(f"{dag_id}: the run ended {state!r}, expected 'success'; task states {counts}")
+            if ti.state == "failed":
+                failed.append(ti)
+        detail = ""
+        if failed:
+            first = failed[0]
+            log = stack.task_log(dag_id, run_id, first.task_id, max(first.try_number, 1), first.map_index)
+            detail = f"\n--- log of {first.key} (try {first.try_number}) ---\n{log[-4000:]}"
+        raise SystemExit(f"{dag_id}: the run ended {state!r}, expected 'success'; task states {counts}{detail}")
     return {
         "fleet": fleet,
         "all_deferred_s": round(deferred_s, 1),
