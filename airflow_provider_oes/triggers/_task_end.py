@@ -26,6 +26,7 @@ a worker uses), then ends the task with a ``TaskSuccessEvent`` that carries none
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -107,6 +108,7 @@ def end_task(
     record = cleared_record(payload, allocation_id=allocation_id, enterprise_id=enterprise_id)
     if record is None:
         return None
+    started = time.monotonic()
     try:
         push_return_value(task_instance, record)
     except Exception as exc:
@@ -119,6 +121,11 @@ def end_task(
             str(exc)[:200],
         )
         return None
+    log.info(
+        "end_from_trigger: allocation %s cleared; its XCom is pushed (%.0f ms), the task ends here",
+        allocation_id,
+        (time.monotonic() - started) * 1000,
+    )
     from airflow.triggers.base import TaskSuccessEvent
 
     return TaskSuccessEvent()
