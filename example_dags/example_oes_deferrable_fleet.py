@@ -13,8 +13,11 @@ What it shows
   instead), and never sends more than the connection's rate limit (default 360 requests per 60 s, BitGo's
   limit for one user). For big fleets see ``start_from_trigger`` in the docs ("Fleets").
 * When an allocation is ``cleared`` the mapped task succeeds and pushes the allocation (the API's own
-  JSON) to XCom; ``released`` fails that task at once (no retries) with BitGo's reason, so
-  ``settle_cleared`` below runs only when every allocation cleared (its default trigger rule).
+  JSON) to XCom. With ``end_from_trigger=True`` the trigger does that itself: the task ends in the
+  triggerer and no worker runs again for it (``docs/fleets-end-from-trigger.rst`` lists when a sensor still
+  resumes on a worker). ``released`` resumes on a worker, which fails that task at once (no retries) with
+  BitGo's reason, so ``settle_cleared`` below runs only when every allocation cleared (its default trigger
+  rule).
 * ``timeout`` bounds the wait in deferrable mode too.
 
 Running it
@@ -58,6 +61,8 @@ with DAG(
     waits = AllocationStatusSensor.partial(
         task_id="wait_for_allocation",
         deferrable=True,
+        # On cleared, the trigger ends the task with the allocation as its XCom: no worker resume.
+        end_from_trigger=True,
         poke_interval=5,
         timeout=6 * 3600,
         retries=0,

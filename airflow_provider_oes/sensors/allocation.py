@@ -32,6 +32,15 @@ def _airflow_renders_start_trigger_templates() -> bool:
     return Version(Version(airflow_version).base_version) >= Version("3.3.0")
 
 
+def _airflow_ends_tasks_from_triggers() -> bool:
+    """Whether this Airflow lets a trigger end its task (``TaskSuccessEvent``; every supported version does)."""
+    try:
+        from airflow.triggers.base import TaskSuccessEvent  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _from_mapped_task(name: str, default: str) -> str:
     """A template the triggerer renders to this map index's value of ``name`` (a literal ``expand`` list),
     else the ``partial`` value, else ``default``.
@@ -109,11 +118,16 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         sensor defers from a worker instead. Mapped: ``.partial(start_from_trigger=True).expand(
         allocation_id=[...])`` with a literal list (Airflow 3.3.2 does not expand trigger arguments per map
         index: the triggerer picks this index's value from the list).
+    :param end_from_trigger: With ``deferrable`` or ``start_from_trigger``: on ``cleared`` the trigger ends the
+        task itself, with the allocation as its ``return_value`` XCom, and no worker runs. Every other outcome
+        (``released``, permanent errors, ``timeout``) and a sensor with ``outlets`` still resume on a worker,
+        exactly as without it; see ``docs/fleets-end-from-trigger.rst`` for the full list. Mapped:
+        ``.partial(end_from_trigger=True)``.
 
     Given ``outlets=[asset, ...]``, the sensor attaches the cleared allocation (id, type, status, amount,
-    connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger``
-    included: the task resumes on a worker), so a DAG scheduled on the asset reads which allocation started it
-    (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
+    connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger`` and
+    ``end_from_trigger`` included: the task resumes on a worker), so a DAG scheduled on the asset reads which
+    allocation started it (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
     """
 
     # Used as they are for mapped sensors (``.partial(start_from_trigger=True).expand(allocation_id=[...])``),
@@ -128,6 +142,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                 "enterprise_id": _from_mapped_task("enterprise_id", ""),
                 "oes_conn_id": _from_mapped_task("oes_conn_id", DEFAULT_CONN_ID),
                 "poll_interval": None,
+                # The triggerer reads it from the task's partial (and checks the task: outlets...).
+                "end_from_trigger": None,
             },
             next_method="execute_complete",
             next_kwargs=None,
@@ -161,6 +177,7 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         oes_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         start_from_trigger: bool = False,
+        end_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -170,6 +187,20 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         # Starting from the triggerer is deferring without the first check on a worker: whenever the task
         # does run on a worker (Airflow 3.2, a retry), it defers as well.
         self.deferrable = deferrable or start_from_trigger
+        self.end_from_trigger = end_from_trigger
+        if end_from_trigger and not _airflow_ends_tasks_from_triggers():
+            self.end_from_trigger = False
+            self.log.warning(
+                "end_from_trigger needs an Airflow whose triggers can end their task (TaskSuccessEvent); task %s "
+                "resumes on a worker instead.",
+                self.task_id,
+            )
+        if end_from_trigger and not self.deferrable:
+            self.log.warning(
+                "end_from_trigger has no effect on task %s: it waits in the triggerer only with deferrable=True "
+                "or start_from_trigger=True.",
+                self.task_id,
+            )
         self.start_from_trigger = False
         if start_from_trigger:
             if _airflow_renders_start_trigger_templates():
@@ -184,6 +215,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                         "enterprise_id": enterprise_id or "",
                         "oes_conn_id": oes_conn_id,
                         "poll_interval": float(self.poke_interval),
+                        # The triggerer checks the task too (outlets, ...) before ending it.
+                        "end_from_trigger": self.end_from_trigger,
                     },
                     next_method="execute_complete",
                     next_kwargs=None,
@@ -303,10 +336,22 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                 oes_conn_id=self.oes_conn_id,
                 poll_interval=float(self.poke_interval),
                 last_check=format_timestamp(checked) if checked is not None else None,
+                end_from_trigger=self._may_end_in_triggerer(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )
+
+    def _may_end_in_triggerer(self) -> bool:
+        """``end_from_trigger``, unless this task's success needs a worker (outlets, ...): then it resumes."""
+        from airflow_provider_oes.triggers._task_end import worker_needed
+
+        if not self.end_from_trigger:
+            return False
+        reason = worker_needed(self)
+        if reason is not None:
+            self.log.info("end_from_trigger: task %s will resume on a worker: %s", self.task_id, reason)
+        return reason is None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.
