@@ -5,6 +5,6 @@ Nothing heavy is imported here: DAG files that import the sensor or operator pay
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = ["__version__"]

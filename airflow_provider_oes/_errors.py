@@ -49,6 +49,18 @@ _WHAT_TO_FIX: dict[type[OESError], str] = {
     OESServerError: "BitGo could not answer; this is usually temporary",
 }
 
+_WHAT_TO_FIX_OTHER: dict[type[OESError], str] = {
+    **_WHAT_TO_FIX,
+    OESInvalidRequestError: "check the ids (UUIDs), the filters and the paging of the request, and the enterprise id",
+    OESPermissionDeniedError: (
+        "the enterprise may have no OES license, or the token may lack the settlement_network_read scope; "
+        "check the enterprise id and the token's permissions"
+    ),
+    OESNotFoundError: "check the id, and that this enterprise's client is a party to it",
+    OESRateLimitError: "BitGo's rate limit was hit; poll less often",
+}
+"""The hints for requests about something other than allocations (settlements, transfers, disputes, partners)."""
+
 _MAX_ERROR_TEXT = 500
 
 
@@ -84,6 +96,7 @@ def error_from_response(
     retry_after: str | None = None,
     allocation_id: str | None = None,
     enterprise_id: str | None = None,
+    subject: str | None = None,
 ) -> OESError:
     """Build the error for a non-2xx answer of the OES API.
 
@@ -92,10 +105,12 @@ def error_from_response(
     :param retry_after: The raw ``Retry-After`` header, if any.
     :param allocation_id: The allocation asked for, named in the message.
     :param enterprise_id: The enterprise asked under, named in the message.
+    :param subject: What was asked for when it is not an allocation (``settlement '...'``), named in the message.
     """
     cls = _STATUS_TO_CLASS.get(status_code) or (OESServerError if status_code >= 500 else OESError)
     error, name, request_id = _error_fields(body)
-    subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    hints = _WHAT_TO_FIX if subject is None else _WHAT_TO_FIX_OTHER
+    subject = subject or _subject(allocation_id)
     parts = [f"OES API answered HTTP {status_code} for {subject} of enterprise {enterprise_id!r}"]
     if error:
         parts.append(f": {error}")
@@ -103,7 +118,7 @@ def error_from_response(
         parts.append(f" [{name}]")
     if request_id:
         parts.append(f" (requestId {request_id})")
-    hint = _WHAT_TO_FIX.get(cls)
+    hint = hints.get(cls)
     if hint:
         parts.append(f". {hint[0].upper()}{hint[1:]}.")
     kwargs: dict[str, Any] = {
@@ -117,6 +132,10 @@ def error_from_response(
     if cls is OESRateLimitError:
         return OESRateLimitError("".join(parts), retry_after=_parse_retry_after(retry_after), **kwargs)
     return cls("".join(parts), **kwargs)
+
+
+def _subject(allocation_id: str | None) -> str:
+    return f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
 
 
 def redact_error(exc: OESError, secret: str | None, placeholder: str = "***") -> OESError:
@@ -229,6 +248,7 @@ def transport_error(
     timed_out: bool,
     allocation_id: str | None,
     enterprise_id: str,
+    subject: str | None = None,
 ) -> OESError:
     """Map a transport failure (requests or httpx) to the error to raise, for the sync hook and the async client.
 
@@ -243,10 +263,11 @@ def transport_error(
     :param timed_out: True when it was a connect or read timeout.
     :param allocation_id: The allocation asked for (``None`` for the list endpoint).
     :param enterprise_id: The enterprise asked under.
+    :param subject: What was asked for when it is not an allocation, named in the message.
     """
     base_url, ca_bundle = settings.base_url, settings.ca_bundle
     connect_timeout, read_timeout = settings.connect_timeout, settings.read_timeout
-    subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
+    subject = subject or _subject(allocation_id)
     proxy = settings.proxy
     via = f" through proxy {proxy.display} ({proxy.source})" if proxy is not None else ""
     if proxy is not None:

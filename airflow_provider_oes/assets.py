@@ -24,14 +24,19 @@ Nothing here imports Airflow at module import time (DAG files import it at parse
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_oes._acks import DeliveryKey, ack_key, ack_value, delivery_key, read_ack
+
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
     from airflow_provider_oes.models import Allocation
+
+log = logging.getLogger(__name__)
 
 CLOCK_MARGIN = timedelta(hours=1)
 """How far Airflow's clock (asset event timestamps) may run behind BitGo's (``updatedAt``) in
@@ -39,7 +44,11 @@ CLOCK_MARGIN = timedelta(hours=1)
 
 __all__ = [
     "ASSET_URI_SCHEME",
+    "CLOCK_MARGIN",
+    "DEFAULT_PAGE_SIZE",
     "OUTLET_FIELDS",
+    "RACE_WINDOW",
+    "DeliveryKey",
     "allocations_asset_uri",
     "allocations_from_asset_event",
     "attach_allocation_to_outlets",
@@ -130,15 +139,23 @@ def allocations_from_asset_event(event: Any) -> list[dict[str, Any]]:
         ``inlet_events``), or its ``extra`` dict.
     :returns: ``[]`` when the event carries no allocation (e.g. it came from elsewhere).
     """
+    return [dict(allocation) for allocation in _carried(event)]
+
+
+def _carried(event: Any) -> Iterator[Mapping[str, Any]]:
+    """The allocation records an event carries, as stored (not copied: read them, do not keep them)."""
     extra = event if isinstance(event, Mapping) else getattr(event, "extra", None)
     if not isinstance(extra, Mapping):
-        return []
+        return
     payload = extra.get("payload") if extra.get("from_trigger") else None
     if isinstance(payload, Mapping):
         allocations = payload.get("allocations")
-        return [dict(a) for a in allocations if isinstance(a, Mapping)] if isinstance(allocations, list) else []
+        if isinstance(allocations, list):
+            yield from (a for a in allocations if isinstance(a, Mapping))
+        return
     single = extra.get("allocation")
-    return [dict(single)] if isinstance(single, Mapping) else []
+    if isinstance(single, Mapping):
+        yield single
 
 
 def _event_time(event: Any) -> datetime | None:
@@ -146,66 +163,255 @@ def _event_time(event: Any) -> datetime | None:
     return stamp if isinstance(stamp, datetime) else None
 
 
-def first_deliveries(triggering_events: Iterable[Any], earlier_events: Iterable[Any]) -> list[dict[str, Any]]:
-    """The allocations of a run's triggering events that no earlier asset event carried, each once.
+def _by_time(events: Iterable[Any]) -> list[Any]:
+    return sorted(events, key=lambda e: (_event_time(e) is None, _event_time(e) or datetime.min))
+
+
+def _candidates(triggering: list[Any], statuses: frozenset[str]) -> dict[DeliveryKey, dict[str, Any]]:
+    """The run's deliveries, each once, in the order of its events; records not in ``statuses`` are skipped.
+
+    Another producer on the same asset (a task's outlet attaching a ``reserved`` allocation) must neither fail
+    the run nor stand for a delivery: such records are logged and left out.
+    """
+    found: dict[DeliveryKey, dict[str, Any]] = {}
+    skipped: list[str] = []
+    for event in triggering:
+        for allocation in allocations_from_asset_event(event):
+            key = delivery_key(allocation)
+            if key is None or key.status not in statuses:
+                skipped.append(f"{allocation.get('id')!s}:{allocation.get('status')!s}")
+                continue
+            found.setdefault(key, allocation)
+    if skipped:
+        log.warning(
+            "Left out %d allocation record(s) whose status is not one of %s: %s",
+            len(skipped),
+            sorted(statuses),
+            ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""),
+        )
+    return found
+
+
+def _statuses(statuses: Iterable[str] | None) -> frozenset[str]:
+    from airflow_provider_oes.models import TERMINAL_STATUSES
+
+    final = {str(s.value if hasattr(s, "value") else s).lower() for s in TERMINAL_STATUSES}
+    if statuses is None:
+        return frozenset(final)
+    if isinstance(statuses, str):
+        statuses = [statuses]
+    wanted = frozenset(str(s).lower() for s in statuses)
+    if not wanted or not wanted <= final:
+        raise ValueError(f"statuses must be final statuses among {sorted(final)}, got {sorted(wanted)!r}")
+    return wanted
+
+
+def first_deliveries(
+    triggering_events: Iterable[Any], earlier_events: Iterable[Any], *, statuses: Iterable[str] | None = None
+) -> list[dict[str, Any]]:
+    """The final allocations of a run's triggering events that no earlier asset event carried, each once.
 
     A watcher emits an allocation again when its triggerer dies in the second between Airflow storing the
     event and the trigger learning that it did (at least once rather than maybe never): the same allocation
     then reaches two asset events, and two DAG runs. Settling only the allocations whose *first* event is
     among the run's triggering events settles each exactly once, whichever runs first.
 
+    A repeat is the same allocation with the same ``status`` and ``updatedAt`` (a :class:`DeliveryKey`): a
+    later real change of that id is a new delivery. Records whose status is not final (or not in
+    ``statuses``) are left out and never count as an earlier delivery.
+
     :param triggering_events: The run's triggering events of one asset (``triggering_asset_events[asset]``).
     :param earlier_events: Events of the same asset stored before them; any event at or after the earliest
-        triggering event's ``timestamp`` is ignored (so passing the run's own events is harmless).
+        triggering event's ``timestamp`` is ignored (so passing the run's own events is harmless). Read once,
+        keeping only the keys the run carries (it may be a long iterator).
+    :param statuses: The statuses to act on (default: every final status).
     :returns: Allocations in the API's JSON shape, in the order of the triggering events.
     """
-    triggering = sorted(triggering_events, key=lambda e: (_event_time(e) is None, _event_time(e) or datetime.min))
+    triggering = _by_time(triggering_events)
+    found = _candidates(triggering, _statuses(statuses))
     stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]
-    first_at = min(stamps) if stamps else None
-    seen: set[str] = set()
-    if first_at is not None:
-        for event in earlier_events:
-            stamp = _event_time(event)
-            if stamp is not None and stamp < first_at:
-                seen.update(str(a.get("id", "")).lower() for a in allocations_from_asset_event(event))
-    found: dict[str, dict[str, Any]] = {}
-    for event in triggering:
-        for allocation in allocations_from_asset_event(event):
-            key = str(allocation.get("id", "")).lower()
-            if key and key not in seen:
-                found.setdefault(key, allocation)
+    if stamps:
+        _drop_carried(found, earlier_events, before=min(stamps))
     return list(found.values())
 
 
-def new_allocations(asset: Any, triggering_asset_events: Any, inlet_events: Any) -> list[dict[str, Any]]:
-    """The allocations this run must act on: those of its triggering events of ``asset`` seen for the first time.
+def _drop_carried(found: dict[DeliveryKey, Any], events: Iterable[Any], *, before: datetime) -> None:
+    """Remove from ``found`` every key an event stored before ``before`` carried (keeps nothing else)."""
+    ids = {key.id for key in found}
+    for event in events:
+        if not found:
+            return
+        stamp = _event_time(event)
+        if stamp is None or stamp >= before:
+            continue
+        for allocation in _carried(event):
+            allocation_id = allocation.get("id")
+            # The id first: building the whole key (parsing updatedAt) only for ids the run carries keeps a
+            # long look-back cheap.
+            if isinstance(allocation_id, str) and allocation_id.lower() in ids:
+                key = delivery_key(allocation)
+                if key is not None:
+                    found.pop(key, None)
 
-    Use it in a task that lists ``asset`` in its ``inlets`` (Airflow serves ``inlet_events`` only for those),
-    so that a watcher's rare repeat after a triggerer crash (see :func:`first_deliveries`) never settles an
-    allocation twice::
+
+def _paged_events(inlet_events: Any, asset: Any, after: datetime, before: datetime, page_size: int) -> Iterator[Any]:
+    """The asset's events from ``after`` to ``before`` (both inclusive, as Airflow's bounds), oldest first, a
+    page at a time: the task holds one page of events (with their extras) at once, never the whole window.
+
+    Airflow orders by timestamp alone and its ``after`` is inclusive, so each page starts at the previous
+    page's last timestamp and skips the events already yielded there; a page made only of that timestamp
+    doubles the page size until it gets past it.
+    """
+    low, limit = after, page_size
+    yielded_at_low: set[Any] = set()
+    while True:
+        page = list(inlet_events[asset].after(low.isoformat()).before(before.isoformat()).ascending(True).limit(limit))
+        last = low
+        for event in page:
+            stamp = _event_time(event) or low
+            identity = getattr(event, "id", None)
+            if stamp == low and identity in yielded_at_low:
+                continue
+            if stamp > last:
+                last, yielded_at_low = stamp, set()
+            yielded_at_low.add(identity)
+            yield event
+        if len(page) < limit:
+            return
+        if last == low:
+            limit *= 2
+        else:
+            low, limit = last, page_size
+
+
+DEFAULT_PAGE_SIZE = 500
+"""How many asset events :func:`new_allocations` reads per request."""
+
+RACE_WINDOW = timedelta(hours=1)
+"""With acknowledgements, how far before a run's first triggering event :func:`new_allocations` looks for an
+event of the same allocation taken by another run of the DAG that has not acknowledged it yet."""
+
+
+def new_allocations(
+    asset: Any,
+    triggering_asset_events: Any,
+    inlet_events: Any,
+    *,
+    statuses: Iterable[str] | None = None,
+    acknowledge: bool = False,
+    context: Mapping[str, Any] | None = None,
+    page_size: int = DEFAULT_PAGE_SIZE,
+) -> list[dict[str, Any]]:
+    """The allocations this run must act on: the final ones of its triggering events of ``asset`` that no other
+    run took on, each once.
+
+    Use it in a task that lists ``asset`` in its ``inlets`` (Airflow serves ``inlet_events`` and
+    ``asset_state_store`` only for those)::
 
         @task(inlets=[CLEARED])
         def cleared_allocations(triggering_asset_events=None, inlet_events=None):
-            return new_allocations(CLEARED, triggering_asset_events, inlet_events)
+            return new_allocations(CLEARED, triggering_asset_events, inlet_events, statuses=["cleared"],
+                                   acknowledge=True)
 
-    The earlier events are read from the allocations' ``updatedAt`` minus :data:`CLOCK_MARGIN` up to the
-    run's first triggering event: an allocation cannot be in an event stored before it became final.
+    Repeats are matched on (id, status, ``updatedAt``) (:class:`DeliveryKey`); records of other statuses
+    (e.g. a ``reserved`` allocation another producer attached to the asset) are logged and left out.
+
+    Without ``acknowledge`` a delivery is a repeat when an earlier event of the asset carried it: the earlier
+    events are read from the allocations' ``updatedAt`` minus :data:`CLOCK_MARGIN` up to the run's first
+    triggering event, ``page_size`` events at a time, keeping only the keys the run carries.
+
+    With ``acknowledge`` (Airflow 3.3+: tasks reach the asset's state store) the run records, under one
+    :func:`~airflow_provider_oes._acks.ack_key` per allocation (consumer: the DAG id), each allocation it
+    returns, so that a watcher can re-emit what no run took on (see ``docs/event-driven-acknowledgements.rst``).
+    A delivery is then a repeat when another run of the DAG acknowledged it, or (for two runs racing before
+    either acknowledged) when an event stored up to :data:`RACE_WINDOW` before this run's first one carried it
+    and started another run of the DAG. An event that started no run (stranded, or stored after a watcher was
+    unlinked) does not make a re-emission a repeat. A cleared and re-run run gets the same allocations again
+    (its own acknowledgements). On Airflow 3.2, where tasks have no ``asset_state_store``, it warns and falls
+    back to the check without acknowledgements.
 
     :param asset: The asset the run was triggered by.
     :param triggering_asset_events: The task's ``triggering_asset_events``.
     :param inlet_events: The task's ``inlet_events``.
+    :param statuses: The statuses to act on (default: every final status, ``cleared`` and ``released``).
+    :param acknowledge: Record what the run takes on in the asset's state store, and drop what another run
+        acknowledged.
+    :param context: The task's context (default: the running task's, from ``get_current_context()``); read
+        only with ``acknowledge``: ``dag_run``, ``asset_state_store``.
+    :param page_size: Asset events read per request.
     """
-    from airflow_provider_oes._time import parse_time
-
-    triggering = list(triggering_asset_events[asset])
+    if page_size < 1:
+        raise ValueError(f"page_size must be a positive number of events, got {page_size!r}")
+    triggering = _by_time(triggering_asset_events[asset])
+    found = _candidates(triggering, _statuses(statuses))
     stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]
-    updated = [
-        parse_time(a["updatedAt"], "updatedAt")
-        for event in triggering
-        for a in allocations_from_asset_event(event)
-        if a.get("updatedAt")
-    ]
-    if not stamps or not updated:
-        return first_deliveries(triggering, [])
-    earlier = inlet_events[asset].after((min(updated) - CLOCK_MARGIN).isoformat()).before(min(stamps).isoformat())
-    return first_deliveries(triggering, earlier)
+    if not found:
+        return []
+    store, dag_id, run_id = _ack_target(asset, context) if acknowledge else (None, None, None)
+    if store is None or dag_id is None or run_id is None:
+        updated = [stamp for key in found if (stamp := _parsed(key.updated_at)) is not None]
+        if stamps and updated:
+            first_at = min(stamps)
+            events = _paged_events(inlet_events, asset, min(updated) - CLOCK_MARGIN, first_at, page_size)
+            _drop_carried(found, events, before=first_at)
+        return list(found.values())
+
+    own: set[DeliveryKey] = set()
+    for key in list(found):
+        ack = read_ack(store.get(ack_key(dag_id, key)))
+        if ack is None:
+            continue
+        if ack.run_id == run_id:
+            own.add(key)
+        else:
+            del found[key]
+    undecided = {key: found[key] for key in found if key not in own}
+    if stamps and undecided:
+        first_at = min(stamps)
+        events = _paged_events(inlet_events, asset, first_at - RACE_WINDOW, first_at, page_size)
+        started_other = (e for e in events if _started_run_of(e, dag_id, other_than=run_id))
+        _drop_carried(undecided, started_other, before=first_at)
+    kept = {key: allocation for key, allocation in found.items() if key in own or key in undecided}
+    value = ack_value(run_id)
+    for key in kept:
+        if key not in own:
+            store.set(ack_key(dag_id, key), value)
+    return list(kept.values())
+
+
+def _parsed(value: str) -> datetime | None:
+    from airflow_provider_oes._time import parse_time
+    from airflow_provider_oes.exceptions import OESInvalidRequestError
+
+    if not value:
+        return None
+    try:
+        return parse_time(value, "updatedAt")
+    except OESInvalidRequestError:
+        return None
+
+
+def _started_run_of(event: Any, dag_id: str, *, other_than: str) -> bool:
+    """Whether ``event`` started (was consumed by) a run of ``dag_id`` other than ``other_than``."""
+    for run in getattr(event, "created_dagruns", None) or ():
+        if getattr(run, "dag_id", None) == dag_id and getattr(run, "run_id", None) != other_than:
+            return True
+    return False
+
+
+def _ack_target(asset: Any, context: Mapping[str, Any] | None) -> tuple[Any, str | None, str | None]:
+    """The asset's state store accessor, the DAG id and the run id; ``(None, ...)`` where Airflow has none."""
+    if context is None:
+        from airflow.sdk import get_current_context
+
+        context = get_current_context()
+    stores = context.get("asset_state_store")
+    dag_run = context.get("dag_run")
+    if stores is None or dag_run is None:
+        log.warning(
+            "acknowledge=True, but this task has no asset_state_store (Airflow before 3.3, or %r is not among "
+            "its inlets): falling back to matching repeats against earlier events, without acknowledgements",
+            getattr(asset, "name", asset),
+        )
+        return None, None, None
+    return stores[asset], str(dag_run.dag_id), str(dag_run.run_id)

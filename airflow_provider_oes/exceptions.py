@@ -4,6 +4,11 @@ Every :class:`OESError` carries ``status_code`` (``None`` when raised locally), 
 and its ``name`` and ``request_id`` when the body has them. Messages name the allocation and enterprise
 and say what to fix; they never contain the access token. Which HTTP answer or transport failure becomes
 which error is decided in one private place, ``airflow_provider_oes._errors``.
+
+Retries by Airflow follow from the class: errors that will not go away within a retry delay (400 and local
+validation, 403, 404, ``released``) are :class:`~airflow.sdk.exceptions.AirflowFailException` too, so the
+task fails without using its ``retries``; a 401 is retried (each try reads the connection again, so a token
+rotated meanwhile is picked up), and so are transient errors and invalid answers.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from airflow.sdk.exceptions import AirflowException, AirflowFailException
 
 if TYPE_CHECKING:
     from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.settlement_models import Settlement
 
 __all__ = [
     "AllocationReleasedError",
@@ -26,6 +32,8 @@ __all__ = [
     "OESRateLimitError",
     "OESResponseError",
     "OESServerError",
+    "SettlementFailedError",
+    "SettlementRejectedError",
 ]
 
 
@@ -79,20 +87,33 @@ def _rebuild_error(cls: type[OESError], message: str, state: dict[str, Any]) -> 
     return err
 
 
-class OESInvalidRequestError(OESError):
-    """HTTP 400, or a bad allocation id / enterprise id / setting caught locally before any request."""
+class OESInvalidRequestError(OESError, AirflowFailException):
+    """HTTP 400, or a bad allocation id / enterprise id / setting caught locally before any request.
+
+    Permanent: the task fails without retries (``soft_fail=True`` on a sensor skips instead).
+    """
 
 
 class OESAuthenticationError(OESError):
-    """HTTP 401: the access token is wrong, expired, or its user is not a member of the enterprise."""
+    """HTTP 401: the access token is wrong, expired, or its user is not a member of the enterprise.
+
+    Retried by Airflow (``retries``): each try reads the connection again, so a token rotated in the
+    meantime is used by the next try.
+    """
 
 
-class OESPermissionDeniedError(OESError):
-    """HTTP 403: the enterprise has no OES license, or the token may not read this allocation."""
+class OESPermissionDeniedError(OESError, AirflowFailException):
+    """HTTP 403: the enterprise has no OES license, or the token may not read this allocation.
+
+    Permanent: the task fails without retries (``soft_fail=True`` on a sensor skips instead).
+    """
 
 
-class OESNotFoundError(OESError):
-    """HTTP 404: no such allocation for this client (or it belongs to another client)."""
+class OESNotFoundError(OESError, AirflowFailException):
+    """HTTP 404: no such allocation for this client (or it belongs to another client).
+
+    Permanent: the task fails without retries (``soft_fail=True`` on a sensor skips instead).
+    """
 
 
 class OESRateLimitError(OESError):
@@ -123,7 +144,8 @@ class OESConnectionError(OESError):
 class OESResponseError(OESError):
     """A 2xx answer whose body is not JSON, not a valid allocation, too large, or not the one asked for.
 
-    Never retried and never read as a status: the response cannot be trusted.
+    Never retried within a check and never read as a status: the response cannot be trusted. Airflow's
+    ``retries`` apply (a proxy or load balancer answering garbage may recover).
     """
 
 
@@ -144,3 +166,41 @@ class AllocationReleasedError(AirflowFailException):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (type(self), (self.allocation,))
+
+
+class SettlementRejectedError(AirflowFailException):
+    """The settlement was ``rejected`` by BitGo (final: it will never complete), so the task fails without retries.
+
+    With ``soft_fail=True`` on the sensor the task is skipped instead.
+
+    :param settlement: The parsed settlement, with BitGo's ``reason``.
+    """
+
+    def __init__(self, settlement: Settlement) -> None:
+        self.settlement = settlement
+        super().__init__(
+            f"settlement {settlement.id} ({settlement.external_id}) was rejected (final: it will not complete). "
+            f"Reason given by BitGo: {settlement.reason or 'none given'}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.settlement,))
+
+
+class SettlementFailedError(AirflowFailException):
+    """The settlement is ``failed`` and the sensor was told to fail fast (``fail_on_failed=True``).
+
+    BitGo calls ``failed`` not final (it retries the settlement): by default the sensor keeps waiting instead.
+
+    :param settlement: The parsed settlement, with BitGo's ``reason``.
+    """
+
+    def __init__(self, settlement: Settlement) -> None:
+        self.settlement = settlement
+        super().__init__(
+            f"settlement {settlement.id} ({settlement.external_id}) failed and fail_on_failed is set "
+            f"(BitGo may still retry it). Reason given by BitGo: {settlement.reason or 'none given'}"
+        )
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (self.settlement,))

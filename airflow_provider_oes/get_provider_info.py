@@ -11,6 +11,9 @@ from typing import Any
 from airflow_provider_oes import __version__
 from airflow_provider_oes._constants import PRODUCTION_BASE_URL, TEST_BASE_URL
 
+RELEASED_VERSIONS = ("0.1.0",)
+"""Versions released before this one, newest first (``versions`` lists them after ``__version__``)."""
+
 POLL_STRATEGIES = ("feed", "id_batches", "single")
 """Values of the ``poll_strategy`` extra; the first is the default."""
 
@@ -152,7 +155,7 @@ def get_provider_info() -> dict[str, Any]:
         "package-name": "airflow-provider-oes",
         "name": "BitGo OES",
         "description": "Gate Airflow pipelines on BitGo Off-Exchange Settlement (OES) client allocations.",
-        "versions": [__version__],
+        "versions": [__version__, *RELEASED_VERSIONS],
         "integrations": [
             {
                 "integration-name": integration,
@@ -161,11 +164,27 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "hooks": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.hooks.oes"]}],
-        "sensors": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.sensors.allocation"]}],
+        "sensors": [
+            {
+                "integration-name": integration,
+                "python-modules": [
+                    "airflow_provider_oes.sensors.allocation",
+                    "airflow_provider_oes.sensors.settlement",
+                ],
+            }
+        ],
         "operators": [
             {"integration-name": integration, "python-modules": ["airflow_provider_oes.operators.allocation"]}
         ],
-        "triggers": [{"integration-name": integration, "python-modules": ["airflow_provider_oes.triggers.allocation"]}],
+        "triggers": [
+            {
+                "integration-name": integration,
+                "python-modules": ["airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"],
+            }
+        ],
+        # oes://<enterprise id>/allocations/<status> (assets.allocations_asset_uri): a scheme Airflow knows,
+        # kept as written (Airflow's no-op normalizer).
+        "asset-uris": [{"schemes": ["oes"], "handler": None}],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_oes.hooks.oes.OESHook",

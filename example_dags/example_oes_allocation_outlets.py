@@ -1,4 +1,4 @@
-"""Example 5: tasks publish the allocation they gated on as an asset event; another DAG runs on it.
+"""Example 6: tasks publish the allocation they gated on as an asset event; another DAG runs on it.
 
 What it shows
 -------------
@@ -16,7 +16,8 @@ The asset URIs follow ``oes://<enterprise id>/allocations/<what>``; the enterpri
 ``OES_ENTERPRISE_ID`` environment variable here (default: the local simulator's), because an asset's URI must
 be known when the DAG file is parsed.
 
-Trigger the producer with ``--conf '{"allocation_id": "<uuid>"}'``.
+Trigger the producer with ``--conf '{"allocation_id": "<uuid>"}'``. Within BitGo's rate limit: one check
+every 5 s (12 requests a minute) per run, at most 2 runs at once.
 """
 
 from __future__ import annotations
@@ -41,13 +42,15 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    max_active_runs=2,
     tags=["oes", "example"],
     params={"allocation_id": Param("00000000-0000-0000-0000-000000000000", type="string")},
 ) as dag:
+    # [START howto_sensor_allocation_outlets]
     wait = AllocationStatusSensor(
         task_id="wait_for_allocation",
         allocation_id="{{ params.allocation_id }}",
-        poke_interval=1,
+        poke_interval=5,
         timeout=600,
         mode="poke",
         deferrable=False,
@@ -59,6 +62,7 @@ with DAG(
         outlets=[AUDIT],
     )
     wait >> record
+    # [END howto_sensor_allocation_outlets]
 
 
 with DAG(

@@ -1,4 +1,4 @@
-"""Example: wait for a whole fleet of OES allocations in the triggerer, not in worker slots.
+"""Example 4: wait for a whole fleet of OES allocations in the triggerer, not in worker slots.
 
 What it shows
 -------------
@@ -11,10 +11,13 @@ What it shows
   the enterprise's change feed (the newest final allocations, once per ``poke_interval``: about one request
   per interval whatever the number waiting; the ``poll_strategy`` extra selects id batches or single GETs
   instead), and never sends more than the connection's rate limit (default 360 requests per 60 s, BitGo's
-  limit for one user). For big fleets see ``start_from_trigger`` in the README.
+  limit for one user). For big fleets see ``start_from_trigger`` in the docs ("Fleets").
 * When an allocation is ``cleared`` the mapped task succeeds and pushes the allocation (the API's own
-  JSON) to XCom; ``released`` fails that task at once (no retries) with BitGo's reason, so
-  ``settle_cleared`` below runs only when every allocation cleared (its default trigger rule).
+  JSON) to XCom. With ``end_from_trigger=True`` the trigger does that itself: the task ends in the
+  triggerer and no worker runs again for it (``docs/fleets-end-from-trigger.rst`` lists when a sensor still
+  resumes on a worker). ``released`` resumes on a worker, which fails that task at once (no retries) with
+  BitGo's reason, so ``settle_cleared`` below runs only when every allocation cleared (its default trigger
+  rule).
 * ``timeout`` bounds the wait in deferrable mode too.
 
 Running it
@@ -54,13 +57,17 @@ with DAG(
         """The allocations this run waits for."""
         return [str(allocation_id) for allocation_id in context["params"]["allocation_ids"]]
 
+    # [START howto_sensor_allocation_status_deferrable]
     waits = AllocationStatusSensor.partial(
         task_id="wait_for_allocation",
         deferrable=True,
+        # On cleared, the trigger ends the task with the allocation as its XCom: no worker resume.
+        end_from_trigger=True,
         poke_interval=5,
         timeout=6 * 3600,
         retries=0,
     ).expand(allocation_id=list_allocation_ids())
+    # [END howto_sensor_allocation_status_deferrable]
 
     # One XCom (return_value) with the whole dict, not one XCom per key.
     @task(multiple_outputs=False)

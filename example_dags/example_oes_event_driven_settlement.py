@@ -1,4 +1,4 @@
-"""Example 6: event-driven settlement: a DAG run whenever allocations of the enterprise become final.
+"""Example 7: event-driven settlement: a DAG run whenever allocations of the enterprise become final.
 
 What it shows
 -------------
@@ -9,15 +9,23 @@ No sensor waits and no allocation id is known in advance. The triggerer watches 
   that finds newly cleared allocations records **one** asset event carrying all of them.
 * ``oes_event_driven_settlement`` is scheduled on ``CLEARED``: ``cleared_allocations`` reads the allocations
   from the run's triggering asset events (Airflow may put several events into one run), and ``settle`` is
-  mapped over them: one task instance per allocation.
+  mapped over them: one task instance per allocation, or per batch of allocations when a run carries more
+  than ``[core] max_map_length`` (1,024) of them (a backlog after a long pause), so such a run still runs.
 * ``RELEASED`` and ``oes_event_driven_release_alert`` do the same for ``released`` allocations (alerting:
   the funds went back, someone should look at BitGo's reason).
 
 Each allocation is emitted once, also across triggerer restarts (Airflow 3.3; see the README section
 "Event-driven settlement" for the exact guarantee), except after a triggerer crash in the second between
 Airflow storing an event and the trigger learning it did: those allocations are emitted again.
-:func:`~airflow_provider_oes.assets.new_allocations` leaves out allocations an earlier event of the asset
-carried, so each is settled by exactly one run; settle idempotently by allocation id all the same.
+:func:`~airflow_provider_oes.assets.new_allocations` leaves out an allocation another run of the DAG took on
+(matched on id, status and ``updatedAt``; records of other statuses, e.g. a ``reserved`` one another producer
+attached, are logged and left out), so each is settled by exactly one run; settle idempotently by allocation
+id all the same. With ``acknowledge=True`` it also records, in the asset's state store (Airflow 3.3+), each
+allocation the run took on (see ``docs/event-driven-acknowledgements.rst``).
+
+If a run fails, its allocations stay with it: they are acknowledged by that run, so no other run settles them
+and a watcher does not re-emit them. Clear the failed run (or its failed tasks): ``cleared_allocations``
+returns the same allocations again (its own acknowledgements) and ``settle`` retries them.
 
 Both DAGs start paused (``is_paused_upon_creation``): Airflow runs an asset's watcher only while a DAG
 scheduled on the asset is unpaused, so watching starts when you unpause them.
@@ -41,6 +49,7 @@ from airflow_provider_oes.triggers.event import AllocationEventTrigger
 ENTERPRISE_ID = os.environ.get("OES_ENTERPRISE_ID", "sim-enterprise")
 POLL_INTERVAL = float(os.environ.get("OES_EVENT_POLL_INTERVAL", "10"))
 
+# [START howto_trigger_allocation_event]
 CLEARED = Asset(
     name="oes_cleared_allocations",
     uri=allocations_asset_uri(ENTERPRISE_ID, "cleared"),
@@ -65,19 +74,45 @@ RELEASED = Asset(
         )
     ],
 )
+# [END howto_trigger_allocation_event]
 
 
-def _allocations(asset: Asset, status: str, triggering_asset_events: Any, inlet_events: Any) -> list[dict[str, Any]]:
-    """The allocations of the run's triggering events, each once, leaving out any an earlier event carried.
+def _allocations(
+    asset: Asset,
+    status: str,
+    triggering_asset_events: Any,
+    inlet_events: Any,
+    dag_run: Any,
+    asset_state_store: Any,
+) -> list[dict[str, Any]]:
+    """The ``status`` allocations of the run's triggering events that no other run took on, each once.
 
-    A watcher emits an allocation a second time only after a triggerer crash at the wrong second; without this,
-    that allocation would be settled by two runs.
+    Records of any other status (another producer attaching a ``reserved`` allocation to the asset, say) are
+    logged and left out: they neither fail the run nor stand for a delivery. Each allocation returned is
+    acknowledged in the asset's state store (Airflow 3.3+), so the watcher can re-emit what no run took on.
     """
-    found = new_allocations(asset, triggering_asset_events, inlet_events)
-    for allocation in found:
-        if allocation.get("status") != status:  # trust nothing but the status the asset stands for
-            raise ValueError(f"allocation {allocation.get('id')} is {allocation.get('status')!r}, not {status}")
-    return found
+    return new_allocations(
+        asset,
+        triggering_asset_events,
+        inlet_events,
+        statuses=[status],
+        acknowledge=True,
+        context={"dag_run": dag_run, "asset_state_store": asset_state_store},
+    )
+
+
+def _batches(allocations: list[dict[str, Any]], max_map_length: int | None = None) -> list[list[dict[str, Any]]]:
+    """Split ``allocations`` into as few equal batches as keep one task instance per batch within ``[core]
+    max_map_length`` (1,024 by default): one allocation per batch up to that many, more per batch beyond.
+
+    A backlog (a long pause, a burst) then still runs, instead of failing the whole run at mapping time.
+    """
+    if max_map_length is None:
+        from airflow.sdk import conf
+
+        max_map_length = conf.getint("core", "max_map_length")
+    per_batch = max(1, -(-len(allocations) // max(1, max_map_length)))
+    return [allocations[i : i + per_batch] for i in range(0, len(allocations), per_batch)]
 
 
 with DAG(
@@ -90,21 +125,32 @@ with DAG(
     is_paused_upon_creation=True,
     tags=["oes", "example", "event-driven"],
 ) as dag:
-    # The asset is also an inlet, so that the task may read its earlier events (inlet_events).
+    # [START howto_event_driven_settle]
+    # The asset is also an inlet, so that the task may read its earlier events (inlet_events) and its state
+    # store (asset_state_store, where the run acknowledges what it took on).
     @task(inlets=[CLEARED])
-    def cleared_allocations(triggering_asset_events: Any = None, inlet_events: Any = None) -> list[dict[str, Any]]:
-        """The cleared allocations that started this run (and no earlier run)."""
-        return _allocations(CLEARED, "cleared", triggering_asset_events, inlet_events)
+    def cleared_allocations(
+        triggering_asset_events: Any = None,
+        inlet_events: Any = None,
+        dag_run: Any = None,
+        asset_state_store: Any = None,
+    ) -> list[list[dict[str, Any]]]:
+        """The cleared allocations that started this run (and no other run), in batches ``settle`` maps over."""
+        found = _allocations(CLEARED, "cleared", triggering_asset_events, inlet_events, dag_run, asset_state_store)
+        return _batches(found)
 
-    # Explicit, as Airflow infers it from the dict annotation (ruff's AIR rule asks not to rely on inference).
-    @task(multiple_outputs=True)
-    def settle(allocation: dict[str, Any]) -> dict[str, str]:
-        """Book the settlement of one cleared allocation (idempotently, keyed by its id, in real life)."""
-        amount = allocation["amount"]
-        print(f"Settling {amount['quantity']} {amount['currency']} for allocation {allocation['id']}")
-        return {"id": allocation["id"], "currency": amount["currency"], "quantity": amount["quantity"]}
+    @task
+    def settle(allocations: list[dict[str, Any]]) -> list[dict[str, str]]:
+        """Book the settlement of a batch of cleared allocations (idempotently, keyed by id, in real life)."""
+        settled = []
+        for allocation in allocations:
+            amount = allocation["amount"]
+            print(f"Settling {amount['quantity']} {amount['currency']} for allocation {allocation['id']}")
+            settled.append({"id": allocation["id"], "currency": amount["currency"], "quantity": amount["quantity"]})
+        return settled
 
-    settle.expand(allocation=cleared_allocations())
+    settle.expand(allocations=cleared_allocations())
+    # [END howto_event_driven_settle]
 
 
 with DAG(
@@ -118,9 +164,14 @@ with DAG(
 ) as alert_dag:
 
     @task(inlets=[RELEASED])
-    def alert(triggering_asset_events: Any = None, inlet_events: Any = None) -> list[dict[str, Any]]:
+    def alert(
+        triggering_asset_events: Any = None,
+        inlet_events: Any = None,
+        dag_run: Any = None,
+        asset_state_store: Any = None,
+    ) -> list[dict[str, Any]]:
         """Report each released allocation with BitGo's reason (here: log it; in real life, page someone)."""
-        released = _allocations(RELEASED, "released", triggering_asset_events, inlet_events)
+        released = _allocations(RELEASED, "released", triggering_asset_events, inlet_events, dag_run, asset_state_store)
         for allocation in released:
             print(f"ALERT: allocation {allocation['id']} was released: {allocation.get('reason')}")
         return [{"id": a["id"], "reason": a.get("reason")} for a in released]

@@ -10,6 +10,11 @@ What it shows
   currency with Python integers, so a 40-digit base-unit quantity stays exact. Totals are returned as
   strings, the same encoding BitGo uses.
 
+Within BitGo's rate limit (360 requests per 60 s per token): the sensors poke in worker slots, each one
+request every ``poke_interval``, with no limiter shared between them. ``max_active_tis_per_dagrun=4`` lets
+at most 4 of them poke at once and ``max_active_runs=1`` one run at a time: at most 4 x 12 = 48 requests a
+minute, however many ids a run gets. For hundreds of allocations use deferrable sensors (example 4).
+
 Trigger it with ``--conf '{"allocation_ids": ["<uuid>", "<uuid>", ...]}'``.
 """
 
@@ -28,6 +33,7 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    max_active_runs=1,
     tags=["oes", "example"],
     params={"allocation_ids": Param([], type="array")},
 ) as dag:
@@ -37,11 +43,14 @@ with DAG(
         """The allocations this run must wait for."""
         return list(context["params"]["allocation_ids"])
 
+    # [START howto_sensor_allocation_status_mapped]
     waits = AllocationStatusSensor.partial(
         task_id="wait_for_allocation",
-        poke_interval=1,
+        poke_interval=5,
         timeout=3600,
+        max_active_tis_per_dagrun=4,  # at most 4 sensors poking at once: 48 requests a minute
     ).expand(allocation_id=list_allocation_ids())
+    # [END howto_sensor_allocation_status_mapped]
 
     # One XCom (return_value) with the whole dict, not one XCom per key.
     @task(multiple_outputs=False)

@@ -33,6 +33,7 @@ with DAG(
         "until": Param("2026-11-25T00:00:00Z", type="string", description="created before (ISO 8601)"),
     },
 ) as dag:
+    # [START howto_operator_list_allocations]
     released = ListAllocationsOperator(
         task_id="list_released",
         statuses=["released"],
@@ -41,6 +42,7 @@ with DAG(
         page_size=500,
         max_records=10_000,
     )
+    # [END howto_operator_list_allocations]
 
     # One XCom (return_value) with the whole dict, not one XCom per key.
     @task(multiple_outputs=False)

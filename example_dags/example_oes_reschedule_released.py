@@ -13,6 +13,9 @@ What it shows
 
 Trigger it with ``--conf '{"allocation_id": "<uuid>"}'``; the DAG run ends ``failed`` when the allocation
 was released, which is what alerting should key on.
+
+Within BitGo's rate limit: a check every 5 s is 12 requests a minute per run, and ``max_active_runs=4``
+bounds the DAG to 48 (plus one GET when ``report_release`` runs).
 """
 
 from __future__ import annotations
@@ -31,9 +34,11 @@ with DAG(
     schedule=None,
     start_date=datetime(2026, 1, 1),
     catchup=False,
+    max_active_runs=4,
     tags=["oes", "example"],
     params={"allocation_id": Param("00000000-0000-0000-0000-000000000000", type="string")},
 ) as dag:
+    # [START howto_sensor_allocation_status_reschedule]
     wait = AllocationStatusSensor(
         task_id="wait_for_allocation",
         allocation_id="{{ params.allocation_id }}",
@@ -41,20 +46,23 @@ with DAG(
         # Explicit, because a deployment with `[operators] default_deferrable = True` would otherwise
         # defer this sensor to the triggerer instead of rescheduling it.
         deferrable=False,
-        poke_interval=1,
+        poke_interval=5,
         timeout=3600,
     )
+    # [END howto_sensor_allocation_status_reschedule]
 
     @task
     def settle(allocation: dict[str, Any]) -> str:
         """Book the settlement for a cleared allocation."""
         return f"settled {allocation['amount']['quantity']} {allocation['amount']['currency']}"
 
+    # [START howto_operator_get_allocation]
     report_release = GetAllocationOperator(
         task_id="report_release",
         allocation_id="{{ params.allocation_id }}",
         trigger_rule=TriggerRule.ONE_FAILED,
     )
+    # [END howto_operator_get_allocation]
 
     settle(wait.output)
     wait >> report_release

@@ -3,7 +3,9 @@
 Started by ``scripts/demo.sh``; everything happens on 127.0.0.1 with a SQLite metadata DB in a
 temporary AIRFLOW_HOME, so nothing on this machine is changed and nothing goes to BitGo.
 
-By default the DAG runs in this process with ``dag.test()``. With ``--full-stack`` the real Airflow
+By default the DAG runs in this process with ``dag.test()``: the terminal shows the allocation waited for,
+each check the sensor made and the status it saw, and the result; Airflow's own log lines go to a file whose
+name it prints. With ``--full-stack`` the real Airflow
 components run as separate processes (api-server with the UI, scheduler, dag-processor, triggerer;
 LocalExecutor) on a private PostgreSQL server started for the demo (Debian's ``postgresql`` package; it is
 stopped and its data removed afterwards; ``--db sqlite`` or ``OES_STACK_DB=sqlite`` uses a SQLite file
@@ -15,13 +17,20 @@ afterwards (Ctrl-C stops everything).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
+from typing import TYPE_CHECKING, TextIO
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 REPO = Path(__file__).resolve().parent.parent
 EXAMPLE_DAGS = REPO / "example_dags"
@@ -38,13 +47,51 @@ def _prepare_airflow_home() -> Path:
         }
     )
     print(f"[demo] AIRFLOW_HOME={home} (SQLite); creating the metadata DB ...", flush=True)
-    subprocess.run(
-        [sys.executable, "-m", "airflow", "db", "migrate"],
-        check=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
+    with (home / "demo.log").open("a") as log:
+        subprocess.run([sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=log, stderr=log)
     return home
+
+
+@contextlib.contextmanager
+def _airflow_output_to(log_path: Path) -> Iterator[TextIO]:
+    """Send everything written to this process's stdout and stderr (Airflow's log lines) to ``log_path``;
+    yield a stream to the real terminal for what the demo itself shows."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved_out, saved_err = os.dup(1), os.dup(2)
+    terminal = os.fdopen(os.dup(saved_out), "w", buffering=1)
+    with log_path.open("a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield terminal
+        finally:
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os.dup2(saved_out, 1)
+            os.dup2(saved_err, 2)
+            os.close(saved_out)
+            os.close(saved_err)
+            terminal.close()
+
+
+_SENSOR_SAW = re.compile(r"(?:Still waiting|Allocation cleared): (.*?) \[airflow\.task")
+
+
+def _follow_checks(log_path: Path, out: TextIO, stop: threading.Event) -> None:
+    """Show each check of the sensor as it logs it (what it saw), from Airflow's log file."""
+    checks = 0
+    with log_path.open() as log:
+        while True:
+            stopping = stop.is_set()
+            for line in log.readlines():
+                match = _SENSOR_SAW.search(line)
+                if match:
+                    checks += 1
+                    print(f"[demo]   check {checks}: {match.group(1)}", file=out, flush=True)
+            if stopping:
+                return
+            stop.wait(0.2)
 
 
 def _load_dag(module: str):  # type: ignore[no-untyped-def]
@@ -174,7 +221,19 @@ def main() -> int:
             flush=True,
         )
         dag = _load_dag("example_oes_settlement_gating")
-        dag_run = dag.test(run_conf={"allocation_id": allocation_id})
+        # The example checks every 10 s (within BitGo's rate limit with room to spare); the demo every 2 s.
+        dag.get_task("wait_for_allocation").poke_interval = 2
+        log_path = Path(os.environ["AIRFLOW_HOME"]) / "demo.log"
+        print(f"[demo] running DAG oes_settlement_gating; Airflow's full log: {log_path}", flush=True)
+        stop = threading.Event()
+        with _airflow_output_to(log_path) as terminal:
+            follower = threading.Thread(target=_follow_checks, args=(log_path, terminal, stop), daemon=True)
+            follower.start()
+            try:
+                dag_run = dag.test(run_conf={"allocation_id": allocation_id})
+            finally:
+                stop.set()
+                follower.join()
 
         from airflow.models.xcom import XComModel
         from airflow.utils.session import create_session
@@ -195,6 +254,7 @@ def main() -> int:
         print("What settle booked (XCom of settle):")
         print(json.dumps(xcoms.get("settle"), indent=2))
         print("=" * 72)
+        print(f"Airflow's full log of the run: {log_path}")
         return 0 if str(dag_run.state) == "success" else 1
 
 

@@ -23,6 +23,7 @@ from tests._paths import EXAMPLE_DAGS
 # The StatsD listener fixtures (statsd_listener, statsd_metrics) for the metrics tests.
 pytest_plugins = ["tests._statsd"]
 
+# [START howto_test_airflow_home]
 _AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="oes-airflow-home-"))
 # Removed when the test process exits, so repeated runs do not pile up homes (and SQLite DBs) in /tmp.
 atexit.register(shutil.rmtree, _AIRFLOW_HOME, ignore_errors=True)
@@ -34,8 +35,10 @@ os.environ["AIRFLOW__CORE__EXECUTOR"] = "LocalExecutor"
 os.environ["AIRFLOW__LOGGING__LOGGING_LEVEL"] = "INFO"
 for _name in [n for n in os.environ if n.startswith("AIRFLOW_CONN_")]:
     del os.environ[_name]
+# [END howto_test_airflow_home]
 
 
+# [START howto_test_airflow_db]
 @pytest.fixture(scope="session")
 def airflow_db() -> Path:
     """Create the SQLite metadata DB once per test session (``airflow db migrate``); return AIRFLOW_HOME."""
@@ -48,6 +51,9 @@ def airflow_db() -> Path:
         timeout=300,
     )
     return _AIRFLOW_HOME
+
+
+# [END howto_test_airflow_db]
 
 
 @pytest.fixture

@@ -41,6 +41,26 @@ def test_hierarchy() -> None:
     assert not OESResponseError.transient
 
 
+@pytest.mark.parametrize(
+    ("cls", "fails_without_retries"),
+    [
+        (OESInvalidRequestError, True),  # 400 / local validation: the request will not become valid by waiting
+        (OESPermissionDeniedError, True),  # 403: a missing OES licence or token scope
+        (OESNotFoundError, True),  # 404: no such allocation for this client
+        (AllocationReleasedError, True),
+        (OESAuthenticationError, False),  # 401: the next try reads the connection again (token rotation)
+        (OESRateLimitError, False),
+        (OESServerError, False),
+        (OESConnectionError, False),
+        (OESResponseError, False),
+    ],
+)
+def test_which_errors_skip_airflow_retries(cls: type[Exception], fails_without_retries: bool) -> None:
+    # Airflow fails a task without using its retries exactly when the error is an AirflowFailException.
+    assert issubclass(cls, AirflowFailException) is fails_without_retries
+    assert issubclass(cls, AirflowException)
+
+
 @pytest.mark.parametrize("cls", ALL_ERROR_CLASSES)
 def test_pickle_round_trip(cls: type[OESError]) -> None:
     exc = full_error(cls)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import importlib.resources
 import json
 from typing import Any
 
@@ -23,7 +24,8 @@ def test_package_name_is_the_distribution_name() -> None:
     info = get_provider_info()
     assert info["package-name"] == "airflow-provider-oes"
     assert importlib.metadata.distribution(info["package-name"]).version == __version__
-    assert info["versions"] == [__version__]
+    assert info["versions"] == [__version__, "0.1.0"]  # newest first, as in Airflow's provider.yaml
+    assert __version__ == "0.2.0"
     json.dumps(info)  # pure JSON data
 
 
@@ -42,9 +44,46 @@ def test_connection_type() -> None:
     assert OESHook.conn_name_attr == "oes_conn_id"
 
 
+def test_matches_airflows_provider_info_schema() -> None:
+    import jsonschema
+
+    schema_path = importlib.resources.files("airflow") / "provider_info.schema.json"
+    jsonschema.validate(get_provider_info(), json.loads(schema_path.read_text()))
+
+
+def test_every_public_trigger_is_registered() -> None:
+    import inspect
+    import pkgutil
+
+    from airflow.triggers.base import BaseTrigger
+
+    import airflow_provider_oes.triggers as triggers
+
+    registered = {module for entry in get_provider_info()["triggers"] for module in entry["python-modules"]}
+    public = set()
+    for info in pkgutil.iter_modules(triggers.__path__):
+        if info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{triggers.__name__}.{info.name}")
+        if any(
+            issubclass(obj, BaseTrigger) and obj.__module__ == module.__name__
+            for obj in vars(module).values()
+            if inspect.isclass(obj)
+        ):
+            public.add(module.__name__)
+    assert public == {"airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"}
+    assert registered == public
+
+
+def test_oes_asset_scheme_is_declared() -> None:
+    from airflow_provider_oes.assets import ASSET_URI_SCHEME
+
+    assert get_provider_info()["asset-uris"] == [{"schemes": [ASSET_URI_SCHEME], "handler": None}]
+
+
 def test_module_lists_import() -> None:
     info = get_provider_info()
-    for key in ("hooks", "sensors", "operators"):
+    for key in ("hooks", "sensors", "operators", "triggers"):
         for entry in info[key]:
             for module in entry["python-modules"]:
                 importlib.import_module(module)

@@ -86,8 +86,8 @@ class ListAllocationsOperator(AllocationTaskMixin, BaseOperator):
     :param allocation_ids: Only these allocations (UUIDs). Templated.
     :param created_on_or_after: Only records created at or after this time: a time-zone aware datetime or an
         ISO 8601 string, e.g. ``"{{ data_interval_start }}"``. Templated.
-    :param created_before: Only records created before this time, e.g. ``"{{ data_interval_end }}"``.
-        Templated.
+    :param created_before: Only records created before this time, e.g. ``"{{ data_interval_end }}"`` (BitGo's
+        spec says "on or before": a record created exactly at the bound may be listed). Templated.
     :param sort_field: ``id``, ``updatedAt``, ``quantity`` or ``currency``; ``None`` (default) keeps the
         API's stable order, ``createdAt`` then ``id`` ascending.
     :param sort_direction: ``ASC`` or ``DESC`` for ``sort_field``.

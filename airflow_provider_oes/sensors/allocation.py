@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
@@ -30,6 +32,15 @@ def _airflow_renders_start_trigger_templates() -> bool:
     return Version(Version(airflow_version).base_version) >= Version("3.3.0")
 
 
+def _airflow_ends_tasks_from_triggers() -> bool:
+    """Whether this Airflow lets a trigger end its task (``TaskSuccessEvent``; every supported version does)."""
+    try:
+        from airflow.triggers.base import TaskSuccessEvent  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
 def _from_mapped_task(name: str, default: str) -> str:
     """A template the triggerer renders to this map index's value of ``name`` (a literal ``expand`` list),
     else the ``partial`` value, else ``default``.
@@ -44,6 +55,41 @@ def _from_mapped_task(name: str, default: str) -> str:
     )
 
 
+def _sensor_timeout(partial_kwargs: dict[str, Any]) -> timedelta:
+    """The ``timeout`` a mapped sensor's task instances get: ``partial(timeout=...)``, else the DAG's
+    ``default_args``, else Airflow's ``[sensors] default_timeout`` (as ``BaseSensorOperator`` does)."""
+    timeout = partial_kwargs.get("timeout")
+    dag = partial_kwargs.get("dag")
+    if timeout is None and dag is not None:
+        timeout = (dag.default_args or {}).get("timeout")
+    if timeout is None:
+        timeout = conf.getfloat("sensors", "default_timeout")
+    return BaseSensorOperator._coerce_timeout(timeout)
+
+
+@functools.cache
+def _timed_partial_class() -> type:
+    from airflow.sdk.definitions.mappedoperator import OperatorPartial
+
+    class TimedPartial(OperatorPartial):
+        """``partial()`` of a mapped ``start_from_trigger`` sensor: the mapped task's trigger gets ``timeout``."""
+
+        def _expand(self, expand_input: Any, *, strict: bool) -> Any:
+            if "timeout" in getattr(expand_input, "value", {}):
+                self._expand_called = True
+                raise ValueError(
+                    f"task {self.kwargs.get('task_id')!r}: with start_from_trigger=True the sensor's timeout "
+                    "must be given to partial(), not expanded (Airflow starts every map index from one "
+                    "trigger timeout)"
+                )
+            mapped = super()._expand(expand_input, strict=strict)
+            if mapped.start_trigger_args is not None:
+                mapped.start_trigger_args = replace(mapped.start_trigger_args, timeout=_sensor_timeout(self.kwargs))
+            return mapped
+
+    return TimedPartial
+
+
 class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     """Wait until a BitGo OES client allocation (or deallocation) is final.
 
@@ -52,7 +98,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     * ``released``: fail at once with :class:`~airflow_provider_oes.exceptions.AllocationReleasedError`
       (no retries: the state is final; ``soft_fail=True`` skips instead), naming the API's reason.
     * a status this package does not know: never success; a warning, and keep waiting until ``timeout``.
-    * permanent API errors (400/401/403/404, an invalid answer): fail at once with what to fix.
+    * permanent API errors: fail at once with what to fix; 400/403/404 without retries, 401 and an invalid
+      answer with Airflow's retries (each try reads the connection again).
     * transient API errors left after the connection's retries (5xx, 429, timeouts): a warning, and keep
       waiting until ``timeout``.
 
@@ -71,11 +118,16 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         sensor defers from a worker instead. Mapped: ``.partial(start_from_trigger=True).expand(
         allocation_id=[...])`` with a literal list (Airflow 3.3.2 does not expand trigger arguments per map
         index: the triggerer picks this index's value from the list).
+    :param end_from_trigger: With ``deferrable`` or ``start_from_trigger``: on ``cleared`` the trigger ends the
+        task itself, with the allocation as its ``return_value`` XCom, and no worker runs. Every other outcome
+        (``released``, permanent errors, ``timeout``) and a sensor with ``outlets`` still resume on a worker,
+        exactly as without it; see ``docs/fleets-end-from-trigger.rst`` for the full list. Mapped:
+        ``.partial(end_from_trigger=True)``.
 
     Given ``outlets=[asset, ...]``, the sensor attaches the cleared allocation (id, type, status, amount,
-    connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger``
-    included: the task resumes on a worker), so a DAG scheduled on the asset reads which allocation started it
-    (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
+    connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger`` and
+    ``end_from_trigger`` included: the task resumes on a worker), so a DAG scheduled on the asset reads which
+    allocation started it (:func:`~airflow_provider_oes.assets.allocations_from_asset_event`).
     """
 
     # Used as they are for mapped sensors (``.partial(start_from_trigger=True).expand(allocation_id=[...])``),
@@ -90,6 +142,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                 "enterprise_id": _from_mapped_task("enterprise_id", ""),
                 "oes_conn_id": _from_mapped_task("oes_conn_id", DEFAULT_CONN_ID),
                 "poll_interval": None,
+                # The triggerer reads it from the task's partial (and checks the task: outlets...).
+                "end_from_trigger": None,
             },
             next_method="execute_complete",
             next_kwargs=None,
@@ -100,6 +154,21 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     )
     start_from_trigger = False
 
+    @classmethod
+    def partial(cls, **kwargs: Any) -> Any:
+        """As :meth:`BaseOperator.partial`; with ``start_from_trigger=True`` the mapped sensor's ``timeout``
+        also bounds its start in the triggerer.
+
+        A mapped task's ``__init__`` does not run before the scheduler starts it from the triggerer: Airflow
+        takes the trigger's timeout only from the class's ``start_trigger_args``, which knows no ``timeout``,
+        so without this a mapped fleet would wait forever.
+        """
+        base = super().partial(**kwargs)
+        if not (base.kwargs.get("start_from_trigger") and cls.start_trigger_args is not None):
+            return base
+        base._expand_called = True  # replaced by the partial below, which does the expanding
+        return _timed_partial_class()(operator_class=base.operator_class, kwargs=base.kwargs, params=base.params)
+
     def __init__(
         self,
         *,
@@ -108,6 +177,7 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         oes_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         start_from_trigger: bool = False,
+        end_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -117,6 +187,20 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         # Starting from the triggerer is deferring without the first check on a worker: whenever the task
         # does run on a worker (Airflow 3.2, a retry), it defers as well.
         self.deferrable = deferrable or start_from_trigger
+        self.end_from_trigger = end_from_trigger
+        if end_from_trigger and not _airflow_ends_tasks_from_triggers():
+            self.end_from_trigger = False
+            self.log.warning(
+                "end_from_trigger needs an Airflow whose triggers can end their task (TaskSuccessEvent); task %s "
+                "resumes on a worker instead.",
+                self.task_id,
+            )
+        if end_from_trigger and not self.deferrable:
+            self.log.warning(
+                "end_from_trigger has no effect on task %s: it waits in the triggerer only with deferrable=True "
+                "or start_from_trigger=True.",
+                self.task_id,
+            )
         self.start_from_trigger = False
         if start_from_trigger:
             if _airflow_renders_start_trigger_templates():
@@ -131,6 +215,8 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                         "enterprise_id": enterprise_id or "",
                         "oes_conn_id": oes_conn_id,
                         "poll_interval": float(self.poke_interval),
+                        # The triggerer checks the task too (outlets, ...) before ending it.
+                        "end_from_trigger": self.end_from_trigger,
                     },
                     next_method="execute_complete",
                     next_kwargs=None,
@@ -250,10 +336,22 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
                 oes_conn_id=self.oes_conn_id,
                 poll_interval=float(self.poke_interval),
                 last_check=format_timestamp(checked) if checked is not None else None,
+                end_from_trigger=self._may_end_in_triggerer(),
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )
+
+    def _may_end_in_triggerer(self) -> bool:
+        """``end_from_trigger``, unless this task's success needs a worker (outlets, ...): then it resumes."""
+        from airflow_provider_oes.triggers._task_end import worker_needed
+
+        if not self.end_from_trigger:
+            return False
+        reason = worker_needed(self)
+        if reason is not None:
+            self.log.info("end_from_trigger: task %s will resume on a worker: %s", self.task_id, reason)
+        return reason is None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.

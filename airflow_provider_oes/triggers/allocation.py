@@ -43,6 +43,10 @@ class AllocationStatusTrigger(BaseTrigger):
         from the ``Date`` of its GET). With it the shared poller's change feed covers the allocation without
         asking about it; without it (or when too old) the poller checks it by id first. Triggers serialized by
         older versions have none and keep working.
+    :param end_from_trigger: On ``cleared``, end the task here (push the allocation as its ``return_value``
+        XCom, then a ``TaskSuccessEvent``) instead of resuming it on a worker; every other outcome still
+        resumes on a worker (:mod:`airflow_provider_oes.triggers._task_end`). ``None``: the mapped sensor's
+        ``partial`` value (a mapped sensor started from the triggerer).
     """
 
     def __init__(
@@ -52,6 +56,7 @@ class AllocationStatusTrigger(BaseTrigger):
         oes_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float | None = DEFAULT_POLL_INTERVAL,
         last_check: str | None = None,
+        end_from_trigger: bool | None = False,
     ) -> None:
         super().__init__()
         self.allocation_id = allocation_id
@@ -59,11 +64,13 @@ class AllocationStatusTrigger(BaseTrigger):
         self.oes_conn_id = oes_conn_id
         self.poll_interval = poll_interval
         self.last_check = last_check
+        self.end_from_trigger = end_from_trigger
 
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(allocation_id={self.allocation_id!r}, enterprise_id={self.enterprise_id!r}, "
-            f"oes_conn_id={self.oes_conn_id!r}, poll_interval={self.poll_interval!r}, last_check={self.last_check!r})"
+            f"oes_conn_id={self.oes_conn_id!r}, poll_interval={self.poll_interval!r}, last_check={self.last_check!r}, "
+            f"end_from_trigger={self.end_from_trigger!r})"
         )
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
@@ -76,6 +83,8 @@ class AllocationStatusTrigger(BaseTrigger):
         }
         if self.last_check is not None:  # absent rather than null: the same kwargs as before it existed
             kwargs["last_check"] = self.last_check
+        if self.end_from_trigger is not False:  # likewise: absent unless asked for
+            kwargs["end_from_trigger"] = self.end_from_trigger
         return f"{type(self).__module__}.{type(self).__qualname__}", kwargs
 
     def _task_poke_interval(self) -> float | None:
@@ -86,6 +95,28 @@ class AllocationStatusTrigger(BaseTrigger):
         if isinstance(value, timedelta):
             return value.total_seconds()
         return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+
+    def _may_end_task(self) -> bool:
+        """Whether a ``cleared`` allocation ends the task here rather than on a worker."""
+        from airflow_provider_oes.triggers._task_end import worker_needed
+
+        wanted = self.end_from_trigger
+        # The task itself is known here only when it started from the triggerer (Airflow 3.3+); a sensor that
+        # deferred from a worker checked it there before asking.
+        task = getattr(self.task_instance, "task", None)
+        if wanted is None:  # a mapped sensor started from the triggerer: its partial's
+            partial_kwargs = getattr(task, "partial_kwargs", None)
+            wanted = isinstance(partial_kwargs, dict) and partial_kwargs.get("end_from_trigger") is True
+        if not wanted:
+            return False
+        if self.task_instance is None:
+            # dag.test() runs the trigger in process with no task instance: no XCom can be pushed from here.
+            self.log.info("end_from_trigger: no task instance here; allocation %s resumes the task", self.allocation_id)
+            return False
+        reason = worker_needed(task) if task is not None else None
+        if reason is not None:
+            self.log.info("end_from_trigger: allocation %s resumes on a worker: %s", self.allocation_id, reason)
+        return reason is None
 
     def _checked_poll_interval(self) -> float:
         from airflow_provider_oes.exceptions import OESInvalidRequestError
@@ -142,4 +173,17 @@ class AllocationStatusTrigger(BaseTrigger):
         finally:
             # On an event and on cancellation alike: leave the shared poller (it stops when nobody is left).
             registration.cancel()
+        if self._may_end_task():
+            from airflow_provider_oes.triggers._task_end import end_task
+
+            task_end = end_task(
+                event,
+                allocation_id=allocation_id,
+                enterprise_id=enterprise_id,
+                task_instance=self.task_instance,
+                log=self.log,
+            )
+            if task_end is not None:
+                yield task_end
+                return
         yield TriggerEvent(event)

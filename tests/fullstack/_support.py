@@ -28,7 +28,7 @@ def use_triggerers(stack: FullStack, count: int) -> list[str]:
     return stack.triggerer_names
 
 
-# ---------------------------------------------------------------------- event-driven settlement (example 6)
+# ---------------------------------------------------------------------- event-driven settlement (example 7)
 
 SETTLE_DAG = "oes_event_driven_settlement"
 ALERT_DAG = "oes_event_driven_release_alert"
@@ -145,7 +145,7 @@ class EventLedger:
     @staticmethod
     def acted_on(stack: FullStack) -> dict[str, list[tuple[str, str]]]:
         """``{allocation id: [(dag_id, run_id) of each run that settled or alerted on it]}``, from the XComs of the
-        successful ``settle`` (mapped, one per allocation) and ``alert`` task instances.
+        successful ``settle`` (mapped, one per batch of allocations) and ``alert`` task instances.
 
         :param stack: The stack.
         """
@@ -153,16 +153,16 @@ class EventLedger:
             stack,
             "SELECT x.dag_id, x.run_id, x.task_id, x.value FROM xcom x JOIN task_instance ti ON ti.dag_id = x.dag_id "
             "AND ti.run_id = x.run_id AND ti.task_id = x.task_id AND ti.map_index = x.map_index "
-            "WHERE ti.state = 'success' AND ((x.dag_id = :settle AND x.task_id = 'settle' AND x.key = 'id') "
+            "WHERE ti.state = 'success' AND ((x.dag_id = :settle AND x.task_id = 'settle' AND x.key = 'return_value') "
             "OR (x.dag_id = :alert AND x.task_id = 'alert' AND x.key = 'return_value'))",
             settle=SETTLE_DAG,
             alert=ALERT_DAG,
         )
         found: dict[str, list[tuple[str, str]]] = {}
-        for dag_id, run_id, task_id, value in rows:
+        for dag_id, run_id, _task_id, value in rows:
             value = _json(value)
             value = _json(value) if isinstance(value, str) and value[:1] in '[{"' else value
-            ids = [str(value)] if task_id == "settle" else [str(item["id"]) for item in value or []]
+            ids = [str(item["id"]) for item in value or []]
             for allocation_id in ids:
                 found.setdefault(allocation_id, []).append((str(dag_id), str(run_id)))
         return found

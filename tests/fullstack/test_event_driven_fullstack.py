@@ -12,6 +12,7 @@ Settlements are counted per allocation id from each run's triggering asset event
 
 from __future__ import annotations
 
+import json
 import random
 import statistics
 import time
@@ -107,9 +108,27 @@ class Ledger:
             for _key, ti in states.items():
                 if ti.task_id == "settle" and ti.state == "success":
                     value = self.stack.xcom(SETTLE_DAG, run["dag_run_id"], "settle", ti.map_index)
-                    counts[value["id"]] += 1
+                    counts.update(item["id"] for item in value)
             assert all(ti.state == "success" for ti in states.values()), (run["dag_run_id"], states)
         return counts
+
+
+def _tasks_have_asset_state_store() -> bool:
+    from airflow.sdk.execution_time import context
+
+    return hasattr(context, "AssetStateStoreAccessors")
+
+
+def _acknowledgements(stack: FullStack) -> dict[tuple[str, str], str]:
+    """``{(consumer DAG id, allocation id): run id}`` of every acknowledgement in the metadata DB."""
+    from tests.fullstack._support import metadata_rows
+
+    found: dict[tuple[str, str], str] = {}
+    for key, value in metadata_rows(stack, "SELECT key, value FROM asset_state_store WHERE key LIKE 'oes-ack/%'"):
+        _prefix, dag_id, allocation_id, _status, _updated = str(key).split("/", 4)
+        run_id = json.loads(value)["run_id"]
+        assert found.setdefault((dag_id, allocation_id), run_id) == run_id
+    return found
 
 
 def _flip_at_random(sim: OESSimulator, plan: list[tuple[str, str]], span: float, rng: random.Random) -> None:
@@ -202,6 +221,14 @@ def test_every_cleared_allocation_settled_exactly_once_across_a_triggerer_kill(
     # Nothing else was settled, and every settle task instance settled what its run's events carried.
     assert set(counts) == set(all_cleared)
     assert ledger.settled_by_tasks() == Counter(dict.fromkeys(all_cleared, 1))
+    if _tasks_have_asset_state_store():
+        # Airflow 3.3+: each run acknowledged, in the asset's state store, exactly what it took on.
+        acks = _acknowledgements(stack)
+        assert {i for dag_id, i in acks if dag_id == SETTLE_DAG} == set(all_cleared)
+        assert {i for dag_id, i in acks if dag_id == ALERT_DAG} == set(released)
+        for (dag_id, allocation_id), run_id in acks.items():
+            carried = {a["id"] for a in ledger.triggering_allocations(dag_id, run_id)}
+            assert allocation_id in carried, (dag_id, allocation_id, run_id)
 
     latencies = sorted(queued[i] - _parse(sim.get_record(i)["updatedAt"]) for i in all_cleared)
     round1 = sorted(queued[i] - _parse(sim.get_record(i)["updatedAt"]) for i in cleared)

@@ -19,7 +19,16 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fullstack._fleet import LIST_SUFFIX, SFT_DAG, all_deferred, fleet_connection, fleet_dag_file, fleet_env
+from tests.fullstack._fleet import (
+    LIST_SUFFIX,
+    SFT_DAG,
+    TIMEOUT_DAG,
+    all_deferred,
+    fleet_connection,
+    fleet_dag_file,
+    fleet_env,
+    timeout_dag_file,
+)
 from tests.harness.fullstack import FullStack, requests_per_interval
 
 if TYPE_CHECKING:
@@ -32,6 +41,8 @@ pytestmark = pytest.mark.fullstack
 
 FLEET = 200
 INTERVAL = 5.0
+TIMEOUT_FLEET = 3
+SENSOR_TIMEOUT = 30
 
 
 @pytest.fixture(scope="module")
@@ -40,10 +51,12 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[FullStack,
 
     with OESSimulator(port=0) as sim:
         sft_ids = [sim.add_allocation(final_status="reserved") for _ in range(FLEET)]
+        never_final = [sim.add_allocation(final_status="reserved") for _ in range(TIMEOUT_FLEET)]
         dags: Path = tmp_path_factory.mktemp("fleet_dags")
         (dags / "fleet.py").write_text(fleet_dag_file(INTERVAL, sft_ids))
+        (dags / "fleet_timeout.py").write_text(timeout_dag_file(INTERVAL, SENSOR_TIMEOUT, never_final))
         with FullStack(fleet_connection(sim), dags_folder=dags, env=fleet_env()) as stack:
-            stack.start(dag_ids=(SFT_DAG,), timeout=300)
+            stack.start(dag_ids=(SFT_DAG, TIMEOUT_DAG), timeout=300)
             yield stack, sim, sft_ids
 
 
@@ -82,3 +95,22 @@ def test_fleet_started_from_the_trigger(fleet: tuple[FullStack, OESSimulator, li
     assert stack.xcom(SFT_DAG, run_id, "wait", map_index=3)["id"] == sft_ids[3]
 
     print(f"\nfleet of {FLEET}: {json.dumps(figures)}")
+
+
+def test_mapped_fleet_times_out(fleet: tuple[FullStack, OESSimulator, list[str]]) -> None:
+    """The sensor's ``timeout`` holds for a mapped ``start_from_trigger`` fleet whose allocations never become
+    final: the scheduler times the triggers out and the sensors fail (no ``execution_timeout`` set)."""
+    stack = fleet[0]
+    started = time.monotonic()
+    run_id = stack.trigger(TIMEOUT_DAG, {})
+    stack.wait_states(TIMEOUT_DAG, run_id, lambda s: all_deferred(s, TIMEOUT_FLEET), "fleet deferred", timeout=300)
+    # Before the fix the triggers had no timeout: the run stayed deferred for good.
+    assert stack.wait_run(TIMEOUT_DAG, run_id, timeout=SENSOR_TIMEOUT + 240) == "failed"
+    elapsed = time.monotonic() - started
+    states = stack.task_states(TIMEOUT_DAG, run_id)
+    assert sorted(s.map_index for s in states.values()) == list(range(TIMEOUT_FLEET))
+    assert {s.state for s in states.values()} == {"failed"}
+    assert elapsed >= SENSOR_TIMEOUT
+    first = next(s for s in states.values() if s.map_index == 0)
+    assert "AirflowSensorTimeout" in stack.task_log(TIMEOUT_DAG, run_id, "wait", first.try_number, map_index=0)
+    print(f"\nmapped fleet with timeout={SENSOR_TIMEOUT}s failed after {elapsed:.0f} s")

@@ -119,3 +119,28 @@ def test_a_plain_listing_is_counted_as_list_whatever_its_filters(
         ("airflow.oes.request_latency.list", "ms"),
         ("airflow.oes.requests.list.2xx", "c"),
     ]
+
+
+def test_settlement_reads_are_counted_under_their_own_kinds(
+    statsd_metrics: Callable[..., StatsdListener], requests_mock: rm.Mocker, no_sleep: list[float]
+) -> None:
+    from tests._settlement_factories import SETTLEMENT_ID, details_body
+
+    listener = statsd_metrics(tags="influxdb")
+    enterprise = f"{BASE}/api/network/v1/enterprises/ent1"
+    requests_mock.get(
+        f"{enterprise}/clients/settlements/{SETTLEMENT_ID}",
+        [{"status_code": 503, "json": {"error": "down"}}, {"json": details_body("completed")}],
+    )
+    requests_mock.get(f"{enterprise}/partners", json={"partners": []})
+    hook = OESHook()
+    hook.get_settlement(SETTLEMENT_ID)
+    assert list(hook.list_partners()) == []
+    metrics = listener.wait_for(lambda ms: sum(m.name.startswith("airflow.oes.request_latency") for m in ms) >= 3)
+    counters = sorted((m.name, m.value) for m in metrics if m.kind == "c")
+    assert counters == [
+        ("airflow.oes.requests.settlement_page.2xx", 1.0),
+        ("airflow.oes.requests.settlement_single.2xx", 1.0),
+        ("airflow.oes.requests.settlement_single.5xx", 1.0),
+        ("airflow.oes.retries.settlement_single", 1.0),
+    ]

@@ -178,15 +178,17 @@ def test_providers_get_lists_hooks_sensors_operators_and_triggers(cli_stack: Air
     [info] = _json_output(cli_stack.cli("providers", "get", PACKAGE, "--full", "-o", "json").stdout)
     assert info["package-name"] == PACKAGE
     assert info["name"] == "BitGo OES"
+    assert info["versions"] == ["0.2.0", "0.1.0"]
+    assert info["asset-uris"] == [{"schemes": ["oes"], "handler": None}]
     modules = {
         kind: [module for entry in info[kind] for module in entry["python-modules"]]
         for kind in ("hooks", "sensors", "operators", "triggers")
     }
     assert modules == {
         "hooks": ["airflow_provider_oes.hooks.oes"],
-        "sensors": ["airflow_provider_oes.sensors.allocation"],
+        "sensors": ["airflow_provider_oes.sensors.allocation", "airflow_provider_oes.sensors.settlement"],
         "operators": ["airflow_provider_oes.operators.allocation"],
-        "triggers": ["airflow_provider_oes.triggers.allocation"],
+        "triggers": ["airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"],
     }
     [conn_type] = info["connection-types"]
     assert conn_type["connection-type"] == "oes"

@@ -34,4 +34,19 @@ def test_quickstart_demo_gates_settlement_on_the_cleared_allocation() -> None:
     assert gated["status"] == "cleared"
     assert gated["amount"] == {"currency": "ofctbtc", "quantity": "250000000"}
     booked = json.loads(summary.split("What settle booked (XCom of settle):\n", 1)[1].split("=" * 72, 1)[0])
+    # What matters on the terminal; Airflow's own log lines in the file the demo names.
+    checks = [line for line in out.splitlines() if line.startswith("[demo]   check ")]
+    assert [c.rsplit(" is ", 1)[1] for c in checks] == [
+        "reserved (reason: awaiting partner confirmation)",
+        "reserved (reason: awaiting partner confirmation)",
+        "cleared",
+    ]
+    assert all(gated["id"] in c for c in checks)
+    assert len(out.splitlines()) < 60
+    log_path = out.rsplit("Airflow's full log of the run: ", 1)[1].strip()
+    with open(log_path) as file:
+        log = file.read()
+    assert "wait_for_allocation" in log
+    assert "Still waiting" in log  # the sensor's own log line went to the file, not the terminal
+    assert "Still waiting" not in out
     assert booked == {"allocation_id": gated["id"], "status": "cleared", "currency": "ofctbtc", "quantity": "250000000"}

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.integration._dagrun import load_example_dag as _dag
+from tests.integration._dagrun import task_instances
 from tests.integration._dagrun import task_states as _states
 from tests.integration._dagrun import xcom_return_value as _xcom
 
@@ -54,6 +55,21 @@ def test_settlement_gating_released_fails_sensor_and_skips_settlement(
     assert _xcom(dag_run, "settle") is None
     # Released is final: the sensor stops at the first read that sees it (no retries, no more polling).
     assert oes_simulator.request_count == 2
+
+
+def test_settlement_gating_unknown_allocation_fails_without_retries(
+    airflow_db: Any, oes_simulator: OESSimulator, oes_connection: str
+) -> None:
+    # The sensor has retries=2: a 404 will not go away within a retry delay, so Airflow must not use them.
+    unknown = "0badc0de-0000-4000-8000-000000000000"
+    dag_run = _dag("example_oes_settlement_gating").test(run_conf={"allocation_id": unknown})
+
+    assert str(dag_run.state) == "failed"
+    assert _states(dag_run) == {"wait_for_allocation": "failed", "settle": "upstream_failed"}
+    sensor = task_instances(dag_run)["wait_for_allocation"]
+    assert sensor.max_tries == 2  # retries were there to be used
+    assert sensor.try_number == 1
+    assert oes_simulator.request_count == 1
 
 
 def test_reschedule_mode_clears(airflow_db: Any, oes_simulator: OESSimulator, oes_connection: str) -> None:

@@ -351,11 +351,20 @@ def test_deferrable_soft_fail_released_first_skips(requests_mock: rm.Mocker) -> 
     assert isinstance(info.value.__cause__, AllocationReleasedError)
 
 
-def test_deferrable_soft_fail_permanent_error_still_fails(requests_mock: rm.Mocker) -> None:
-    # Poke mode lets a permanent API error fail the task even with soft_fail; the first deferrable check too.
+@pytest.mark.parametrize("deferrable", [False, True])
+def test_soft_fail_permanent_error_skips_in_every_mode(requests_mock: rm.Mocker, deferrable: bool) -> None:
+    # A permanent error is an AirflowFailException: Airflow's soft_fail rule turns it into a skip, in poke mode
+    # and on the first deferrable check alike (as it already did when a deferred sensor resumed).
+    requests_mock.get(URL, status_code=403)
+    with pytest.raises(AirflowSkipException) as info:
+        sensor(deferrable=deferrable, soft_fail=True, poke_interval=0.01, timeout=60).execute({})
+    assert isinstance(info.value.__cause__, OESPermissionDeniedError)
+
+
+def test_permanent_error_without_soft_fail_fails(requests_mock: rm.Mocker) -> None:
     requests_mock.get(URL, status_code=403)
     with pytest.raises(OESPermissionDeniedError):
-        sensor(deferrable=True, soft_fail=True).execute({})
+        sensor(deferrable=True).execute({})
 
 
 def test_soft_fail_released_resume_skips() -> None:

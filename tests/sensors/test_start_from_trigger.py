@@ -105,3 +105,60 @@ def test_start_from_trigger_implies_deferrable_and_falls_back_before_3_3(monkeyp
     old = AllocationStatusSensor(task_id="s2", allocation_id=IDS[0], start_from_trigger=True)
     assert old.start_from_trigger is False  # Airflow 3.2: deferring from the worker instead
     assert old.deferrable is True
+
+
+@needs_airflow_3_3
+def test_mapped_fleet_keeps_the_sensor_timeout() -> None:
+    # The scheduler takes a start_from_trigger task's trigger timeout only from start_trigger_args: without it
+    # a mapped fleet never times out.
+    with DAG("sft_timeout", schedule=None, start_date=datetime.datetime(2026, 1, 1)) as dag:
+        AllocationStatusSensor.partial(task_id="fleet", start_from_trigger=True, timeout=600).expand(allocation_id=IDS)
+        AllocationStatusSensor.partial(
+            task_id="td", start_from_trigger=True, timeout=datetime.timedelta(hours=2)
+        ).expand(allocation_id=IDS)
+    serialized = _serialized(dag)
+    assert serialized.get_task("fleet").start_trigger_args.timeout == datetime.timedelta(seconds=600)
+    assert serialized.get_task("td").start_trigger_args.timeout == datetime.timedelta(hours=2)
+    assert [_started_trigger(serialized.get_task("fleet"), i).allocation_id for i in range(3)] == IDS
+
+
+@needs_airflow_3_3
+def test_mapped_fleet_timeout_from_default_args_or_airflow_default() -> None:
+    from airflow.sdk import conf
+
+    with DAG(
+        "sft_default_timeout", schedule=None, start_date=datetime.datetime(2026, 1, 1), default_args={"timeout": 90}
+    ) as dag:
+        AllocationStatusSensor.partial(task_id="fleet", start_from_trigger=True).expand(allocation_id=IDS)
+    with DAG("sft_airflow_timeout", schedule=None, start_date=datetime.datetime(2026, 1, 1)) as plain:
+        AllocationStatusSensor.partial(task_id="fleet", start_from_trigger=True).expand(allocation_id=IDS)
+    assert _serialized(dag).get_task("fleet").start_trigger_args.timeout == datetime.timedelta(seconds=90)
+    expected = datetime.timedelta(seconds=conf.getfloat("sensors", "default_timeout"))
+    assert _serialized(plain).get_task("fleet").start_trigger_args.timeout == expected
+
+
+@needs_airflow_3_3
+def test_mapped_fleet_rejects_an_expanded_timeout() -> None:
+    with DAG("sft_mapped_timeout", schedule=None, start_date=datetime.datetime(2026, 1, 1)):
+        partial = AllocationStatusSensor.partial(task_id="fleet", start_from_trigger=True)
+        with pytest.raises(ValueError, match="timeout must be given to partial"):
+            partial.expand(allocation_id=IDS, timeout=[1, 2, 3])
+
+
+@needs_airflow_3_3
+def test_docs_fleet_recipe() -> None:
+    # docs/fleets.rst includes this DAG: a mapped fleet started from the triggerer, its timeout kept.
+    # [START howto_sensor_start_from_trigger_fleet]
+    with DAG("settle_fleet", schedule=None, start_date=datetime.datetime(2026, 1, 1), catchup=False) as dag:
+        AllocationStatusSensor.partial(
+            task_id="wait",
+            start_from_trigger=True,  # scheduler -> triggerer: no worker, no GET before the wait
+            poke_interval=30,
+            timeout=6 * 3600,  # holds for every map index
+        ).expand(allocation_id=IDS)  # a literal list of ids in the DAG file
+    # [END howto_sensor_start_from_trigger_fleet]
+    task = _serialized(dag).get_task("wait")
+    assert task.start_trigger_args.timeout == datetime.timedelta(hours=6)
+    triggers = [_started_trigger(task, index) for index in range(len(IDS))]
+    assert [t.allocation_id for t in triggers] == IDS
+    assert {t._checked_poll_interval() for t in triggers} == {30.0}

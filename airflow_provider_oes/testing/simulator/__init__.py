@@ -5,6 +5,8 @@ It is a real HTTP server (a FastAPI app served by uvicorn, bound to ``127.0.0.1`
 
 * ``GET /api/network/v1/enterprises/{enterpriseId}/clients/allocations/{allocationId}`` and
 * ``GET /api/network/v1/enterprises/{enterpriseId}/clients/allocations`` (the list),
+* the settlement read routes: ``.../clients/settlements`` (list and by id), ``.../clients/settlementTransfers``,
+  ``.../clients/settlement/disputes`` and ``.../partners`` (:mod:`.settlement_routes`),
 
 with the response and error shapes of the public API, so that demos, the provider's tests and users'
 own DAG tests run offline. Allocations follow a scripted timeline (reserved for N seconds or N reads,
@@ -27,6 +29,8 @@ The package, one concern per module:
 * :mod:`.rate_limit`: BitGo's limit per access token (sliding window);
 * :mod:`.gateway`: what runs before the routes (counting, rate limit, transport faults, ``Date``);
 * :mod:`.api_routes`: the API, one function per endpoint of BitGo's spec;
+* :mod:`.settlement_state`, :mod:`.settlement_routes`, :mod:`.settlement_scripting`: partners, settlements
+  (v1 final at once; v2 pending through the dispute and top-up windows), transfers and disputes;
 * :mod:`.control_routes`: the JSON control API under ``/_sim/`` (no auth, not counted);
 * :mod:`.scripting` and :mod:`.conditions`: the Python scripting API (:class:`OESSimulator` inherits it);
 * :mod:`.server`: :class:`OESSimulator`, the app served by uvicorn in a thread;

@@ -10,6 +10,12 @@ body as keyword arguments. Bad input answers 400 ``{"error": ...}``; an unknown 
 ``POST /_sim/allocations/bulk``                ``add_allocations`` -> ``{"ids"}``
 ``GET /_sim/allocations/{id}``                 the current record (no read counted)
 ``POST /_sim/allocations/{id}/status``         ``set_status`` (``status``, ``reason``, ``late_by``) -> record
+``POST /_sim/partners``                        ``add_partner`` -> ``{"id"}``
+``POST /_sim/settlements``                     ``add_settlement`` -> ``{"id"}``
+``GET /_sim/settlements/{id}``                 the current settlement record
+``POST /_sim/settlements/{id}/status``         ``set_settlement_status`` (``status``, ``reason``) -> record
+``POST /_sim/disputes``                        ``raise_dispute`` -> ``{"id"}``
+``POST /_sim/disputes/{id}/retract``           ``retract_dispute`` (``reason``)
 ``POST /_sim/flips``                           ``schedule_flips`` -> ``{"last_in": seconds}``
 ``POST /_sim/flips/after_requests``            ``flip_after_requests``
 ``GET /_sim/flips``                            ``{"pending": n}``
@@ -64,11 +70,12 @@ async def _json_body(request: Request) -> dict[str, Any]:
 
 
 def _route(call: Callable[[OESSimulator, dict[str, Any]], Any]) -> _Endpoint:
-    """An endpoint calling ``call(simulator, json_body)`` and answering its result as JSON."""
+    """An endpoint calling ``call(simulator, json_body)`` and answering its result as JSON (path parameters
+    join the body, so ``/_sim/settlements/{settlement_id}/status`` passes ``settlement_id``)."""
 
     async def endpoint(request: Request) -> Response:
         try:
-            return JSONResponse(call(_sim(request), await _json_body(request)))
+            return JSONResponse(call(_sim(request), {**await _json_body(request), **request.path_params}))
         except (ValueError, TypeError, KeyError) as exc:
             return _control_error(exc)
 
@@ -111,6 +118,11 @@ def _inject_fault(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
     return {"faults": sim.faults}
 
 
+def _set_settlement_status(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
+    sim.set_settlement_status(**body)
+    return sim.get_settlement_record(body["settlement_id"])
+
+
 def _done(method: str, **answer: Any) -> Callable[[OESSimulator, dict[str, Any]], Any]:
     """A call of the simulator's ``method(**body)`` answering ``answer`` (for methods returning nothing)."""
 
@@ -151,6 +163,12 @@ def control_routes() -> list[tuple[str, _Endpoint, str]]:
         ("/_sim/allocations/bulk", _route(lambda s, b: {"ids": s.add_allocations(**b)}), "POST"),
         ("/_sim/allocations/{allocation_id}", get_record, "GET"),
         ("/_sim/allocations/{allocation_id}/status", set_status, "POST"),
+        ("/_sim/partners", _route(lambda s, b: {"id": s.add_partner(**b)}), "POST"),
+        ("/_sim/settlements", _route(lambda s, b: {"id": s.add_settlement(**b)}), "POST"),
+        ("/_sim/settlements/{settlement_id}", _route(lambda s, b: s.get_settlement_record(**b)), "GET"),
+        ("/_sim/settlements/{settlement_id}/status", _route(_set_settlement_status), "POST"),
+        ("/_sim/disputes", _route(lambda s, b: {"id": s.raise_dispute(**b)}), "POST"),
+        ("/_sim/disputes/{dispute_id}/retract", _route(_done("retract_dispute", ok=True)), "POST"),
         ("/_sim/flips", _route(lambda s, b: {"last_in": s.schedule_flips(**b)}), "POST"),
         ("/_sim/flips/after_requests", _route(_done("flip_after_requests", ok=True)), "POST"),
         ("/_sim/flips", _route(lambda s, b: {"pending": s.pending_flips}), "GET"),

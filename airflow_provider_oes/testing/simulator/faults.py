@@ -120,3 +120,22 @@ def _apply_record_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
             other = str(uuid.uuid4())
         record.update({"id": other, "status": "cleared", "reason": None})
     return record
+
+
+def _apply_settlement_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
+    """Corrupt one record of a settlement route (a settlement, a transfer, a dispute or a partner) by ``kind``."""
+    if kind == "missing_fields":
+        record.pop("status", None)
+        record.pop("createdAt", None)
+    elif kind == "wrong_types":
+        record["id"] = 12345
+        if "quantity" in record:
+            record["quantity"] = 12.5
+    elif kind == "unknown_status":
+        record["status"] = "on_hold"
+    elif kind == "wrong_id":
+        other = str(uuid.uuid4())
+        record["id"] = other
+        if "finalizedAt" not in record and "partnerId" in record:  # a settlement: the worst lie, completed
+            record.update({"status": "completed", "finalizedAt": record.get("updatedAt")})
+    return record

@@ -31,7 +31,8 @@ if TYPE_CHECKING:
 
 #: Set in the ASGI scope of a request that took a transport fault: it takes no record fault then.
 _FAULT_SCOPE_KEY = "oes_simulator.fault_taken"
-_SINGLE_RE = re.compile(r"^/api/network/v1/enterprises/[^/]+/clients/allocations/([^/]+)/?$")
+#: the GET of one allocation or settlement: a fault queued for its id matches it
+_SINGLE_RE = re.compile(r"^/api/network/v1/enterprises/[^/]+/clients/(?:allocations|settlements)/([^/]+)/?$")
 _DROP_LOG_MESSAGE = "ASGI callable returned without completing response."
 
 

@@ -127,6 +127,37 @@ class OESSimulatorClient:
         record: dict[str, Any] = self._call("GET", f"/_sim/allocations/{allocation_id}")
         return record
 
+    def add_partner(self, **kwargs: Any) -> str:
+        """Add a partner; see :meth:`OESSimulator.add_partner`."""
+        return str(self._call("POST", "/_sim/partners", kwargs)["id"])
+
+    def add_settlement(self, **kwargs: Any) -> str:
+        """
+        Add a settlement; see :meth:`OESSimulator.add_settlement`.
+
+        :param kwargs: JSON-serialisable keyword arguments (``created_at`` as an ISO string).
+        """
+        if isinstance(kwargs.get("created_at"), datetime):
+            kwargs["created_at"] = kwargs["created_at"].isoformat()
+        return str(self._call("POST", "/_sim/settlements", kwargs)["id"])
+
+    def set_settlement_status(self, settlement_id: str, status: str, reason: str | None = None) -> None:
+        """Change a settlement's status now; see :meth:`OESSimulator.set_settlement_status`."""
+        self._call("POST", f"/_sim/settlements/{settlement_id}/status", {"status": status, "reason": reason})
+
+    def raise_dispute(self, settlement_id: str, **kwargs: Any) -> str:
+        """Raise a dispute; see :meth:`OESSimulator.raise_dispute`."""
+        return str(self._call("POST", "/_sim/disputes", {"settlement_id": settlement_id, **kwargs})["id"])
+
+    def retract_dispute(self, dispute_id: str, reason: str | None = None) -> None:
+        """Retract a dispute; see :meth:`OESSimulator.retract_dispute`."""
+        self._call("POST", f"/_sim/disputes/{dispute_id}/retract", {"reason": reason})
+
+    def get_settlement_record(self, settlement_id: str) -> dict[str, Any]:
+        """The settlement's current JSON record; see :meth:`OESSimulator.get_settlement_record`."""
+        record: dict[str, Any] = self._call("GET", f"/_sim/settlements/{settlement_id}")
+        return record
+
     def inject_fault(self, kind: str, **options: Any) -> None:
         """
         Queue a fault; see :meth:`OESSimulator.inject_fault`.

@@ -25,6 +25,8 @@ from airflow_provider_oes.testing.simulator.conditions import _ServerConditions
 from airflow_provider_oes.testing.simulator.control_routes import control_routes
 from airflow_provider_oes.testing.simulator.gateway import _DROP_FILTER, _Gateway
 from airflow_provider_oes.testing.simulator.scripting import _AllocationScripting
+from airflow_provider_oes.testing.simulator.settlement_routes import settlement_routes
+from airflow_provider_oes.testing.simulator.settlement_scripting import _SettlementScripting
 from airflow_provider_oes.testing.simulator.state import _State
 
 if TYPE_CHECKING:
@@ -53,6 +55,7 @@ def _build_app(sim: OESSimulator) -> FastAPI:
     routes = (
         (api_routes.SINGLE_PATH, api_routes.get_allocation, "GET"),
         (api_routes.LIST_PATH, api_routes.list_allocations, "GET"),
+        *settlement_routes(),
         *control_routes(),
     )
     for path, endpoint, method in routes:
@@ -60,13 +63,14 @@ def _build_app(sim: OESSimulator) -> FastAPI:
     return app
 
 
-class OESSimulator(_AllocationScripting, _ServerConditions, _Runnable):
+class OESSimulator(_AllocationScripting, _SettlementScripting, _ServerConditions, _Runnable):
     """
     In-process OES API simulator: uvicorn serving a FastAPI app from a background thread.
 
     Use it as a context manager (``with OESSimulator() as sim: ...``) or call :meth:`start` and
     :meth:`stop`. The scripting methods (:meth:`add_allocation`, :meth:`set_status`,
-    :meth:`schedule_flips`, :meth:`inject_fault`, ...) work before and after start.
+    :meth:`schedule_flips`, :meth:`inject_fault`, ...) and the settlement ones (:meth:`add_partner`,
+    :meth:`add_settlement`, :meth:`raise_dispute`, ...) work before and after start.
 
     :param port: TCP port on 127.0.0.1; 0 picks a free one (read it back from :attr:`port`).
     :param token: bearer token the API accepts.

@@ -36,6 +36,7 @@ from airflow_provider_oes.testing.simulator._common import (
 from airflow_provider_oes.testing.simulator.faults import _FaultQueue
 from airflow_provider_oes.testing.simulator.feed_index import _FinalIndex, _Key
 from airflow_provider_oes.testing.simulator.rate_limit import _TokenRateLimit
+from airflow_provider_oes.testing.simulator.settlement_state import _SettlementBook
 
 
 @dataclass(slots=True, eq=False)
@@ -134,6 +135,8 @@ class _State:
         self.faults = _FaultQueue()
         self.rate_limit = _TokenRateLimit()
         self.allocations: dict[str, _Allocation] = {}
+        #: partners, settlements and disputes (:mod:`.settlement_state`), under the same lock
+        self.settlements = _SettlementBook()
         self.index = _FinalIndex()
         self.members: set[str] = set()
         self.tokens: set[str] = set()
@@ -163,6 +166,7 @@ class _State:
     def reset(self) -> None:
         with self.lock:
             self.allocations.clear()
+            self.settlements.clear()
             self.index.clear()
             self.members = {self.enterprise_id, UNLICENSED_ENTERPRISE_ID}
             self.tokens = {self.token}
@@ -265,6 +269,7 @@ class _State:
     def advance(self) -> None:
         """Apply every timeline event and scheduled flip that is due (caller holds the lock)."""
         now = time.monotonic()
+        self.settlements.advance(now, self.clock)
         if not self._schedule or self._schedule[0][0] > now:
             return
         wall_at = self.clock.wall_at_monotonic()  # one reading: flips due together get one stamp

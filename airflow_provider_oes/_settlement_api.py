@@ -1,0 +1,466 @@
+"""The settlement routes' wire rules: paths, validated queries, answer parsing and the calls the hook sends.
+
+Built on the allocation engine (:mod:`airflow_provider_oes._api` for ids and value checks,
+:mod:`airflow_provider_oes._request` for the steps of one call, :mod:`airflow_provider_oes._errors` for error
+mapping), adding only what differs: these routes take array filters as repeated keys
+(``statuses=pending&statuses=failed``, OpenAPI's default form style), and their bodies are read with exact
+decimals (a ``usdValue`` sent as a JSON number must not pass through a float).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from pydantic import BaseModel, ValidationError
+
+from airflow_provider_oes._api import (
+    _ENTERPRISES_PREFIX,
+    MAX_LIST_PAGE_SIZE,
+    MAX_LIST_RESPONSE_BYTES,
+    _currency_value,
+    _enum_value,
+    _format_utc,
+    _int_value,
+    _reject_secret_echo,
+    _segment,
+    _shown,
+    _timestamp_value,
+    _uuid_value,
+)
+from airflow_provider_oes._errors import error_from_response, transport_error
+from airflow_provider_oes._request import ApiCall
+from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
+from airflow_provider_oes.settlement_models import (
+    Dispute,
+    ListedSettlement,
+    Partner,
+    SettlementDetails,
+    SettlementStatus,
+    SettlementTransfer,
+    SettlementTransferStatus,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+
+    from airflow_provider_oes._settings import OESConnectionSettings
+
+M = TypeVar("M", bound=BaseModel)
+T = TypeVar("T")
+
+Params = dict[str, "str | list[str]"]
+"""Query parameters; a list value is sent as the key repeated (requests and httpx both encode it so)."""
+
+SETTLEMENT_STATUSES = tuple(s.value for s in SettlementStatus)
+TRANSFER_STATUSES = tuple(s.value for s in SettlementTransferStatus)
+TRANSFER_SORT_FIELDS = ("updatedAt",)
+SORT_DIRECTIONS = ("ASC", "DESC")
+
+KIND_SINGLE = "settlement_single"
+"""The metrics' request kind of the GET of one settlement (``oes.requests.settlement_single.<outcome>``)."""
+KIND_PAGE = "settlement_page"
+"""The metrics' request kind of a page of a settlement-area list (settlements, transfers, disputes, partners)."""
+
+
+def validate_settlement_id(settlement_id: object) -> str:
+    """Return the settlement id if it is a UUID in its canonical form.
+
+    :raises OESInvalidRequestError: naming the value, before any request is sent.
+    """
+    try:
+        return _uuid_value("settlement_id", settlement_id)
+    except OESInvalidRequestError:
+        raise OESInvalidRequestError(
+            f"settlement_id must be a UUID like 'a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab', got {_shown(settlement_id)}"
+        ) from None
+
+
+def _enterprise(enterprise_id: str) -> str:
+    return f"{_ENTERPRISES_PREFIX}/{_segment(enterprise_id)}"
+
+
+def settlements_path(enterprise_id: str) -> str:
+    """``GET .../clients/settlements`` (the list) for an (already validated) enterprise id."""
+    return f"{_enterprise(enterprise_id)}/clients/settlements"
+
+
+def settlement_path(enterprise_id: str, settlement_id: str) -> str:
+    """``GET .../clients/settlements/{settlementId}``, each id one percent-encoded segment."""
+    return f"{settlements_path(enterprise_id)}/{_segment(settlement_id)}"
+
+
+def settlement_transfers_path(enterprise_id: str) -> str:
+    """``GET .../clients/settlementTransfers``."""
+    return f"{_enterprise(enterprise_id)}/clients/settlementTransfers"
+
+
+def settlement_disputes_path(enterprise_id: str) -> str:
+    """``GET .../clients/settlement/disputes`` (singular ``settlement``, as BitGo spells this read route)."""
+    return f"{_enterprise(enterprise_id)}/clients/settlement/disputes"
+
+
+def partners_path(enterprise_id: str) -> str:
+    """``GET .../partners``."""
+    return f"{_enterprise(enterprise_id)}/partners"
+
+
+# --- Queries -------------------------------------------------------------------------------------------------
+
+
+def _text_value(name: str, value: object) -> str:
+    if not isinstance(value, str) or not value or len(value) > 256 or not value.isprintable():
+        raise OESInvalidRequestError(f"{name} must hold non-empty printable strings, got {_shown(value)}")
+    return value
+
+
+def _values(check: Callable[[str, object], str]) -> Callable[[str, object], list[str]]:
+    def many(name: str, values: object) -> list[str]:
+        if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
+            raise OESInvalidRequestError(
+                f"{name} must be a list of values (or None for no filter), got {_shown(values)}"
+            )
+        if not values:
+            # An empty filter could be read as "no filter" and return everything: the opposite of what was asked.
+            raise OESInvalidRequestError(f"{name} must not be empty: pass None for no filter")
+        checked = [check(name, value) for value in values]
+        # A set has no order: sort it so that the same filter always makes the same URL.
+        return sorted(checked) if isinstance(values, (set, frozenset)) else checked
+
+    return many
+
+
+def _boolean(name: str, value: object) -> str:
+    if not isinstance(value, bool):
+        raise OESInvalidRequestError(f"{name} must be True, False or None, got {_shown(value)}")
+    return "true" if value else "false"
+
+
+def _only_true(name: str, value: object) -> str | None:
+    text = _boolean(name, value)
+    # onlyShowDisputed=false "has no effect" (the spec): it is simply not sent.
+    return text if value else None
+
+
+def _time(name: str, value: object) -> str:
+    moment = _timestamp_value(name, value)
+    assert moment is not None  # None filters are skipped before
+    return _format_utc(moment)
+
+
+_UUIDS = _values(_uuid_value)
+_TEXTS = _values(_text_value)
+
+SETTLEMENT_FILTERS: dict[str, tuple[str, Any]] = {
+    "settlement_ids": ("settlementIds", _UUIDS),
+    "only_show_disputed": ("onlyShowDisputed", _only_true),
+    "partner_ids": ("partnerIds", _UUIDS),
+    "party_connection_ids": ("partyConnectionIds", _UUIDS),
+    "counterparty_connection_ids": ("counterpartyConnectionIds", _UUIDS),
+    "statuses": ("statuses", _values(_enum_value(SETTLEMENT_STATUSES))),
+}
+"""The settlements list's filters: argument name -> (query name, check)."""
+
+SETTLEMENT_DETAIL_FILTERS: dict[str, tuple[str, Any]] = {
+    "currencies": ("currencies", _values(_currency_value)),
+}
+"""The GET of one settlement's filter on its transfers."""
+
+TRANSFER_FILTERS: dict[str, tuple[str, Any]] = {
+    "currencies": ("currencies", _values(_currency_value)),
+    "initiated_by": ("initiatedBy", _TEXTS),
+    "partner_ids": ("partnerIds", _UUIDS),
+    "settlement_ids": ("settlementIds", _UUIDS),
+    "settlement_statuses": ("settlementStatuses", _values(_enum_value(SETTLEMENT_STATUSES))),
+    "transfer_statuses": ("settlementTransferStatuses", _values(_enum_value(TRANSFER_STATUSES))),
+    "settlement_updated_on_or_after": ("settlementUpdatedOnOrAfter", _time),
+    "settlement_updated_before": ("settlementUpdatedBefore", _time),
+    "sort_field": ("sortField", _enum_value(TRANSFER_SORT_FIELDS)),
+    "sort_direction": ("sortDirection", _enum_value(SORT_DIRECTIONS)),
+}
+"""The settlement transfers list's filters."""
+
+DISPUTE_FILTERS: dict[str, tuple[str, Any]] = {
+    "settlement_ids": ("settlementIds", _UUIDS),
+    "settled_in_settlement_ids": ("settledInSettlementIds", _UUIDS),
+    "connection_ids": ("connectionIds", _UUIDS),
+    "partner_ids": ("partnerIds", _UUIDS),
+    "closed": ("closed", _boolean),
+    "dispute_ids": ("disputeIds", _UUIDS),
+    "dispute_closure_ids": ("disputeClosureIds", _UUIDS),
+}
+"""The client disputes list's filters (``closed``: True closed only, False open only, None all)."""
+
+PARTNER_FILTERS: dict[str, tuple[str, Any]] = {
+    "ids": ("ids", _UUIDS),
+    "names": ("names", _TEXTS),
+    "institution_ids": ("institutionIds", _UUIDS),
+    "institution_identifiers": ("institutionIdentifiers", _TEXTS),
+    "active": ("active", _boolean),
+    "filter_by_trust_org": ("filterByTrustOrg", _boolean),
+    "allocation_policies_enabled": ("allocationPoliciesEnabled", _boolean),
+}
+"""The partners list's filters."""
+
+
+def query_params(
+    spec: Mapping[str, tuple[str, Any]],
+    filters: Mapping[str, object],
+    *,
+    page_number: int = 0,
+    page_size: int,
+) -> Params:
+    """Validate a settlement-area route's filters and return its query (``None`` filters are left out).
+
+    :param spec: The route's filters (one of the ``*_FILTERS`` tables).
+    :param filters: Values by argument name.
+    :param page_number: Page to fetch, from 0 (``pageNumber``).
+    :param page_size: Records per page, 1 to :data:`~airflow_provider_oes._api.MAX_LIST_PAGE_SIZE`; always sent,
+        because the API's default page size is not documented and the last page is the first short one.
+    :raises OESInvalidRequestError: naming the parameter and the bad value, before any request is sent.
+    :raises TypeError: for a filter name the route does not have.
+    """
+    unknown = sorted(set(filters) - set(spec))
+    if unknown:
+        raise TypeError(f"unexpected filter(s) {', '.join(map(repr, unknown))}; expected one of {', '.join(spec)}")
+    params: Params = {
+        "pageNumber": str(_int_value("page_number", page_number, 0)),
+        "pageSize": str(_int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
+    }
+    for argument, (query, check) in spec.items():
+        value = filters.get(argument)
+        if value is None:
+            continue
+        encoded = check(argument, value)
+        if encoded is not None:
+            params[query] = encoded
+    after, before = params.get("settlementUpdatedOnOrAfter"), params.get("settlementUpdatedBefore")
+    if (
+        isinstance(after, str) and isinstance(before, str) and after > before
+    ):  # same UTC format: text order is time order
+        raise OESInvalidRequestError(
+            f"settlement_updated_on_or_after ({after}) must not be later than settlement_updated_before ({before})"
+        )
+    return params
+
+
+# --- Answers -------------------------------------------------------------------------------------------------
+
+
+def load_exact_json(body: bytes, limit: int, what: str) -> Any:
+    """Parse an answer with JSON numbers that have a fraction as :class:`~decimal.Decimal` (exact), not float.
+
+    :raises OESResponseError: for a body over ``limit`` bytes, not JSON, or nested too deeply.
+    """
+    if len(body) > limit:
+        raise OESResponseError(f"the OES API's answer for {what} is {len(body)} bytes, over the {limit}-byte limit")
+    try:
+        return json.loads(body, parse_float=Decimal)
+    except RecursionError:
+        raise OESResponseError(f"the OES API's answer for {what} is nested too deeply") from None
+    except ValueError:
+        snippet = body[:60].decode("utf-8", "replace")
+        raise OESResponseError(f"the OES API's answer for {what} is not JSON (starts with {snippet!r})") from None
+
+
+def _problems(exc: ValidationError) -> str:
+    return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5])
+
+
+def _validate(model: type[M], record: Any, what: str, enterprise_id: str) -> M:
+    try:
+        return model.model_validate(record)
+    except ValidationError as exc:
+        raise OESResponseError(
+            f"the OES API's answer for {what} is not valid ({_problems(exc)})", enterprise_id=enterprise_id
+        ) from None
+
+
+def _envelope(
+    body: bytes, key: str, kind: type, *, limit: int, what: str, enterprise_id: str, secret: str | None
+) -> Any:
+    data = load_exact_json(body, limit, what)
+    _reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
+    if not isinstance(data, dict) or not isinstance(data.get(key), kind):
+        expected = "list" if kind is list else "object"
+        raise OESResponseError(
+            f"the OES API's answer for {what} has no {key!r} {expected}", enterprise_id=enterprise_id
+        )
+    return data
+
+
+def parse_record(model: type[M], record: Any, *, what: str, enterprise_id: str, position: int) -> M:
+    """Validate one record of a list page; an invalid one raises, naming its position and id (never skipped).
+
+    :param what: The listing, as messages name it.
+    :param position: The record's index in the whole listing.
+    """
+    record_id = record.get("id") if isinstance(record, dict) else None
+    return _validate(model, record, f"record {position} (id {_shown(record_id)}) of {what}", enterprise_id)
+
+
+# --- Calls ---------------------------------------------------------------------------------------------------
+
+
+class ResourceCall(ApiCall[T]):
+    """An :class:`~airflow_provider_oes._request.ApiCall` about something other than an allocation: the same steps
+    (token check, metrics, error mapping, token redaction), with its own subject in messages and its own
+    request kind in the metrics.
+
+    :param subject: What is asked for, as messages name it (``settlement '...'``, ``the settlements list``).
+    :param kind: The request kind in the metrics (:data:`KIND_SINGLE` or :data:`KIND_PAGE`).
+    """
+
+    __slots__ = ("subject",)
+
+    def __init__(
+        self,
+        settings: OESConnectionSettings,
+        path: str,
+        *,
+        params: Params | None,
+        limit: int,
+        parse: Callable[[bytes], T],
+        subject: str,
+        kind: str,
+        enterprise_id: str,
+    ) -> None:
+        # requests and httpx send a list value as the key repeated; ApiCall only passes params through.
+        super().__init__(
+            settings,
+            path,
+            params=cast("dict[str, str] | None", params),
+            limit=limit,
+            parse=parse,
+            allocation_id=None,
+            enterprise_id=enterprise_id,
+        )
+        self.subject = subject
+        self.what = f"{subject} of enterprise {enterprise_id!r}"
+        self.kind = kind
+
+    def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
+        return transport_error(
+            exc,
+            self.settings,
+            timed_out=timed_out,
+            allocation_id=None,
+            enterprise_id=self.enterprise_id,
+            subject=self.subject,
+        )
+
+    def answer(self, status_code: int, body: bytes, retry_after: str | None) -> T:
+        if status_code != 200:
+            raise error_from_response(
+                status_code, body, retry_after=retry_after, enterprise_id=self.enterprise_id, subject=self.subject
+            )
+        return self.parse(body)
+
+
+def settlement_call(
+    settings: OESConnectionSettings, enterprise_id: str, settlement_id: str, params: Params
+) -> ResourceCall[tuple[SettlementDetails, int]]:
+    """One page of ``GET .../clients/settlements/{settlementId}``: the parsed answer and how many transfers it held.
+
+    :raises OESResponseError: for an invalid answer, or one about another settlement.
+    """
+    subject = f"settlement {settlement_id!r}"
+    what = f"{subject} of enterprise {enterprise_id!r}"
+
+    def parse(body: bytes) -> tuple[SettlementDetails, int]:
+        data = _envelope(
+            body,
+            "settlement",
+            dict,
+            limit=MAX_LIST_RESPONSE_BYTES,
+            what=what,
+            enterprise_id=enterprise_id,
+            secret=settings.token,
+        )
+        details = _validate(SettlementDetails, data, what, enterprise_id)
+        if details.settlement.id.lower() != settlement_id.lower():
+            raise OESResponseError(
+                f"the OES API answered with settlement {details.settlement.id!r} when asked for {what}; "
+                "refusing to use it",
+                enterprise_id=enterprise_id,
+            )
+        return details, len(details.settlement_transfers)
+
+    return ResourceCall(
+        settings,
+        settlement_path(enterprise_id, settlement_id),
+        params=params,
+        limit=MAX_LIST_RESPONSE_BYTES,
+        parse=parse,
+        subject=subject,
+        kind=KIND_SINGLE,
+        enterprise_id=enterprise_id,
+    )
+
+
+@dataclass(frozen=True)
+class ListRoute:
+    """A settlement-area list route: its path, envelope key, record model, filters and name in messages."""
+
+    path: Callable[[str], str]
+    key: str
+    model: type[BaseModel]
+    filters: Mapping[str, tuple[str, Any]]
+    subject: str
+
+    def call(self, settings: OESConnectionSettings, enterprise_id: str, params: Params) -> ResourceCall[list[Any]]:
+        """One page; its result is the raw records (each validated by :func:`parse_records`)."""
+        what = f"{self.subject} of enterprise {enterprise_id!r}"
+
+        def parse(body: bytes) -> list[Any]:
+            data = _envelope(
+                body,
+                self.key,
+                list,
+                limit=MAX_LIST_RESPONSE_BYTES,
+                what=what,
+                enterprise_id=enterprise_id,
+                secret=settings.token,
+            )
+            return list(data[self.key])
+
+        return ResourceCall(
+            settings,
+            self.path(enterprise_id),
+            params=params,
+            limit=MAX_LIST_RESPONSE_BYTES,
+            parse=parse,
+            subject=self.subject,
+            kind=KIND_PAGE,
+            enterprise_id=enterprise_id,
+        )
+
+
+SETTLEMENTS = ListRoute(settlements_path, "settlements", ListedSettlement, SETTLEMENT_FILTERS, "the settlements list")
+TRANSFERS = ListRoute(
+    settlement_transfers_path,
+    "settlementTransfers",
+    SettlementTransfer,
+    TRANSFER_FILTERS,
+    "the settlement transfers list",
+)
+DISPUTES = ListRoute(settlement_disputes_path, "disputes", Dispute, DISPUTE_FILTERS, "the settlement disputes list")
+PARTNERS = ListRoute(partners_path, "partners", Partner, PARTNER_FILTERS, "the partners list")
+
+__all__ = [
+    "DISPUTES",
+    "KIND_PAGE",
+    "KIND_SINGLE",
+    "PARTNERS",
+    "SETTLEMENTS",
+    "TRANSFERS",
+    "ListRoute",
+    "ResourceCall",
+    "load_exact_json",
+    "parse_record",
+    "query_params",
+    "settlement_call",
+    "validate_settlement_id",
+]
