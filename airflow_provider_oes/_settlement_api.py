@@ -16,22 +16,19 @@ from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_provider_oes._api import (
-    _ENTERPRISES_PREFIX,
+from airflow_provider_oes._api.bodies import MAX_LIST_RESPONSE_BYTES, reject_secret_echo
+from airflow_provider_oes._api.paths import ENTERPRISES_PREFIX, segment, shown
+from airflow_provider_oes._api.query import (
     MAX_LIST_PAGE_SIZE,
-    MAX_LIST_RESPONSE_BYTES,
-    _currency_value,
-    _enum_value,
-    _format_utc,
-    _int_value,
-    _reject_secret_echo,
-    _segment,
-    _shown,
-    _timestamp_value,
-    _uuid_value,
+    currency_value,
+    enum_value,
+    int_value,
+    timestamp_value,
+    uuid_value,
 )
 from airflow_provider_oes._errors import error_from_response, transport_error
 from airflow_provider_oes._request import ApiCall
+from airflow_provider_oes._time import format_utc_ms
 from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.settlement_models import (
     Dispute,
@@ -71,15 +68,15 @@ def validate_settlement_id(settlement_id: object) -> str:
     :raises OESInvalidRequestError: naming the value, before any request is sent.
     """
     try:
-        return _uuid_value("settlement_id", settlement_id)
+        return uuid_value("settlement_id", settlement_id)
     except OESInvalidRequestError:
         raise OESInvalidRequestError(
-            f"settlement_id must be a UUID like 'a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab', got {_shown(settlement_id)}"
+            f"settlement_id must be a UUID like 'a3c1f6e2-9b0d-4c2e-8f1a-0123456789ab', got {shown(settlement_id)}"
         ) from None
 
 
 def _enterprise(enterprise_id: str) -> str:
-    return f"{_ENTERPRISES_PREFIX}/{_segment(enterprise_id)}"
+    return f"{ENTERPRISES_PREFIX}/{segment(enterprise_id)}"
 
 
 def settlements_path(enterprise_id: str) -> str:
@@ -89,7 +86,7 @@ def settlements_path(enterprise_id: str) -> str:
 
 def settlement_path(enterprise_id: str, settlement_id: str) -> str:
     """``GET .../clients/settlements/{settlementId}``, each id one percent-encoded segment."""
-    return f"{settlements_path(enterprise_id)}/{_segment(settlement_id)}"
+    return f"{settlements_path(enterprise_id)}/{segment(settlement_id)}"
 
 
 def settlement_transfers_path(enterprise_id: str) -> str:
@@ -112,7 +109,7 @@ def partners_path(enterprise_id: str) -> str:
 
 def _text_value(name: str, value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > 256 or not value.isprintable():
-        raise OESInvalidRequestError(f"{name} must hold non-empty printable strings, got {_shown(value)}")
+        raise OESInvalidRequestError(f"{name} must hold non-empty printable strings, got {shown(value)}")
     return value
 
 
@@ -120,7 +117,7 @@ def _values(check: Callable[[str, object], str]) -> Callable[[str, object], list
     def many(name: str, values: object) -> list[str]:
         if isinstance(values, (str, bytes)) or not isinstance(values, (list, tuple, set, frozenset)):
             raise OESInvalidRequestError(
-                f"{name} must be a list of values (or None for no filter), got {_shown(values)}"
+                f"{name} must be a list of values (or None for no filter), got {shown(values)}"
             )
         if not values:
             # An empty filter could be read as "no filter" and return everything: the opposite of what was asked.
@@ -134,7 +131,7 @@ def _values(check: Callable[[str, object], str]) -> Callable[[str, object], list
 
 def _boolean(name: str, value: object) -> str:
     if not isinstance(value, bool):
-        raise OESInvalidRequestError(f"{name} must be True, False or None, got {_shown(value)}")
+        raise OESInvalidRequestError(f"{name} must be True, False or None, got {shown(value)}")
     return "true" if value else "false"
 
 
@@ -145,12 +142,12 @@ def _only_true(name: str, value: object) -> str | None:
 
 
 def _time(name: str, value: object) -> str:
-    moment = _timestamp_value(name, value)
+    moment = timestamp_value(name, value)
     assert moment is not None  # None filters are skipped before
-    return _format_utc(moment)
+    return format_utc_ms(moment)
 
 
-_UUIDS = _values(_uuid_value)
+_UUIDS = _values(uuid_value)
 _TEXTS = _values(_text_value)
 
 SETTLEMENT_FILTERS: dict[str, tuple[str, Any]] = {
@@ -159,26 +156,26 @@ SETTLEMENT_FILTERS: dict[str, tuple[str, Any]] = {
     "partner_ids": ("partnerIds", _UUIDS),
     "party_connection_ids": ("partyConnectionIds", _UUIDS),
     "counterparty_connection_ids": ("counterpartyConnectionIds", _UUIDS),
-    "statuses": ("statuses", _values(_enum_value(SETTLEMENT_STATUSES))),
+    "statuses": ("statuses", _values(enum_value(SETTLEMENT_STATUSES))),
 }
 """The settlements list's filters: argument name -> (query name, check)."""
 
 SETTLEMENT_DETAIL_FILTERS: dict[str, tuple[str, Any]] = {
-    "currencies": ("currencies", _values(_currency_value)),
+    "currencies": ("currencies", _values(currency_value)),
 }
 """The GET of one settlement's filter on its transfers."""
 
 TRANSFER_FILTERS: dict[str, tuple[str, Any]] = {
-    "currencies": ("currencies", _values(_currency_value)),
+    "currencies": ("currencies", _values(currency_value)),
     "initiated_by": ("initiatedBy", _TEXTS),
     "partner_ids": ("partnerIds", _UUIDS),
     "settlement_ids": ("settlementIds", _UUIDS),
-    "settlement_statuses": ("settlementStatuses", _values(_enum_value(SETTLEMENT_STATUSES))),
-    "transfer_statuses": ("settlementTransferStatuses", _values(_enum_value(TRANSFER_STATUSES))),
+    "settlement_statuses": ("settlementStatuses", _values(enum_value(SETTLEMENT_STATUSES))),
+    "transfer_statuses": ("settlementTransferStatuses", _values(enum_value(TRANSFER_STATUSES))),
     "settlement_updated_on_or_after": ("settlementUpdatedOnOrAfter", _time),
     "settlement_updated_before": ("settlementUpdatedBefore", _time),
-    "sort_field": ("sortField", _enum_value(TRANSFER_SORT_FIELDS)),
-    "sort_direction": ("sortDirection", _enum_value(SORT_DIRECTIONS)),
+    "sort_field": ("sortField", enum_value(TRANSFER_SORT_FIELDS)),
+    "sort_direction": ("sortDirection", enum_value(SORT_DIRECTIONS)),
 }
 """The settlement transfers list's filters."""
 
@@ -226,8 +223,8 @@ def query_params(
     if unknown:
         raise TypeError(f"unexpected filter(s) {', '.join(map(repr, unknown))}; expected one of {', '.join(spec)}")
     params: Params = {
-        "pageNumber": str(_int_value("page_number", page_number, 0)),
-        "pageSize": str(_int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
+        "pageNumber": str(int_value("page_number", page_number, 0)),
+        "pageSize": str(int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
     }
     for argument, (query, check) in spec.items():
         value = filters.get(argument)
@@ -282,7 +279,7 @@ def _envelope(
     body: bytes, key: str, kind: type, *, limit: int, what: str, enterprise_id: str, secret: str | None
 ) -> Any:
     data = load_exact_json(body, limit, what)
-    _reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
+    reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         expected = "list" if kind is list else "object"
         raise OESResponseError(
@@ -298,7 +295,7 @@ def parse_record(model: type[M], record: Any, *, what: str, enterprise_id: str, 
     :param position: The record's index in the whole listing.
     """
     record_id = record.get("id") if isinstance(record, dict) else None
-    return _validate(model, record, f"record {position} (id {_shown(record_id)}) of {what}", enterprise_id)
+    return _validate(model, record, f"record {position} (id {shown(record_id)}) of {what}", enterprise_id)
 
 
 # --- Calls ---------------------------------------------------------------------------------------------------
@@ -336,10 +333,10 @@ class ResourceCall(ApiCall[T]):
             parse=parse,
             allocation_id=None,
             enterprise_id=enterprise_id,
+            kind=kind,
         )
         self.subject = subject
         self.what = f"{subject} of enterprise {enterprise_id!r}"
-        self.kind = kind
 
     def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
         return transport_error(

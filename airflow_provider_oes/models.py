@@ -116,7 +116,7 @@ def is_success(status: AllocationStatus | str) -> bool:
     return _known_status(status) is SUCCESS_STATUS
 
 
-class _APIModel(BaseModel):
+class APIModel(BaseModel):
     # snake_case in Python, camelCase on the wire; unknown fields are kept (BitGo adds fields over time).
     model_config = ConfigDict(
         alias_generator=to_camel,
@@ -126,7 +126,7 @@ class _APIModel(BaseModel):
     )
 
 
-class AllocationAmount(_APIModel):
+class AllocationAmount(APIModel):
     """An amount in the currency's base units (for example satoshi for BTC).
 
     :param currency: BitGo currency identifier, e.g. ``ofctbtc``.
@@ -147,7 +147,7 @@ class AllocationAmount(_APIModel):
         return f"{self.quantity} {self.currency}"
 
 
-class Allocation(_APIModel):
+class Allocation(APIModel):
     """One client allocation or deallocation, as returned by
     ``GET /api/network/v1/enterprises/{enterpriseId}/clients/allocations/{allocationId}``.
 

@@ -29,7 +29,8 @@ from pydantic import (
     model_validator,
 )
 
-from airflow_provider_oes.models import _APIModel, _format_timestamp
+from airflow_provider_oes._time import format_api_datetime
+from airflow_provider_oes.models import APIModel
 
 __all__ = [
     "FINAL_SETTLEMENT_STATUSES",
@@ -178,13 +179,13 @@ def _exact_decimal_text(name: str, value: object) -> str:
     return text
 
 
-class _Model(_APIModel):
+class _Model(APIModel):
     @field_serializer("*", mode="wrap", when_used="json")
     def _serialize(self, value: Any, handler: SerializerFunctionWrapHandler) -> Any:
         # Timestamps in BitGo's own form (milliseconds, Z) so that the JSON shape round-trips; the only
         # Decimals are a partner's window minutes, a JSON number on the wire.
         if isinstance(value, datetime):
-            return _format_timestamp(value)
+            return format_api_datetime(value)
         if isinstance(value, Decimal):
             return int(value) if value == value.to_integral_value() else float(value)
         return handler(value)

@@ -78,7 +78,7 @@ def _contains_secret(value: Any, secret: str) -> bool:
     return False
 
 
-def _reject_secret_echo(
+def reject_secret_echo(
     body: bytes, data: Any, secret: str | None, *, what: str, enterprise_id: str, allocation_id: str | None
 ) -> None:
     """Refuse an answer in which the access token appears (a server echoing the Authorization header).
@@ -108,7 +108,7 @@ def parse_allocation_body(
     """
     what = f"allocation {allocation_id!r} of enterprise {enterprise_id!r}"
     data = _load_json(body, MAX_RESPONSE_BYTES, what)
-    _reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=allocation_id)
+    reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=allocation_id)
     if not isinstance(data, dict) or not isinstance(data.get("allocation"), dict):
         raise OESResponseError(
             f"the OES API's answer for {what} has no 'allocation' object",
@@ -130,7 +130,7 @@ def parse_allocations_list_body(body: bytes, *, enterprise_id: str, secret: str 
     """
     what = f"the allocations list of enterprise {enterprise_id!r}"
     data = _load_json(body, MAX_LIST_RESPONSE_BYTES, what)
-    _reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
+    reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
     if not isinstance(data, dict) or not isinstance(data.get("allocations"), list):
         raise OESResponseError(
             f"the OES API's answer for {what} has no 'allocations' list", enterprise_id=enterprise_id

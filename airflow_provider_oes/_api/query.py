@@ -47,13 +47,13 @@ def _csv_values(name: str, values: object, check: Callable[[str, object], str]) 
     return tuple(sorted(checked) if isinstance(values, (set, frozenset)) else checked)
 
 
-def _uuid_value(name: str, value: object) -> str:
+def uuid_value(name: str, value: object) -> str:
     if not isinstance(value, str) or not UUID.fullmatch(value):
         raise OESInvalidRequestError(f"{name} must hold UUIDs, got {shown(value)}")
     return value
 
 
-def _enum_value(allowed: tuple[str, ...]) -> Callable[[str, object], str]:
+def enum_value(allowed: tuple[str, ...]) -> Callable[[str, object], str]:
     def check(name: str, value: object) -> str:
         # A str-based Enum (AllocationStatus.CLEARED) counts as its value.
         raw = value.value if isinstance(value, Enum) else value
@@ -64,7 +64,7 @@ def _enum_value(allowed: tuple[str, ...]) -> Callable[[str, object], str]:
     return check
 
 
-def _currency_value(name: str, value: object) -> str:
+def currency_value(name: str, value: object) -> str:
     if not isinstance(value, str) or not _CURRENCY.fullmatch(value):
         raise OESInvalidRequestError(
             f"{name} must hold currency codes (letters, digits, ':', '_', '.', '-'), got {shown(value)}"
@@ -72,7 +72,7 @@ def _currency_value(name: str, value: object) -> str:
     return value
 
 
-def _timestamp_value(name: str, value: object) -> datetime | None:
+def timestamp_value(name: str, value: object) -> datetime | None:
     if value is None:
         return None
     moment = parse_iso(value.strip()) if isinstance(value, str) else value
@@ -86,7 +86,7 @@ def _timestamp_value(name: str, value: object) -> datetime | None:
     return moment.astimezone(timezone.utc)
 
 
-def _int_value(name: str, value: object, low: int, high: int | None = None) -> int:
+def int_value(name: str, value: object, low: int, high: int | None = None) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < low or (high is not None and value > high):
         bound = f"between {low} and {high}" if high is not None else f">= {low}"
         raise OESInvalidRequestError(f"{name} must be an integer {bound}, got {shown(value)}")
@@ -118,12 +118,12 @@ LIST_FILTER_NAMES: tuple[str, ...] = tuple(ListFilters.__annotations__)
 """The names of :class:`ListFilters`, in the order the list endpoint's filters are checked."""
 
 _LIST_VALUE_FILTERS: tuple[tuple[str, str, Callable[[str, object], str]], ...] = (
-    ("allocation_ids", "allocationIds", _uuid_value),
-    ("statuses", "statuses", _enum_value(STATUS_VALUES)),
-    ("types", "types", _enum_value(TYPE_VALUES)),
-    ("currencies", "currencies", _currency_value),
-    ("connection_ids", "connectionIds", _uuid_value),
-    ("partner_ids", "partnerIds", _uuid_value),
+    ("allocation_ids", "allocationIds", uuid_value),
+    ("statuses", "statuses", enum_value(STATUS_VALUES)),
+    ("types", "types", enum_value(TYPE_VALUES)),
+    ("currencies", "currencies", currency_value),
+    ("connection_ids", "connectionIds", uuid_value),
+    ("partner_ids", "partnerIds", uuid_value),
 )
 """The comma-separated list filters: argument name, query-parameter name, and the check of each value."""
 
@@ -168,8 +168,8 @@ class ListQuery:
     def __post_init__(self) -> None:
         for argument, _query, check in _LIST_VALUE_FILTERS:
             object.__setattr__(self, argument, _csv_values(argument, getattr(self, argument), check))
-        after = _timestamp_value("created_on_or_after", self.created_on_or_after)
-        before = _timestamp_value("created_before", self.created_before)
+        after = timestamp_value("created_on_or_after", self.created_on_or_after)
+        before = timestamp_value("created_before", self.created_before)
         if after is not None and before is not None and after > before:
             raise OESInvalidRequestError(
                 f"created_on_or_after ({format_utc_ms(after)}) must not be later than created_before "
@@ -178,9 +178,9 @@ class ListQuery:
         object.__setattr__(self, "created_on_or_after", after)
         object.__setattr__(self, "created_before", before)
         if self.sort_field is not None:
-            _enum_value(LIST_SORT_FIELDS)("sort_field", self.sort_field)
+            enum_value(LIST_SORT_FIELDS)("sort_field", self.sort_field)
         if self.sort_direction is not None:
-            _enum_value(LIST_SORT_DIRECTIONS)("sort_direction", self.sort_direction)
+            enum_value(LIST_SORT_DIRECTIONS)("sort_direction", self.sort_direction)
 
     @classmethod
     def of(cls, **filters: Unpack[ListFilters]) -> ListQuery:
@@ -231,8 +231,8 @@ class ListQuery:
         :param page_size: Records per page, 1 to :data:`MAX_LIST_PAGE_SIZE` (``pageSize``).
         """
         return {
-            "pageNumber": str(_int_value("page_number", page_number, 0)),
-            "pageSize": str(_int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
+            "pageNumber": str(int_value("page_number", page_number, 0)),
+            "pageSize": str(int_value("page_size", page_size, 1, MAX_LIST_PAGE_SIZE)),
             **self.filter_params(),
         }
 

@@ -12,9 +12,9 @@ if TYPE_CHECKING:
 
 PREFIX = "oes"
 
-REQUEST_KINDS = ("single", "id_batch", "feed_page", "list")
+REQUEST_KINDS = ("single", "id_batch", "feed_page", "list", "settlement_single", "settlement_page")
 """What a request asked, as its caller names it: one allocation, a batch of ids, a page of the change feed,
-or a page of a plain listing (the hook, the operator)."""
+a page of a plain listing (the hook, the operator), one settlement, or a page of a settlement-area list."""
 OUTCOMES = ("2xx", "3xx", "4xx", "429", "5xx", "transport_error")
 """How an HTTP attempt ended, by status class (429 apart: it is the one to alert on)."""
 EVENT_STATUSES = (*FINAL_STATUS_VALUES, "error")
