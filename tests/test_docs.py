@@ -159,10 +159,10 @@ def test_how_to_pages_include_tested_examples() -> None:
 def test_dashboard_queries_only_metrics_the_code_sends() -> None:
     import json
 
-    from airflow_provider_oes import _metrics
+    from airflow_provider_oes._metrics import names as metric_names
 
     dashboard = json.loads((DOCS / "_static" / "oes-grafana-dashboard.json").read_text())
-    names = {v for k, v in vars(_metrics).items() if k.isupper() and isinstance(v, str) and v.startswith("oes.")}
+    names = {v for k, v in vars(metric_names).items() if k.isupper() and isinstance(v, str) and v.startswith("oes.")}
     targets = [t["target"] for panel in dashboard["panels"] for t in panel["targets"]]
     used = {m.group(1) for t in targets for m in re.finditer(r"airflow\.(oes\.[a-z_]+(?:\.[a-z_]+)?)", t)}
     assert used
