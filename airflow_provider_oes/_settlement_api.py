@@ -26,9 +26,11 @@ from airflow_provider_oes._request import ApiCall
 from airflow_provider_oes._settlement_query import (
     DISPUTE_FILTERS,
     PARTNER_FILTERS,
+    SETTLEMENT_DETAIL_FILTERS,
     SETTLEMENT_FILTERS,
     TRANSFER_FILTERS,
     Params,
+    query_params,
 )
 from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.settlement_models import (
@@ -249,6 +251,78 @@ def settlement_call(
     )
 
 
+SETTLEMENT_READS = 3
+"""How many times a settlement's reading starts over when the settlement changes between its transfer pages."""
+
+
+class SettlementReading:
+    """The transfer pages of one settlement's GET put together, from one state of it (no I/O: both clients use it).
+
+    Ask :meth:`next_call` for the next page's call until it returns ``None``, hand each answer to :meth:`add`,
+    then read :attr:`result`. Pages are read until a short one; if the settlement changes between two pages
+    (another ``updatedAt`` or status) the reading starts over, at most :data:`SETTLEMENT_READS` times.
+
+    :param filters: The GET's filters by argument name (``currencies``), checked here before any request.
+    :raises OESInvalidRequestError: for a bad filter or page size.
+    """
+
+    def __init__(
+        self,
+        settings: OESConnectionSettings,
+        enterprise_id: str,
+        settlement_id: str,
+        filters: Mapping[str, object],
+        page_size: int,
+    ) -> None:
+        query_params(SETTLEMENT_DETAIL_FILTERS, filters, page_size=page_size)
+        self.settings = settings
+        self.enterprise_id = enterprise_id
+        self.settlement_id = settlement_id
+        self.filters = filters
+        self.page_size = page_size
+        self.reads = 0
+        self.result: SettlementDetails | None = None
+        self._first: SettlementDetails | None = None
+        self._transfers: dict[str, SettlementTransfer] = {}
+        self._page = 0
+
+    def next_call(self) -> ResourceCall[tuple[SettlementDetails, int]] | None:
+        """The next page's call; ``None`` once :attr:`result` is set.
+
+        :raises OESResponseError: when the settlement changed during each of :data:`SETTLEMENT_READS` readings.
+        """
+        if self.result is not None:
+            return None
+        if self.reads >= SETTLEMENT_READS:
+            raise OESResponseError(
+                f"settlement {self.settlement_id!r} of enterprise {self.enterprise_id!r} changed while its "
+                f"transfers were read, {SETTLEMENT_READS} times in a row; try again",
+                enterprise_id=self.enterprise_id,
+            )
+        params = query_params(SETTLEMENT_DETAIL_FILTERS, self.filters, page_number=self._page, page_size=self.page_size)
+        return settlement_call(self.settings, self.enterprise_id, self.settlement_id, params)
+
+    def add(self, answer: tuple[SettlementDetails, int]) -> None:
+        """One page's parsed answer (what the call of :meth:`next_call` returned)."""
+        details, count = answer
+        first = self._first
+        if first is None:
+            first = self._first = details
+        elif (details.settlement.updated_at, details.settlement.status) != (
+            first.settlement.updated_at,
+            first.settlement.status,
+        ):
+            self.reads += 1
+            self._first, self._transfers, self._page = None, {}, 0
+            return
+        new = [t for t in details.settlement_transfers if t.id not in self._transfers]
+        self._transfers.update((t.id, t) for t in new)
+        self._page += 1
+        # A short page is the last; a page with nothing new means the route does not page (it sent all).
+        if count < self.page_size or not new or count > self.page_size:
+            self.result = first.model_copy(update={"settlement_transfers": list(self._transfers.values())})
+
+
 @dataclass(frozen=True)
 class ListRoute:
     """A settlement-area list route: its path, envelope key, record model, filters and name in messages."""
@@ -304,9 +378,11 @@ __all__ = [
     "KIND_SINGLE",
     "PARTNERS",
     "SETTLEMENTS",
+    "SETTLEMENT_READS",
     "TRANSFERS",
     "ListRoute",
     "ResourceCall",
+    "SettlementReading",
     "load_exact_json",
     "parse_record",
     "settlement_call",

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from airflow_provider_oes._api import DEFAULT_LIST_PAGE_SIZE
@@ -26,9 +25,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 R = TypeVar("R")
-
-SETTLEMENT_READS = 3
-"""How many times :meth:`SettlementReads.get_settlement` starts over when the settlement changes between pages."""
 
 
 class SettlementReads:
@@ -72,39 +68,19 @@ class SettlementReads:
         :param page_size: Transfers per request, 1 to 1,000.
         :raises OESError: a subclass saying what went wrong (404: unknown, or the client is not a party to it).
         """
-        from airflow_provider_oes._settlement_api import settlement_call, validate_settlement_id
-        from airflow_provider_oes._settlement_query import SETTLEMENT_DETAIL_FILTERS, query_params
+        from airflow_provider_oes._settlement_api import SettlementReading, validate_settlement_id
 
-        settlement_id = validate_settlement_id(settlement_id)
-        enterprise_id = self.resolve_enterprise_id(enterprise_id)
-        filters = {"currencies": currencies}
-        query_params(SETTLEMENT_DETAIL_FILTERS, filters, page_size=page_size)  # checked before any request
-        for _ in range(SETTLEMENT_READS):
-            first: SettlementDetails | None = None
-            transfers: dict[str, SettlementTransfer] = {}
-            for page_number in itertools.count():
-                params = query_params(SETTLEMENT_DETAIL_FILTERS, filters, page_number=page_number, page_size=page_size)
-                details, count = self._call(settlement_call(self.settings, enterprise_id, settlement_id, params))
-                if first is None:
-                    first = details
-                elif (details.settlement.updated_at, details.settlement.status) != (
-                    first.settlement.updated_at,
-                    first.settlement.status,
-                ):
-                    first = None
-                    break
-                new = [t for t in details.settlement_transfers if t.id not in transfers]
-                transfers.update((t.id, t) for t in new)
-                # A short page is the last; a page with nothing new means the route does not page (it sent all).
-                if count < page_size or not new or count > page_size:
-                    break
-            if first is not None:
-                return first.model_copy(update={"settlement_transfers": list(transfers.values())})
-        raise OESResponseError(
-            f"settlement {settlement_id!r} of enterprise {enterprise_id!r} changed while its transfers were read, "
-            f"{SETTLEMENT_READS} times in a row; try again",
-            enterprise_id=enterprise_id,
+        reading = SettlementReading(
+            self.settings,
+            self.resolve_enterprise_id(enterprise_id),
+            validate_settlement_id(settlement_id),
+            {"currencies": currencies},
+            page_size,
         )
+        while (call := reading.next_call()) is not None:
+            reading.add(self._call(call))
+        assert reading.result is not None  # next_call() returns None only then
+        return reading.result
 
     def list_settlements(
         self,

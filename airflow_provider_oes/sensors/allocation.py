@@ -14,6 +14,10 @@ from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._task import AllocationTaskMixin
+from airflow_provider_oes._task import airflow_ends_tasks_from_triggers as _airflow_ends_tasks_from_triggers
+from airflow_provider_oes._task import (
+    airflow_renders_start_trigger_templates as _airflow_renders_start_trigger_templates,
+)
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,23 +26,6 @@ if TYPE_CHECKING:
 
 
 _TRIGGER_CLS = "airflow_provider_oes.triggers.allocation.AllocationStatusTrigger"
-
-
-def _airflow_renders_start_trigger_templates() -> bool:
-    """Airflow 3.3+ renders a start_from_trigger task's templated trigger kwargs in the triggerer."""
-    from airflow import __version__ as airflow_version
-    from packaging.version import Version
-
-    return Version(Version(airflow_version).base_version) >= Version("3.3.0")
-
-
-def _airflow_ends_tasks_from_triggers() -> bool:
-    """Whether this Airflow lets a trigger end its task (``TaskSuccessEvent``; every supported version does)."""
-    try:
-        from airflow.triggers.base import TaskSuccessEvent  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _from_mapped_task(name: str, default: str) -> str:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.triggers.base import TriggerEvent
 
-__all__ = ["cleared_record", "end_task", "worker_needed"]
+__all__ = ["cleared_record", "end_task", "end_task_with", "worker_needed"]
 
 
 def worker_needed(task: Any) -> str | None:
@@ -90,22 +90,33 @@ def end_task(
     record = cleared_record(payload, allocation_id=allocation_id, enterprise_id=enterprise_id)
     if record is None:
         return None
+    return end_task_with(record, what=f"allocation {allocation_id} cleared", task_instance=task_instance, log=log)
+
+
+def end_task_with(record: dict[str, Any], *, what: str, task_instance: Any, log: Any) -> TriggerEvent | None:
+    """Push ``record`` as the ``return_value`` XCom and return the ``TaskSuccessEvent`` that ends the task;
+    ``None``: the XCom could not be pushed (the task resumes on a worker, which pushes it).
+
+    :param record: What ``execute_complete`` would return, already checked by the caller as a success.
+    :param what: The success, as the log names it (``allocation ... cleared``).
+    :param task_instance: The trigger's task instance (``dag_id``, ``task_id``, ``run_id``, ``map_index``).
+    :param log: Where to say what happened.
+    """
     started = time.monotonic()
     try:
         push_return_value(task_instance, record)
     except Exception as exc:
         # Nothing is lost: the worker pushes it, as without end_from_trigger.
         log.warning(
-            "end_from_trigger: could not push the XCom of allocation %s from the triggerer (%s: %s); the task "
-            "resumes on a worker",
-            allocation_id,
+            "end_from_trigger: could not push the XCom (%s) from the triggerer (%s: %s); the task resumes on a worker",
+            what,
             type(exc).__name__,
             str(exc)[:200],
         )
         return None
     log.info(
-        "end_from_trigger: allocation %s cleared; its XCom is pushed (%.0f ms), the task ends here",
-        allocation_id,
+        "end_from_trigger: %s; its XCom is pushed (%.0f ms), the task ends here",
+        what,
         (time.monotonic() - started) * 1000,
     )
     from airflow.triggers.base import TaskSuccessEvent

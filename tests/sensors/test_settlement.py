@@ -1,4 +1,5 @@
-"""SettlementStatusSensor in poke mode against the simulator over HTTP (reschedule mode: the example DAG's tests)."""
+"""SettlementStatusSensor in poke mode against the simulator over HTTP (reschedule mode: the example DAG's tests;
+deferrable mode: ``tests/triggers/test_settlement_trigger.py`` and ``tests/integration/test_deferrable_settlement.py``)."""
 
 from __future__ import annotations
 
@@ -130,7 +131,8 @@ def test_templated_fields_and_a_pending_poke(oes_simulator: OESSimulator, oes_co
     assert result.xcom_value is None
 
 
-def test_deferrable_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="does not support deferrable=True yet"):
-        SettlementStatusSensor(task_id="wait", settlement_id="x", deferrable=True)
-    assert not SettlementStatusSensor(task_id="wait2", settlement_id="x").deferrable
+def test_deferrable_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Airflow's [operators] default_deferrable is not read: DAGs written for poke mode keep it.
+    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
+    assert not SettlementStatusSensor(task_id="wait", settlement_id="x").deferrable
+    assert SettlementStatusSensor(task_id="wait2", settlement_id="x", deferrable=True).deferrable
