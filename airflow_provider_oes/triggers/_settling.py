@@ -13,6 +13,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_oes._metrics import FLUSH_PERIOD
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESConnectionError, OESError
 from airflow_provider_oes.triggers._events import error_event
@@ -95,6 +96,7 @@ class SettlementPoller:
         self._stopped = False
         self._warned: dict[str, str] = {}
         """Settlement id -> the status last warned about (a warning per change, not per sweep)."""
+        self._flushed: float | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
@@ -153,6 +155,16 @@ class SettlementPoller:
         for start in range(0, len(ids), size):
             await self._check_batch(ids[start : start + size])
         self.sweeps += 1
+        self.flush_metrics()
+
+    def flush_metrics(self, final: bool = False) -> None:
+        """Send the connection's request metrics every ``FLUSH_PERIOD`` seconds (an allocation poller of the
+        same connection may send them too: whoever flushes sends them once)."""
+        batch = self.connection.client.metrics
+        now = asyncio.get_running_loop().time()
+        if batch.on and (final or self._flushed is None or now - self._flushed >= FLUSH_PERIOD):
+            self._flushed = now
+            batch.flush()
 
     async def _check_batch(self, ids: list[str]) -> None:
         from airflow_provider_oes._settlement_api import SETTLEMENTS, parse_record
@@ -291,4 +303,5 @@ class SettlementPoller:
                 waiter.future.cancel()
         self.waiters.clear()
         if self._conn is not None:
+            self.flush_metrics(final=True)
             await connections.release(self.key[0], self._conn)

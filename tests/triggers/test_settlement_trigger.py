@@ -353,3 +353,25 @@ async def test_end_from_trigger_pushes_the_xcom_and_ends_the_task_only_on_comple
     assert not isinstance(resumed[0], TaskSuccessEvent)
     assert resumed[0].payload["settlement"]["settlement"]["status"] == "rejected"
     assert len(pushed) == 1
+
+
+async def test_a_sweep_costs_one_list_request_per_batch_and_no_get_while_pending(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+) -> None:
+    from airflow_provider_oes.triggers._settling import register_settlement
+
+    conn_id = make_connection(batch_size=200)
+    ids = [oes_simulator.add_settlement(final_status="pending") for _ in range(450)]
+    waiters = [register_settlement(conn_id, oes_simulator.enterprise_id, i, 3600.0, fail_on_failed=False) for i in ids]
+    poller = running_settlement_pollers()[(conn_id, oes_simulator.enterprise_id)]
+    await wait_for(lambda: poller.sweeps == 1, "the first sweep")
+    before = len(oes_simulator.requests)
+    await poller.sweep()
+    lists, singles = _settlement_requests(oes_simulator)
+    assert len(oes_simulator.requests) - before == 3  # ceil(450 / 200) list requests, nothing else
+    assert sorted(len(batch) for batch in lists[-3:]) == [50, 200, 200]
+    assert singles == []
+    assert not any(w.future.done() for w in waiters)
+    for waiter in waiters:
+        waiter.cancel()
+    await wait_for(lambda: not running_settlement_pollers() and connections.find(conn_id) is None, "the poller to stop")
