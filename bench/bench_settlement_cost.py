@@ -49,9 +49,13 @@ async def _run(args: argparse.Namespace, sim: object) -> None:
             pass
 
     for settlement_id in settlement_ids:
-        tasks.append(asyncio.ensure_future(drain(SettlementStatusTrigger(settlement_id, enterprise, "oes_bench", args.interval))))
+        tasks.append(
+            asyncio.ensure_future(drain(SettlementStatusTrigger(settlement_id, enterprise, "oes_bench", args.interval)))
+        )
     for allocation_id in allocation_ids:
-        tasks.append(asyncio.ensure_future(drain(AllocationStatusTrigger(allocation_id, enterprise, "oes_bench", args.interval))))
+        tasks.append(
+            asyncio.ensure_future(drain(AllocationStatusTrigger(allocation_id, enterprise, "oes_bench", args.interval)))
+        )
     watchers = 0
     if args.watchers and hasattr(BaseEventTrigger, "create_shared_stream_producer"):
         from airflow_provider_oes.triggers.event import AllocationEventTrigger
