@@ -5,8 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.sdk import PokeReturnValue
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
@@ -15,6 +14,7 @@ from airflow_provider_oes._task import (
     airflow_ends_tasks_from_triggers,
     airflow_renders_start_trigger_templates,
 )
+from airflow_provider_oes.sensors._deferring import DeferringSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 _TRIGGER_CLS = "airflow_provider_oes.triggers.settlement.SettlementStatusTrigger"
 
 
-class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
+class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
     """Wait until a BitGo OES client settlement is final.
 
     * ``pending``: keep waiting (a v2 settlement stays so through the dispute and top-up windows).
@@ -170,23 +170,6 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             self.log.info("Still waiting: %s; open disputes: %d", settlement.describe(), open_disputes)
         return PokeReturnValue(is_done=False)
 
-    def execute(self, context: Context) -> Any:
-        """Check once; in deferrable mode hand the wait to the triggerer if the settlement is not final."""
-        if not self.deferrable:
-            return super().execute(context)
-        try:
-            first = self.poke(context)
-        except AirflowFailException as exc:
-            # BaseSensorOperator.execute turns a final failure into a skip under soft_fail/never_fail; this
-            # first check bypasses it, so apply the same rule here (rejected + soft_fail = skip).
-            if self.soft_fail or getattr(self, "never_fail", False):
-                raise AirflowSkipException(f"Skipping due to soft_fail/never_fail: {exc}") from exc
-            raise
-        if first.is_done:
-            return first.xcom_value
-        self._defer_to_trigger()
-        return None
-
     def _defer_to_trigger(self) -> None:
         from airflow_provider_oes.triggers.settlement import SettlementStatusTrigger
 
@@ -199,17 +182,6 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )
-
-    def _may_end_in_triggerer(self) -> bool:
-        """``end_from_trigger``, unless this task's success needs a worker (outlets, ...): then it resumes."""
-        from airflow_provider_oes.triggers._task_end import worker_needed
-
-        if not self.end_from_trigger:
-            return False
-        reason = worker_needed(self)
-        if reason is not None:
-            self.log.info("end_from_trigger: task %s will resume on a worker: %s", self.task_id, reason)
-        return reason is None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.

@@ -199,7 +199,7 @@ class SettlementPoller:
             if found is None or self._acts_on(settlement_id, found):
                 await self._read(settlement_id)
             elif settlement_id in self.waiters:
-                self._note(found)
+                self._note(settlement_id, found)
 
     def _acts_on(self, settlement_id: str, settlement: Settlement) -> bool:
         """Whether some trigger ends its wait on this status (then the full settlement is read)."""
@@ -228,15 +228,16 @@ class SettlementPoller:
         if settlement.is_failed:
             self.finish(settlement_id, settled_event(details, self.enterprise_id), fail_fast_only=True)
         if settlement_id in self.waiters:
-            self._note(settlement)
+            self._note(settlement_id, settlement)
 
-    def _note(self, settlement: Settlement) -> None:
+    def _note(self, settlement_id: str, settlement: Settlement) -> None:
         """Warn, once per status change, about a ``failed`` or unknown status that keeps its triggers waiting."""
-        status = str(settlement.status)
-        key = next((i for i in self.waiters if i.lower() == settlement.id.lower()), settlement.id)
-        if self._warned.get(key) == status or (settlement.has_known_status and not settlement.is_failed):
+        if settlement.has_known_status and not settlement.is_failed:
             return
-        self._warned[key] = status
+        status = str(settlement.status)
+        if self._warned.get(settlement_id) == status:
+            return
+        self._warned[settlement_id] = status
         if settlement.is_failed:
             log.warning(
                 "Settlement %s failed (reason given by BitGo: %s). BitGo retries failed settlements, so it is not "
