@@ -375,3 +375,20 @@ async def test_a_sweep_costs_one_list_request_per_batch_and_no_get_while_pending
     for waiter in waiters:
         waiter.cancel()
     await wait_for(lambda: not running_settlement_pollers() and connections.find(conn_id) is None, "the poller to stop")
+
+
+async def test_a_refused_token_fails_every_waiting_trigger_without_showing_it(
+    oes_simulator: OESSimulator, make_connection: Callable[..., str]
+) -> None:
+    conn_id = make_connection(token="not-the-sim-token-0123456789")
+    ids = [oes_simulator.add_settlement(final_status="pending") for _ in range(2)]
+    events = await asyncio.wait_for(
+        asyncio.gather(*(first_event(_trigger(oes_simulator, i, conn_id)) for i in ids)), 20
+    )
+    assert [e["error_type"] for e in events] == ["OESAuthenticationError", "OESAuthenticationError"]
+    assert all(e["status_code"] == 401 for e in events)
+    assert "not-the-sim-token-0123456789" not in json.dumps(events)
+    lists, singles = _settlement_requests(oes_simulator)
+    assert len(lists) == 1
+    assert sorted(lists[0]) == sorted(ids)
+    assert singles == []
