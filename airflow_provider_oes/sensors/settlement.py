@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import PokeReturnValue
+from airflow.sdk import PokeReturnValue, conf
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
@@ -52,7 +52,7 @@ class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
     :param fail_on_failed: Fail the task as soon as the settlement is ``failed`` instead of waiting for BitGo's
         retry to complete or reject it.
     :param deferrable: Wait in the triggerer instead of a worker slot (after a first check on the worker).
-        Airflow's ``[operators] default_deferrable`` is not read: deferring is asked for explicitly.
+        Defaults to Airflow's ``[operators] default_deferrable``, as for ``AllocationStatusSensor``.
     :param start_from_trigger: Airflow 3.3+: go from the scheduler straight to the triggerer, with no worker
         and no first check (implies ``deferrable``). On 3.2 the sensor defers from a worker instead. Not for
         mapped sensors (``expand``): those defer from a worker.
@@ -70,7 +70,7 @@ class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
         enterprise_id: str | None = None,
         oes_conn_id: str = DEFAULT_CONN_ID,
         fail_on_failed: bool = False,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         start_from_trigger: bool = False,
         end_from_trigger: bool = False,
         **kwargs: Any,

@@ -14,6 +14,7 @@ from airflow_provider_oes.exceptions import (
     SettlementFailedError,
     SettlementRejectedError,
 )
+from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.sensors.settlement import SettlementStatusSensor
 
 if TYPE_CHECKING:
@@ -131,8 +132,11 @@ def test_templated_fields_and_a_pending_poke(oes_simulator: OESSimulator, oes_co
     assert result.xcom_value is None
 
 
-def test_deferrable_only_when_asked_for(monkeypatch: pytest.MonkeyPatch) -> None:
-    # Airflow's [operators] default_deferrable is not read: DAGs written for poke mode keep it.
-    monkeypatch.setenv("AIRFLOW__OPERATORS__DEFAULT_DEFERRABLE", "True")
-    assert not SettlementStatusSensor(task_id="wait", settlement_id="x").deferrable
-    assert SettlementStatusSensor(task_id="wait2", settlement_id="x", deferrable=True).deferrable
+def test_deferrable_defaults_to_airflows_default_deferrable() -> None:
+    import inspect
+
+    default = inspect.signature(SettlementStatusSensor.__init__).parameters["deferrable"].default
+    allocation_default = inspect.signature(AllocationStatusSensor.__init__).parameters["deferrable"].default
+    assert default is allocation_default  # both read [operators] default_deferrable when the module loads
+    assert SettlementStatusSensor(task_id="wait", settlement_id="x", deferrable=True).deferrable
+    assert not SettlementStatusSensor(task_id="wait2", settlement_id="x", deferrable=False).deferrable
