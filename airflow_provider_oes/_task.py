@@ -29,3 +29,20 @@ class AllocationTaskMixin:
         from airflow_provider_oes.hooks.oes import OESHook
 
         return OESHook(oes_conn_id=self.oes_conn_id)
+
+
+def airflow_renders_start_trigger_templates() -> bool:
+    """Airflow 3.3+ renders a start_from_trigger task's templated trigger kwargs in the triggerer."""
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(Version(airflow_version).base_version) >= Version("3.3.0")
+
+
+def airflow_ends_tasks_from_triggers() -> bool:
+    """Whether this Airflow lets a trigger end its task (``TaskSuccessEvent``; every supported version does)."""
+    try:
+        from airflow.triggers.base import TaskSuccessEvent  # noqa: F401
+    except ImportError:
+        return False
+    return True

@@ -5,10 +5,7 @@ and its ``name`` and ``request_id`` when the body has them. Messages name the al
 and say what to fix; they never contain the access token. Which HTTP answer or transport failure becomes
 which error is decided in one private place, ``airflow_provider_oes._errors``.
 
-Retries by Airflow follow from the class: errors that will not go away within a retry delay (400 and local
-validation, 403, 404, ``released``) are :class:`~airflow.sdk.exceptions.AirflowFailException` too, so the
-task fails without using its ``retries``; a 401 is retried (each try reads the connection again, so a token
-rotated meanwhile is picked up), and so are transient errors and invalid answers.
+Retries by Airflow follow from the class: see the API reference's "Exceptions" section.
 """
 
 from __future__ import annotations

@@ -27,6 +27,7 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimit
 
 if TYPE_CHECKING:
     import ssl
+    from collections.abc import Collection
 
     import httpx
     from typing_extensions import Unpack
@@ -35,6 +36,7 @@ if TYPE_CHECKING:
     from airflow_provider_oes._request import ApiCall
     from airflow_provider_oes._settings import OESConnectionSettings
     from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.settlement_models import SettlementDetails
 
 T = TypeVar("T")
 
@@ -52,7 +54,7 @@ class ListPage(NamedTuple):
 
 
 class OESAsyncClient:
-    """Async access to the OES allocation endpoints with one connection pool.
+    """Async access to the OES allocation and settlement endpoints with one connection pool.
 
     :param settings: The connection's settings (base URL, token, timeouts, retries).
     :param gate: Optional rate limiter every HTTP attempt waits for; a 429 penalizes it.
@@ -189,6 +191,59 @@ class OESAsyncClient:
         params = (query or ListQuery.of(**named)).params(page_number=page_number, page_size=page_size)
         records, server_time = await self._call(list_call(self.settings, enterprise_id, params, kind=kind))
         return ListPage(records, server_time)
+
+    # --- Settlements: the same request path (_call), the settlement routes' calls -----------------------------
+
+    async def get_settlement(
+        self, settlement_id: str, enterprise_id: str, *, page_size: int = DEFAULT_LIST_PAGE_SIZE
+    ) -> SettlementDetails:
+        """Fetch one settlement with all its transfers and disputes, as :meth:`OESHook.get_settlement
+        <airflow_provider_oes.hooks.oes.OESHook.get_settlement>` does (the same reading, page by page).
+
+        :param settlement_id: The settlement's UUID.
+        :param enterprise_id: The client's enterprise id.
+        :param page_size: Transfers per request.
+        :raises OESError: a subclass saying what went wrong (404: unknown, or the client is not a party to it).
+        """
+        from airflow_provider_oes._settlement_api import SettlementReading, validate_settlement_id
+
+        reading = SettlementReading(
+            self.settings,
+            validate_enterprise_id(enterprise_id),
+            validate_settlement_id(settlement_id),
+            {},
+            page_size,
+        )
+        while (call := reading.next_call()) is not None:
+            reading.add((await self._call(call))[0])
+        assert reading.result is not None  # next_call() returns None only then
+        return reading.result
+
+    async def list_settlements_page(
+        self,
+        enterprise_id: str,
+        *,
+        settlement_ids: Collection[str],
+        page_number: int = 0,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> list[Any]:
+        """One page of ``GET .../clients/settlements`` for these settlements; the raw records (validate each
+        with :func:`~airflow_provider_oes._settlement_api.parse_record`: one bad record must not hide the others).
+
+        :param enterprise_id: The client's enterprise id.
+        :param settlement_ids: The settlements asked about (``settlementIds``, the key repeated).
+        :param page_number: Page to fetch, from 0.
+        :param page_size: Records per page.
+        :raises OESError: a subclass saying what went wrong with the request as a whole.
+        """
+        from airflow_provider_oes._settlement_api import SETTLEMENTS
+        from airflow_provider_oes._settlement_query import query_params
+
+        enterprise_id = validate_enterprise_id(enterprise_id)
+        filters = {"settlement_ids": sorted(settlement_ids)}
+        params = query_params(SETTLEMENTS.filters, filters, page_number=page_number, page_size=page_size)
+        records, _ = await self._call(SETTLEMENTS.call(self.settings, enterprise_id, params))
+        return records
 
     async def _call(self, call: ApiCall[T]) -> tuple[T, float | None]:
         """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded;

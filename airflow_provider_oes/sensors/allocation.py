@@ -9,11 +9,15 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
-from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
 from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._task import AllocationTaskMixin
+from airflow_provider_oes._task import airflow_ends_tasks_from_triggers as _airflow_ends_tasks_from_triggers
+from airflow_provider_oes._task import (
+    airflow_renders_start_trigger_templates as _airflow_renders_start_trigger_templates,
+)
+from airflow_provider_oes.sensors._deferring import DeferringSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -22,23 +26,6 @@ if TYPE_CHECKING:
 
 
 _TRIGGER_CLS = "airflow_provider_oes.triggers.allocation.AllocationStatusTrigger"
-
-
-def _airflow_renders_start_trigger_templates() -> bool:
-    """Airflow 3.3+ renders a start_from_trigger task's templated trigger kwargs in the triggerer."""
-    from airflow import __version__ as airflow_version
-    from packaging.version import Version
-
-    return Version(Version(airflow_version).base_version) >= Version("3.3.0")
-
-
-def _airflow_ends_tasks_from_triggers() -> bool:
-    """Whether this Airflow lets a trigger end its task (``TaskSuccessEvent``; every supported version does)."""
-    try:
-        from airflow.triggers.base import TaskSuccessEvent  # noqa: F401
-    except ImportError:
-        return False
-    return True
 
 
 def _from_mapped_task(name: str, default: str) -> str:
@@ -90,7 +77,7 @@ def _timed_partial_class() -> type:
     return TimedPartial
 
 
-class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
+class AllocationStatusSensor(AllocationTaskMixin, DeferringSensor):
     """Wait until a BitGo OES client allocation (or deallocation) is final.
 
     * ``reserved``: keep waiting (the API's reason is logged).
@@ -303,24 +290,9 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             self.log.info("Still waiting: %s", allocation.describe())
         return PokeReturnValue(is_done=False)
 
-    def execute(self, context: Context) -> Any:
-        """Check once; in deferrable mode hand the wait to the triggerer if the allocation is not final."""
-        if not self.deferrable:
-            # This run's first check is about to happen (for the wait-time metric; see _record_wait_time).
-            self._first_check_monotonic = time.monotonic()
-            return super().execute(context)
-        try:
-            first = self.poke(context)
-        except AirflowFailException as exc:
-            # BaseSensorOperator.execute turns a final failure into a skip under soft_fail/never_fail;
-            # this first check bypasses it, so apply the same rule here (released + soft_fail = skip).
-            if self.soft_fail or getattr(self, "never_fail", False):
-                raise AirflowSkipException(f"Skipping due to soft_fail/never_fail: {exc}") from exc
-            raise
-        if first.is_done:
-            return first.xcom_value
-        self._defer_to_trigger()
-        return None
+    def _checks_starting(self) -> None:
+        # This run's first check is about to happen (for the wait-time metric; see _record_wait_time).
+        self._first_check_monotonic = time.monotonic()
 
     def _defer_to_trigger(self) -> None:
         from airflow_provider_oes._time import format_timestamp
@@ -341,17 +313,6 @@ class AllocationStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             method_name="execute_complete",
             timeout=timedelta(seconds=float(self.timeout)),
         )
-
-    def _may_end_in_triggerer(self) -> bool:
-        """``end_from_trigger``, unless this task's success needs a worker (outlets, ...): then it resumes."""
-        from airflow_provider_oes.triggers._task_end import worker_needed
-
-        if not self.end_from_trigger:
-            return False
-        reason = worker_needed(self)
-        if reason is not None:
-            self.log.info("end_from_trigger: task %s will resume on a worker: %s", self.task_id, reason)
-        return reason is None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.

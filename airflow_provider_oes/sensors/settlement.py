@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import PokeReturnValue, conf
+from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
-from airflow_provider_oes._task import AllocationTaskMixin
+from airflow_provider_oes._task import (
+    AllocationTaskMixin,
+    airflow_ends_tasks_from_triggers,
+    airflow_renders_start_trigger_templates,
+)
+from airflow_provider_oes.sensors._deferring import DeferringSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -15,7 +22,10 @@ if TYPE_CHECKING:
     from airflow_provider_oes.settlement_models import SettlementDetails
 
 
-class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
+_TRIGGER_CLS = "airflow_provider_oes.triggers.settlement.SettlementStatusTrigger"
+
+
+class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
     """Wait until a BitGo OES client settlement is final.
 
     * ``pending``: keep waiting (a v2 settlement stays so through the dispute and top-up windows).
@@ -31,7 +41,9 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     * permanent API errors (400/401/403/404, an invalid answer): fail at once with what to fix; transient ones
       left after the connection's retries (5xx, 429, timeouts): a warning, and keep waiting.
 
-    Works in ``mode="poke"`` and ``mode="reschedule"``. Deferrable mode is not available yet.
+    Works in ``mode="poke"``, ``mode="reschedule"`` and with ``deferrable=True``: the wait moves to the
+    triggerer, where one settlement poller per connection and enterprise asks about every waiting settlement
+    in id batches, over the HTTP client and rate limiter the allocation triggers of that connection use.
 
     :param settlement_id: UUID of the settlement to wait for. Templated.
     :param enterprise_id: The client's BitGo enterprise id; ``None`` uses the connection's ``enterprise_id``
@@ -39,8 +51,14 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
     :param oes_conn_id: Airflow connection id of type ``oes``; default ``oes_default``. Templated.
     :param fail_on_failed: Fail the task as soon as the settlement is ``failed`` instead of waiting for BitGo's
         retry to complete or reject it.
-    :param deferrable: Must be ``False``: passing ``True`` raises ``ValueError`` (not supported yet). Airflow's
-        ``[operators] default_deferrable`` is not read, so turning it on does not break DAGs using this sensor.
+    :param deferrable: Wait in the triggerer instead of a worker slot (after a first check on the worker).
+        Defaults to Airflow's ``[operators] default_deferrable``, as for ``AllocationStatusSensor``.
+    :param start_from_trigger: Airflow 3.3+: go from the scheduler straight to the triggerer, with no worker
+        and no first check (implies ``deferrable``). On 3.2 the sensor defers from a worker instead. Not for
+        mapped sensors (``expand``): those defer from a worker.
+    :param end_from_trigger: With ``deferrable`` or ``start_from_trigger``: on ``completed`` the trigger ends
+        the task in the triggerer, pushing the same XCom; every other outcome, and a task whose success needs
+        a worker (outlets, ``do_xcom_push=False``, ...), resumes on a worker.
     """
 
     template_fields = ("settlement_id", "enterprise_id", "oes_conn_id")
@@ -52,20 +70,53 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         enterprise_id: str | None = None,
         oes_conn_id: str = DEFAULT_CONN_ID,
         fail_on_failed: bool = False,
-        deferrable: bool = False,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        start_from_trigger: bool = False,
+        end_from_trigger: bool = False,
         **kwargs: Any,
     ) -> None:
-        if deferrable:
-            raise ValueError(
-                "SettlementStatusSensor does not support deferrable=True yet; use mode='reschedule' to free the "
-                "worker slot between checks"
-            )
         super().__init__(**kwargs)
         self.settlement_id = settlement_id
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
         self.fail_on_failed = fail_on_failed
-        self.deferrable = False
+        self.deferrable = deferrable or start_from_trigger
+        self.end_from_trigger = bool(end_from_trigger and self.deferrable and airflow_ends_tasks_from_triggers())
+        if end_from_trigger and not self.end_from_trigger:
+            self.log.warning(
+                "end_from_trigger has no effect on task %s: it needs deferrable=True or start_from_trigger=True "
+                "and an Airflow whose triggers can end their task.",
+                self.task_id,
+            )
+        self.start_from_trigger = False
+        if start_from_trigger:
+            if airflow_renders_start_trigger_templates():
+                self.start_from_trigger = True
+                self.start_trigger_args = StartTriggerArgs(
+                    trigger_cls=_TRIGGER_CLS,
+                    # Raw values: the triggerer renders the templated ones with this task instance's context.
+                    trigger_kwargs=self._trigger_kwargs(settlement_id, enterprise_id or "", oes_conn_id),
+                    next_method="execute_complete",
+                    next_kwargs=None,
+                    timeout=timedelta(seconds=float(self.timeout)),
+                )
+            else:
+                self.log.warning(
+                    "start_from_trigger needs Airflow 3.3 or later (the triggerer renders templated trigger "
+                    "arguments from 3.3); task %s defers from a worker instead.",
+                    self.task_id,
+                )
+
+    def _trigger_kwargs(self, settlement_id: str, enterprise_id: str, oes_conn_id: str) -> dict[str, Any]:
+        return {
+            "settlement_id": settlement_id,
+            "enterprise_id": enterprise_id,
+            "oes_conn_id": oes_conn_id,
+            "poll_interval": float(self.poke_interval),
+            "fail_on_failed": self.fail_on_failed,
+            # The triggerer checks the task too (outlets, ...) before ending it.
+            "end_from_trigger": self.end_from_trigger,
+        }
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the settlement once and apply the status rules."""
@@ -82,7 +133,7 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
         return self.evaluate(details)
 
     def evaluate(self, details: SettlementDetails) -> PokeReturnValue:
-        """The status rules, in one place (poke and reschedule modes; the deferrable mode will resume here).
+        """The status rules, in one place for poke, reschedule and deferrable modes.
 
         :raises SettlementRejectedError: when the settlement is ``rejected``.
         :raises SettlementFailedError: when it is ``failed`` and ``fail_on_failed`` is set.
@@ -118,3 +169,36 @@ class SettlementStatusSensor(AllocationTaskMixin, BaseSensorOperator):
             open_disputes = sum(1 for dispute in details.settlement_disputes if dispute.is_open)
             self.log.info("Still waiting: %s; open disputes: %d", settlement.describe(), open_disputes)
         return PokeReturnValue(is_done=False)
+
+    def _defer_to_trigger(self) -> None:
+        from airflow_provider_oes.triggers.settlement import SettlementStatusTrigger
+
+        kwargs = self._trigger_kwargs(
+            self.settlement_id, self.hook.resolve_enterprise_id(self.enterprise_id), self.oes_conn_id
+        )
+        kwargs["end_from_trigger"] = self._may_end_in_triggerer()
+        self.defer(
+            trigger=SettlementStatusTrigger(**kwargs),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger fired: check the event, then apply exactly the same status rules as :meth:`poke`.
+
+        :raises SettlementRejectedError: when the settlement is ``rejected``.
+        :raises SettlementFailedError: when it is ``failed`` and ``fail_on_failed`` is set.
+        :raises OESError: when the trigger reported a permanent API error, or sent an event not to be trusted.
+        """
+        from airflow_provider_oes.triggers._settlement_events import read_settlement_event
+
+        details = read_settlement_event(
+            event,
+            settlement_id=str(self.settlement_id),
+            enterprise_id=self.enterprise_id,
+            fail_on_failed=self.fail_on_failed,
+        )
+        result = self.evaluate(details)
+        if not result.is_done:  # pragma: no cover - read_settlement_event only lets outcomes through
+            self._defer_to_trigger()
+        return result.xcom_value

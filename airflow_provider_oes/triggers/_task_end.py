@@ -1,27 +1,9 @@
 """``end_from_trigger``: when the trigger may end the sensor's task itself, and how it does it.
 
-Airflow ends a task in the triggerer when its trigger yields a ``TaskSuccessEvent``: the task instance is
-marked ``success`` with no worker (``airflow/models/trigger.py``). That path runs none of the task's own code,
-so the trigger takes it only when nothing the sensor does on a worker is lost:
-
-* only a ``cleared`` allocation, read and checked exactly as ``execute_complete`` reads it, ends the task;
-  its ``return_value`` XCom is what ``execute_complete`` returns (the API's JSON record), pushed before the
-  event the way a worker pushes it (:func:`end_task`);
-* everything else resumes on a worker, which applies the sensor's rules as before: ``released`` (fails
-  without retries with BitGo's reason, or skips under ``soft_fail``: a ``TaskFailedEvent`` goes through
-  retries since Airflow 3.3.1 and sends no reason), a permanent API error, a malformed event, an XCom that
-  could not be pushed;
-* and a task whose success does more than push that XCom always resumes on a worker
-  (:func:`worker_needed`): outlets (Airflow registers no asset event for a task its trigger ended,
-  apache/airflow#49347), ``do_xcom_push=False``, ``multiple_outputs``, a downstream ``expand`` over the
-  sensor's output (the map length is recorded only by a worker).
-
-Why not ``TaskSuccessEvent(xcoms=...)``: Airflow 3.2.2 and 3.3.2 store those XComs with
-``XComModel.set(serialize=True)`` (``json.dumps``) while a worker's XComs are stored as JSON values; the
-execution API hands the stored value to downstream workers as it is, so a downstream task would read the
-allocation as a JSON *string*, not a dict (seen on the full stack). The trigger pushes the XCom itself
-through the triggerer's supervisor (the task SDK's ``XCom.set``, the same execution API call and XCom backend
-a worker uses), then ends the task with a ``TaskSuccessEvent`` that carries none.
+Only a success read and checked exactly as ``execute_complete`` reads it ends the task in the triggerer,
+with its ``return_value`` XCom pushed first through the triggerer's supervisor (:func:`end_task`); everything
+else, and every task whose success does more than push that XCom (:func:`worker_needed`), resumes on a
+worker. Why, and why not ``TaskSuccessEvent(xcoms=...)``: ``docs/internals/task-end.rst``.
 """
 
 from __future__ import annotations
@@ -32,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from airflow.triggers.base import TriggerEvent
 
-__all__ = ["cleared_record", "end_task", "worker_needed"]
+__all__ = ["cleared_record", "end_task", "end_task_with", "worker_needed"]
 
 
 def worker_needed(task: Any) -> str | None:
@@ -108,22 +90,33 @@ def end_task(
     record = cleared_record(payload, allocation_id=allocation_id, enterprise_id=enterprise_id)
     if record is None:
         return None
+    return end_task_with(record, what=f"allocation {allocation_id} cleared", task_instance=task_instance, log=log)
+
+
+def end_task_with(record: dict[str, Any], *, what: str, task_instance: Any, log: Any) -> TriggerEvent | None:
+    """Push ``record`` as the ``return_value`` XCom and return the ``TaskSuccessEvent`` that ends the task;
+    ``None``: the XCom could not be pushed (the task resumes on a worker, which pushes it).
+
+    :param record: What ``execute_complete`` would return, already checked by the caller as a success.
+    :param what: The success, as the log names it (``allocation ... cleared``).
+    :param task_instance: The trigger's task instance (``dag_id``, ``task_id``, ``run_id``, ``map_index``).
+    :param log: Where to say what happened.
+    """
     started = time.monotonic()
     try:
         push_return_value(task_instance, record)
     except Exception as exc:
         # Nothing is lost: the worker pushes it, as without end_from_trigger.
         log.warning(
-            "end_from_trigger: could not push the XCom of allocation %s from the triggerer (%s: %s); the task "
-            "resumes on a worker",
-            allocation_id,
+            "end_from_trigger: could not push the XCom (%s) from the triggerer (%s: %s); the task resumes on a worker",
+            what,
             type(exc).__name__,
             str(exc)[:200],
         )
         return None
     log.info(
-        "end_from_trigger: allocation %s cleared; its XCom is pushed (%.0f ms), the task ends here",
-        allocation_id,
+        "end_from_trigger: %s; its XCom is pushed (%.0f ms), the task ends here",
+        what,
         (time.monotonic() - started) * 1000,
     )
     from airflow.triggers.base import TaskSuccessEvent

@@ -1,4 +1,5 @@
-"""SettlementStatusSensor in poke mode against the simulator over HTTP (reschedule mode: the example DAG's tests)."""
+"""SettlementStatusSensor in poke mode against the simulator over HTTP (reschedule mode: the example DAG's tests;
+deferrable mode: ``tests/triggers/test_settlement_trigger.py`` and ``tests/integration/test_deferrable_settlement.py``)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from airflow_provider_oes.exceptions import (
     SettlementFailedError,
     SettlementRejectedError,
 )
+from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.sensors.settlement import SettlementStatusSensor
 
 if TYPE_CHECKING:
@@ -130,7 +132,11 @@ def test_templated_fields_and_a_pending_poke(oes_simulator: OESSimulator, oes_co
     assert result.xcom_value is None
 
 
-def test_deferrable_is_refused_at_construction() -> None:
-    with pytest.raises(ValueError, match="does not support deferrable=True yet"):
-        SettlementStatusSensor(task_id="wait", settlement_id="x", deferrable=True)
-    assert not SettlementStatusSensor(task_id="wait2", settlement_id="x").deferrable
+def test_deferrable_defaults_to_airflows_default_deferrable() -> None:
+    import inspect
+
+    default = inspect.signature(SettlementStatusSensor.__init__).parameters["deferrable"].default
+    allocation_default = inspect.signature(AllocationStatusSensor.__init__).parameters["deferrable"].default
+    assert default is allocation_default  # both read [operators] default_deferrable when the module loads
+    assert SettlementStatusSensor(task_id="wait", settlement_id="x", deferrable=True).deferrable
+    assert not SettlementStatusSensor(task_id="wait2", settlement_id="x", deferrable=False).deferrable

@@ -18,7 +18,8 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError
 from airflow_provider_oes.models import Allocation
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor, _airflow_renders_start_trigger_templates
-from airflow_provider_oes.triggers import _polling, _task_end
+from airflow_provider_oes.triggers import _polling as _poller
+from airflow_provider_oes.triggers import _task_end
 from airflow_provider_oes.triggers._events import error_event, terminal_event
 from airflow_provider_oes.triggers._task_end import cleared_record, worker_needed
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
@@ -68,7 +69,7 @@ def poller_answers(monkeypatch: pytest.MonkeyPatch) -> Callable[[dict[str, Any]]
         async def register(*args: Any, **kwargs: Any) -> _Registration:
             return _Registration(payload)
 
-        monkeypatch.setattr(_polling, "register", register)
+        monkeypatch.setattr(_poller, "register", register)
 
     return answer
 
