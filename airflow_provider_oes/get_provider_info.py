@@ -179,7 +179,11 @@ def get_provider_info() -> dict[str, Any]:
         "triggers": [
             {
                 "integration-name": integration,
-                "python-modules": ["airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"],
+                "python-modules": [
+                    "airflow_provider_oes.triggers.allocation",
+                    "airflow_provider_oes.triggers.event",
+                    "airflow_provider_oes.triggers.settlement",
+                ],
             }
         ],
         # oes://<enterprise id>/allocations/<status> (assets.allocations_asset_uri): a scheme Airflow knows,

@@ -11,6 +11,10 @@ import pytest
 
 from tests._asset_events import AssetStateStore, InletEvents, dag_run
 from tests._paths import EXAMPLE_DAGS
+from tests.triggers._event_fakes import requires_airflow_33
+
+# The example's watchers refuse to be built on Airflow 3.2 (no asset state store): the floor job skips it.
+pytestmark = requires_airflow_33
 
 T0 = datetime(2026, 11, 25, 22, 0, tzinfo=timezone.utc)
 

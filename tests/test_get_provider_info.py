@@ -71,7 +71,11 @@ def test_every_public_trigger_is_registered() -> None:
             if inspect.isclass(obj)
         ):
             public.add(module.__name__)
-    assert public == {"airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"}
+    assert public == {
+        "airflow_provider_oes.triggers.allocation",
+        "airflow_provider_oes.triggers.event",
+        "airflow_provider_oes.triggers.settlement",
+    }
     assert registered == public
 
 

@@ -188,7 +188,11 @@ def test_providers_get_lists_hooks_sensors_operators_and_triggers(cli_stack: Air
         "hooks": ["airflow_provider_oes.hooks.oes"],
         "sensors": ["airflow_provider_oes.sensors.allocation", "airflow_provider_oes.sensors.settlement"],
         "operators": ["airflow_provider_oes.operators.allocation"],
-        "triggers": ["airflow_provider_oes.triggers.allocation", "airflow_provider_oes.triggers.event"],
+        "triggers": [
+            "airflow_provider_oes.triggers.allocation",
+            "airflow_provider_oes.triggers.event",
+            "airflow_provider_oes.triggers.settlement",
+        ],
     }
     [conn_type] = info["connection-types"]
     assert conn_type["connection-type"] == "oes"
