@@ -70,15 +70,19 @@ class EventWindow:
             self.floor = floor
             self.emitted = {k: t for k, t in self.emitted.items() if t >= floor}
 
-    def snapshot(self, inflight: Sequence[str] = ()) -> dict[str, Any]:
+    def snapshot(self, inflight: Sequence[str] = (), holding: Iterable[Allocation] = ()) -> dict[str, Any]:
         """The window as plain JSON (what :class:`StateStore` writes).
 
         :param inflight: Ids handed to Airflow whose storage is not confirmed yet.
+        :param holding: Accepted allocations not emitted yet (a capped backlog): left out of ``emitted``, and
+            the floor kept at or below the oldest of them, so that a restart reads them again.
         """
+        held = {a.id.lower(): a.updated_at.astimezone(timezone.utc) for a in holding}
+        floor = min([self.floor, *held.values()])
         return {
             "v": STATE_VERSION,
-            "floor": format_time(self.floor),
-            "emitted": {k: format_time(t) for k, t in sorted(self.emitted.items())},
+            "floor": format_time(floor),
+            "emitted": {k: format_time(t) for k, t in sorted(self.emitted.items()) if k not in held and t >= floor},
             "inflight": sorted(inflight),
         }
 
@@ -110,12 +114,17 @@ class StateStore:
     back from the first that has one (they are always written together).
 
     :param accessors: ``trigger.asset_state_store`` (Airflow 3.3's ``AssetStateStoreAccessors``).
-    :param key: The state key (one per query, so two watchers of one asset keep separate states).
+    :param key: The state key (one per stream and statuses, so the cleared and released watchers of one asset
+        keep separate states; not the other filters, so editing them keeps the floor).
+    :param legacy_key: The key of versions up to 0.2.0 (a fingerprint of every filter): read when ``key`` has
+        nothing yet, and deleted after the first write under ``key``.
     """
 
-    def __init__(self, accessors: Any, key: str) -> None:
+    def __init__(self, accessors: Any, key: str, legacy_key: str | None = None) -> None:
         self.key = key
+        self.legacy_key = legacy_key
         self._accessors = each_asset(accessors)
+        self._migrating = False
         self.writes = 0
         """Snapshots written (for tests and logs)."""
 
@@ -123,18 +132,42 @@ class StateStore:
         return f"{type(self).__name__}(key={self.key!r}, assets={len(self._accessors)})"
 
     async def load(self) -> dict[str, Any] | None:
-        """The stored snapshot, or ``None`` on first start."""
-        for accessor in self._accessors:
-            value = await accessor.aget(self.key, None)
+        """The stored snapshot (under the legacy key if the current one has none), or ``None`` on first start."""
+        value = await self.read(self.key)
+        if value is None and self.legacy_key is not None:
+            value = await self.read(self.legacy_key)
             if value is not None:
-                return dict(value) if isinstance(value, dict) else {"invalid": value}
-        return None
+                self._migrating = True
+                log.info("Watcher state found under the key of an earlier version; moving it to %s.", self.key)
+        if value is None:
+            return None
+        return dict(value) if isinstance(value, dict) else {"invalid": value}
 
     async def save(self, snapshot: dict[str, Any]) -> None:
-        """Write the snapshot to every watched asset."""
-        for accessor in self._accessors:
-            await accessor.aset(self.key, snapshot)
+        """Write the snapshot to every watched asset (then drop a migrated legacy key)."""
+        await self.write(self.key, snapshot)
         self.writes += 1
+        if self._migrating and self.legacy_key is not None:
+            await self.delete(self.legacy_key)
+            self._migrating = False
+
+    async def read(self, key: str) -> Any:
+        """The value of ``key`` in the first watched asset's store that has one."""
+        for accessor in self._accessors:
+            value = await accessor.aget(key, None)
+            if value is not None:
+                return value
+        return None
+
+    async def write(self, key: str, value: Any) -> None:
+        """Write ``key`` in every watched asset's store."""
+        for accessor in self._accessors:
+            await accessor.aset(key, value)
+
+    async def delete(self, key: str) -> None:
+        """Delete ``key`` from every watched asset's store."""
+        for accessor in self._accessors:
+            await accessor.adelete(key)
 
 
 def each_asset(accessors: Any) -> list[Any]:
