@@ -195,7 +195,7 @@ class ChangeFeed(PageScan):
             if self.covered_from is None or self.horizon is None:
                 self.request_backfill(floor)  # the first poll is still to come: it reads back that far
             elif floor < (bound := max(self.covered_from, self.horizon)):
-                self._look_back(sub, floor, bound)
+                self.look_back(sub, floor, bound)
         loop = asyncio.get_running_loop()
         if self._task is None:
             self.connection.retain()  # the connection's client stays open while the feed polls
@@ -203,8 +203,14 @@ class ChangeFeed(PageScan):
             self._task = loop.create_task(self._run(), name=f"oes-feed-{self.conn_id}-{self.enterprise_id}")
         return sub
 
-    def _look_back(self, sub: Subscription, floor: float, bound: float) -> None:
-        """Page back for ``sub`` alone, in the background: rows in ``[floor, bound)`` the feed does not hold."""
+    def look_back(self, sub: Subscription, floor: float, bound: float) -> None:
+        """Page back for ``sub`` alone, in the background: rows in ``[floor, bound)`` the feed does not hold.
+
+        Also a subscriber's reconciliation: rows committed later than the overlap allows (never read by the
+        polls) are found. Nothing happens while ``sub`` already looks back.
+        """
+        if sub.closed or sub in self._lookbacks:
+            return
         lookback = LookBack(
             self.connection, self.enterprise_id, self._page_query, self.page_size, sub, floor, bound, self.lookup
         )

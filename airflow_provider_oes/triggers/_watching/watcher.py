@@ -18,6 +18,7 @@ from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._time import format_time, from_epoch, parse_time
 from airflow_provider_oes.triggers._watching.emission import event_payload, log_feed_error, max_per_event, parse_rows
 from airflow_provider_oes.triggers._watching.metrics import join_metrics, leave_metrics, report_metrics
+from airflow_provider_oes.triggers._watching.reconcile import RECONCILE_MEMORY, Reconciler
 from airflow_provider_oes.triggers._watching.redelivery import Redelivery
 from airflow_provider_oes.triggers._watching.subscribe import open_feed_subscription
 from airflow_provider_oes.triggers._watching.window import EventWindow
@@ -225,7 +226,8 @@ class Watcher:
     ) -> AsyncIterator[tuple[dict[str, Any], Commit | None]]:
         overlap = timedelta(seconds=float(subscription.feed.overlap))
         if self.window is not None:
-            self.window.overlap = overlap
+            self.window.overlap, self.window.memory = overlap, RECONCILE_MEMORY
+        reconciler = Reconciler(self._clock)
         logged_error: str | None = None
         last_item = self._clock()
         while True:
@@ -259,6 +261,7 @@ class Watcher:
                 self.window.advance(from_epoch(batch.resume_from))
             last_item = self._clock()
             await self._redeliveries(subscription.feed.enterprise_id)
+            reconciler.tick(subscription, self.window)
             if (pending or self._again) and self._clock() - last_event >= self.trigger.poll_interval:
                 item, commit = await self._emit(pending, batch.polled_at, subscription.feed.enterprise_id)
                 last_event = self._clock()
@@ -280,7 +283,7 @@ class Watcher:
             start = subscription.floor + overlap.total_seconds()
         if start is None:
             return False
-        self.window = EventWindow(self.trigger.query, from_epoch(start), overlap)
+        self.window = EventWindow(self.trigger.query, from_epoch(start), overlap, memory=RECONCILE_MEMORY)
         self._confirmed = self.window.snapshot()
         log.info("%r: watching from %s (server time).", self, format_time(self.window.floor))
         return True

@@ -31,13 +31,24 @@ class EventWindow:
     :param query: The trigger's filters.
     :param floor: Rows updated before this are never emitted (before the start, or already handled).
     :param overlap: How far below the feed's watermark rows may still show up (clock and commit skew).
-    :param emitted: Ids emitted at or above the floor, with their ``updatedAt``.
+    :param emitted: Ids emitted at or above ``floor - memory``, with their ``updatedAt``.
+    :param memory: How far below the floor emitted ids are remembered: a row that shows up there and was not
+        emitted (committed later than the overlap allows; found by the reconciliation) is emitted, loudly.
     """
 
     query: ListQuery
     floor: datetime
     overlap: timedelta
     emitted: dict[str, datetime] = field(default_factory=dict)
+    memory: timedelta = timedelta(0)
+    origin: datetime | None = None
+    """Where the watcher started (its first floor): nothing before it is emitted, late or not."""
+    late: int = 0
+    """Rows accepted below the floor (late beyond the overlap)."""
+
+    def __post_init__(self) -> None:
+        if self.origin is None:
+            self.origin = self.floor
 
     def accept(self, allocations: Iterable[Allocation]) -> list[Allocation]:
         """The allocations of one poll that are new and match, in ``updatedAt`` order; remember them.
@@ -48,12 +59,28 @@ class EventWindow:
         for allocation in allocations:
             key = allocation.id.lower()
             updated = allocation.updated_at.astimezone(timezone.utc)
-            if key in self.emitted or key in new or updated < self.floor or not self._wanted(allocation):
+            if key in self.emitted or key in new or updated < self._lowest() or not self._wanted(allocation):
                 continue
+            if updated < self.floor:
+                self.late += 1
+                log.warning(
+                    "Allocation %s became %s with updatedAt %s, %.0f s below the watcher's floor: committed later "
+                    "than the feed's overlap (%.0f s) allows, caught by the watcher's reconciliation. Raise the "
+                    "connection's feed_overlap above that.",
+                    allocation.id,
+                    allocation.status,
+                    format_time(updated),
+                    (self.floor - updated).total_seconds(),
+                    self.overlap.total_seconds(),
+                )
             new[key] = allocation
         for key, allocation in new.items():
             self.emitted[key] = allocation.updated_at.astimezone(timezone.utc)
         return sorted(new.values(), key=lambda a: (a.updated_at, a.id))
+
+    def _lowest(self) -> datetime:
+        lowest = self.floor - self.memory
+        return lowest if self.origin is None else max(lowest, self.origin)
 
     def _wanted(self, allocation: Allocation) -> bool:
         return allocation.is_terminal and self.query.matches(allocation)
@@ -68,7 +95,7 @@ class EventWindow:
         floor = watermark.astimezone(timezone.utc) - self.overlap
         if floor > self.floor:
             self.floor = floor
-            self.emitted = {k: t for k, t in self.emitted.items() if t >= floor}
+            self.emitted = {k: t for k, t in self.emitted.items() if t >= floor - self.memory}
 
     def snapshot(self, inflight: Sequence[str] = (), holding: Iterable[Allocation] = ()) -> dict[str, Any]:
         """The window as plain JSON (what :class:`StateStore` writes).
@@ -82,8 +109,9 @@ class EventWindow:
         return {
             "v": STATE_VERSION,
             "floor": format_time(floor),
-            "emitted": {k: format_time(t) for k, t in sorted(self.emitted.items()) if k not in held and t >= floor},
+            "emitted": {k: format_time(t) for k, t in sorted(self.emitted.items()) if k not in held},
             "inflight": sorted(inflight),
+            "origin": format_time(self.origin or floor),
         }
 
     @classmethod
@@ -103,7 +131,8 @@ class EventWindow:
             raise ValueError("the stored 'emitted' is not an object")
         emitted = {str(k).lower(): parse_time(v, "a stored updatedAt") for k, v in emitted_raw.items()}
         inflight = [str(i).lower() for i in state.get("inflight") or [] if str(i).lower() not in emitted]
-        return cls(query=query, floor=floor, overlap=overlap, emitted=emitted), inflight
+        origin = parse_time(state["origin"], "the stored origin") if state.get("origin") else floor
+        return cls(query=query, floor=floor, overlap=overlap, emitted=emitted, origin=origin), inflight
 
 
 class StateStore:
