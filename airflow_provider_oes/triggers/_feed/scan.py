@@ -173,8 +173,8 @@ class PageScan:
                 logging.WARNING if lateness > self.overlap / 2 else logging.INFO,
                 "OES change feed %r/%r: allocation %s became visible with updatedAt %.1f s before the previous "
                 "poll's server time (overlap %g s): commit lag plus clock skew. Beyond the overlap a change could "
-                "be missed by the feed (the sensors' reconciliation still catches it; an asset watcher's own "
-                "reconciliation reads back only its look-back window): raise the feed overlap if this comes close to it.",
+                "be missed by the polls (a deferred sensor's reconciliation still catches it; an asset watcher's "
+                "reconciliation only within 600 s below its floor): raise the feed overlap if this comes close to it.",
                 self.conn_id,
                 self.enterprise_id,
                 row.id,
