@@ -3,8 +3,9 @@
 :class:`AllocationEventTrigger` is a :class:`~airflow.triggers.base.BaseEventTrigger` for an
 :class:`~airflow.sdk.AssetWatcher`; it reads the enterprise's change feed, shared with the deferred sensors of
 the same connection in a triggerer. Each poll that finds allocations which became final gives one event
-carrying all of them. Delivery guarantee (Airflow 3.3: exactly once, but for a crash in the second between
-Airflow storing an event and confirming it): ``docs/internals/event-trigger.rst``.
+carrying them (capped). Guarantee: at-least-once delivery, exactly-once acting through
+``new_allocations(acknowledge=True)`` with ``acknowledged_by`` set; the cases it does not cover are listed in
+``docs/event_driven.rst``.
 """
 
 from __future__ import annotations
