@@ -82,7 +82,8 @@ class Redelivery:
                 if value is not None:
                     if not isinstance(value, dict) or value.get("v") != LEDGER_VERSION:
                         raise ValueError(f"unknown ledger format {str(value)[:80]!r}")
-                    self.entries = {k: Delivery.from_json(v) for k, v in value["entries"].items()}
+                    stored = {k: Delivery.from_json(v) for k, v in value["entries"].items()}
+                    self.entries = {**stored, **self.entries}  # deliveries confirmed before it could be read
             except (ValueError, KeyError, TypeError) as exc:
                 log.error(
                     "The delivery ledger %s is unreadable (%s): unacknowledged deliveries are lost.", self.key, exc
