@@ -1,14 +1,8 @@
-"""Acknowledged delivery: what identifies one final allocation, and how a consuming DAG records acting on it.
+"""Acknowledged delivery: what identifies one final allocation, and the state-store keys that record acting on it.
 
-The consumer (:func:`airflow_provider_oes.assets.new_allocations` with ``acknowledge=True``) writes one key
-per allocation it took on into the asset's state store (Airflow 3.3+). The watcher, which emitted the
-allocation, reads the same key to learn whether a run took it on, and re-emits the allocation otherwise. Both
-sides build keys here so that they cannot disagree.
-
-One key per (consumer, allocation) rather than one document: the state store has no compare-and-set, so two
-runs updating one shared document would lose each other's entries; distinct keys are independent rows.
-The store cannot list keys either: whoever knows the allocations (the watcher) deletes their keys, after
-:data:`ACK_RETENTION`. Nothing here imports Airflow.
+Both sides build keys here so they cannot disagree: the consumer (``assets.new_allocations(acknowledge=True)``)
+writes them, the watcher reads them and deletes them after :data:`ACK_RETENTION`. Nothing here imports Airflow.
+Design: ``docs/event-driven-acknowledgements.rst``.
 """
 
 from __future__ import annotations

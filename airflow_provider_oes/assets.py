@@ -25,14 +25,22 @@ Nothing here imports Airflow at module import time (DAG files import it at parse
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._acks import DeliveryKey, ack_key, ack_value, delivery_key, read_ack
+from airflow_provider_oes._event_reading import (
+    by_time,
+    carried,
+    drop_carried,
+    event_time,
+    paged_events,
+    parsed_time,
+    started_run_of,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Iterator
+    from collections.abc import Iterable, Mapping
 
     from airflow_provider_oes.models import Allocation
 
@@ -139,32 +147,7 @@ def allocations_from_asset_event(event: Any) -> list[dict[str, Any]]:
         ``inlet_events``), or its ``extra`` dict.
     :returns: ``[]`` when the event carries no allocation (e.g. it came from elsewhere).
     """
-    return [dict(allocation) for allocation in _carried(event)]
-
-
-def _carried(event: Any) -> Iterator[Mapping[str, Any]]:
-    """The allocation records an event carries, as stored (not copied: read them, do not keep them)."""
-    extra = event if isinstance(event, Mapping) else getattr(event, "extra", None)
-    if not isinstance(extra, Mapping):
-        return
-    payload = extra.get("payload") if extra.get("from_trigger") else None
-    if isinstance(payload, Mapping):
-        allocations = payload.get("allocations")
-        if isinstance(allocations, list):
-            yield from (a for a in allocations if isinstance(a, Mapping))
-        return
-    single = extra.get("allocation")
-    if isinstance(single, Mapping):
-        yield single
-
-
-def _event_time(event: Any) -> datetime | None:
-    stamp = getattr(event, "timestamp", None)
-    return stamp if isinstance(stamp, datetime) else None
-
-
-def _by_time(events: Iterable[Any]) -> list[Any]:
-    return sorted(events, key=lambda e: (_event_time(e) is None, _event_time(e) or datetime.min))
+    return [dict(allocation) for allocation in carried(event)]
 
 
 def _candidates(triggering: list[Any], statuses: frozenset[str]) -> dict[DeliveryKey, dict[str, Any]]:
@@ -227,61 +210,12 @@ def first_deliveries(
     :param statuses: The statuses to act on (default: every final status).
     :returns: Allocations in the API's JSON shape, in the order of the triggering events.
     """
-    triggering = _by_time(triggering_events)
+    triggering = by_time(triggering_events)
     found = _candidates(triggering, _statuses(statuses))
-    stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]
+    stamps = [stamp for event in triggering if (stamp := event_time(event)) is not None]
     if stamps:
-        _drop_carried(found, earlier_events, before=min(stamps))
+        drop_carried(found, earlier_events, before=min(stamps))
     return list(found.values())
-
-
-def _drop_carried(found: dict[DeliveryKey, Any], events: Iterable[Any], *, before: datetime) -> None:
-    """Remove from ``found`` every key an event stored before ``before`` carried (keeps nothing else)."""
-    ids = {key.id for key in found}
-    for event in events:
-        if not found:
-            return
-        stamp = _event_time(event)
-        if stamp is None or stamp >= before:
-            continue
-        for allocation in _carried(event):
-            allocation_id = allocation.get("id")
-            # The id first: building the whole key (parsing updatedAt) only for ids the run carries keeps a
-            # long look-back cheap.
-            if isinstance(allocation_id, str) and allocation_id.lower() in ids:
-                key = delivery_key(allocation)
-                if key is not None:
-                    found.pop(key, None)
-
-
-def _paged_events(inlet_events: Any, asset: Any, after: datetime, before: datetime, page_size: int) -> Iterator[Any]:
-    """The asset's events from ``after`` to ``before`` (both inclusive, as Airflow's bounds), oldest first, a
-    page at a time: the task holds one page of events (with their extras) at once, never the whole window.
-
-    Airflow orders by timestamp alone and its ``after`` is inclusive, so each page starts at the previous
-    page's last timestamp and skips the events already yielded there; a page made only of that timestamp
-    doubles the page size until it gets past it.
-    """
-    low, limit = after, page_size
-    yielded_at_low: set[Any] = set()
-    while True:
-        page = list(inlet_events[asset].after(low.isoformat()).before(before.isoformat()).ascending(True).limit(limit))
-        last = low
-        for event in page:
-            stamp = _event_time(event) or low
-            identity = getattr(event, "id", None)
-            if stamp == low and identity in yielded_at_low:
-                continue
-            if stamp > last:
-                last, yielded_at_low = stamp, set()
-            yielded_at_low.add(identity)
-            yield event
-        if len(page) < limit:
-            return
-        if last == low:
-            limit *= 2
-        else:
-            low, limit = last, page_size
 
 
 DEFAULT_PAGE_SIZE = 500
@@ -342,18 +276,18 @@ def new_allocations(
     """
     if page_size < 1:
         raise ValueError(f"page_size must be a positive number of events, got {page_size!r}")
-    triggering = _by_time(triggering_asset_events[asset])
+    triggering = by_time(triggering_asset_events[asset])
     found = _candidates(triggering, _statuses(statuses))
-    stamps = [stamp for event in triggering if (stamp := _event_time(event)) is not None]
+    stamps = [stamp for event in triggering if (stamp := event_time(event)) is not None]
     if not found:
         return []
     store, dag_id, run_id = _ack_target(asset, context) if acknowledge else (None, None, None)
     if store is None or dag_id is None or run_id is None:
-        updated = [stamp for key in found if (stamp := _parsed(key.updated_at)) is not None]
+        updated = [stamp for key in found if (stamp := parsed_time(key.updated_at)) is not None]
         if stamps and updated:
             first_at = min(stamps)
-            events = _paged_events(inlet_events, asset, min(updated) - CLOCK_MARGIN, first_at, page_size)
-            _drop_carried(found, events, before=first_at)
+            events = paged_events(inlet_events, asset, min(updated) - CLOCK_MARGIN, first_at, page_size)
+            drop_carried(found, events, before=first_at)
         return list(found.values())
 
     own: set[DeliveryKey] = set()
@@ -368,35 +302,15 @@ def new_allocations(
     undecided = {key: found[key] for key in found if key not in own}
     if stamps and undecided:
         first_at = min(stamps)
-        events = _paged_events(inlet_events, asset, first_at - RACE_WINDOW, first_at, page_size)
-        started_other = (e for e in events if _started_run_of(e, dag_id, other_than=run_id))
-        _drop_carried(undecided, started_other, before=first_at)
+        events = paged_events(inlet_events, asset, first_at - RACE_WINDOW, first_at, page_size)
+        started_other = (e for e in events if started_run_of(e, dag_id, other_than=run_id))
+        drop_carried(undecided, started_other, before=first_at)
     kept = {key: allocation for key, allocation in found.items() if key in own or key in undecided}
     value = ack_value(run_id)
     for key in kept:
         if key not in own:
             store.set(ack_key(dag_id, key), value)
     return list(kept.values())
-
-
-def _parsed(value: str) -> datetime | None:
-    from airflow_provider_oes._time import parse_time
-    from airflow_provider_oes.exceptions import OESInvalidRequestError
-
-    if not value:
-        return None
-    try:
-        return parse_time(value, "updatedAt")
-    except OESInvalidRequestError:
-        return None
-
-
-def _started_run_of(event: Any, dag_id: str, *, other_than: str) -> bool:
-    """Whether ``event`` started (was consumed by) a run of ``dag_id`` other than ``other_than``."""
-    for run in getattr(event, "created_dagruns", None) or ():
-        if getattr(run, "dag_id", None) == dag_id and getattr(run, "run_id", None) != other_than:
-            return True
-    return False
 
 
 def _ack_target(asset: Any, context: Mapping[str, Any] | None) -> tuple[Any, str | None, str | None]:

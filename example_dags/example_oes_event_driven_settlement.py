@@ -57,7 +57,11 @@ CLEARED = Asset(
         AssetWatcher(
             name="oes_cleared_watcher",
             trigger=AllocationEventTrigger(
-                enterprise_id=ENTERPRISE_ID, statuses=["cleared"], poll_interval=POLL_INTERVAL
+                enterprise_id=ENTERPRISE_ID,
+                statuses=["cleared"],
+                poll_interval=POLL_INTERVAL,
+                # Emit again what no run of the settlement DAG acknowledged (new_allocations(acknowledge=True)).
+                acknowledged_by=["oes_event_driven_settlement"],
             ),
         )
     ],

@@ -3,8 +3,9 @@
 :class:`AllocationEventTrigger` is a :class:`~airflow.triggers.base.BaseEventTrigger` for an
 :class:`~airflow.sdk.AssetWatcher`; it reads the enterprise's change feed, shared with the deferred sensors of
 the same connection in a triggerer. Each poll that finds allocations which became final gives one event
-carrying all of them. Delivery guarantee (Airflow 3.3: exactly once, but for a crash in the second between
-Airflow storing an event and confirming it): ``docs/internals/event-trigger.rst``.
+carrying them (capped). Guarantee: at-least-once delivery, exactly-once acting through
+``new_allocations(acknowledge=True)`` with ``acknowledged_by`` set; the cases it does not cover are listed in
+``docs/event_driven.rst``.
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DEFAULT_POLL_INTERVAL = 10.0
+DEFAULT_REDELIVER_AFTER = 600.0
+DEFAULT_MAX_REDELIVERIES = 6
 _SHARED_STREAM_NAME = "airflow_provider_oes.allocation_events"
 
 
@@ -46,6 +49,17 @@ def _require_airflow_33() -> None:
             "in the watched asset's state store and writes it only after Airflow confirms it stored each event "
             "(shared-stream acknowledgements); Airflow 3.2 has neither. Use AllocationStatusSensor on 3.2."
         )
+
+
+def _positive_int(value: Any, name: str) -> int | None:
+    """``None`` stays ``None``; anything but a positive integer is refused, naming it."""
+    from airflow_provider_oes.exceptions import OESInvalidRequestError
+
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OESInvalidRequestError(f"{name} must be a positive integer, got {value!r}")
+    return value
 
 
 def _listed(values: Iterable[str] | str | None) -> tuple[str, ...] | None:
@@ -83,6 +97,13 @@ class AllocationEventTrigger(BaseEventTrigger):
     :param start_time: On the very first start, emit allocations that became final from this time on (ISO 8601,
         server time) instead of from "now" (the server's ``Date`` of the first poll, in whole seconds): replays
         history. Ignored once the watcher has state; changing it makes a new watcher with its own, fresh state.
+    :param max_allocations_per_event: Most allocations in one event (default 500, and never more than
+        ``[core] max_map_length``): a larger backlog goes out one event per poll interval.
+    :param acknowledged_by: The ids of the DAGs that consume the asset with
+        ``new_allocations(..., acknowledge=True)``: emit again what none of their runs acknowledged.
+        ``None``: no re-emission (``docs/event-driven-acknowledgements.rst``).
+    :param redeliver_after: Seconds after an emission before an unacknowledged allocation is emitted again.
+    :param max_redeliveries: Re-emissions of one allocation before the watcher logs an error and stops.
     """
 
     def __init__(
@@ -96,6 +117,10 @@ class AllocationEventTrigger(BaseEventTrigger):
         connection_ids: Sequence[str] | str | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL,
         start_time: str | None = None,
+        max_allocations_per_event: int | None = None,
+        acknowledged_by: Sequence[str] | str | None = None,
+        redeliver_after: float = DEFAULT_REDELIVER_AFTER,
+        max_redeliveries: int = DEFAULT_MAX_REDELIVERIES,
     ) -> None:
         from airflow_provider_oes._api import ListQuery, validate_enterprise_id
         from airflow_provider_oes._time import format_time, parse_time
@@ -136,6 +161,22 @@ class AllocationEventTrigger(BaseEventTrigger):
         self.poll_interval = float(poll_interval)
         # Kept as given (normalised to UTC ISO) so that the kwargs, and with them the trigger's identity, are stable.
         self.start_time = None if start_time is None else format_time(parse_time(start_time, "start_time"))
+        self.max_allocations_per_event = _positive_int(max_allocations_per_event, "max_allocations_per_event")
+        consumers = _listed(acknowledged_by)
+        if consumers is not None and (not consumers or not all(isinstance(c, str) and c for c in consumers)):
+            raise OESInvalidRequestError(f"acknowledged_by must name consuming DAG ids, got {acknowledged_by!r}")
+        self.acknowledged_by = None if consumers is None else tuple(sorted(set(consumers)))
+        if (
+            isinstance(redeliver_after, bool)
+            or not isinstance(redeliver_after, (int, float))
+            or not math.isfinite(redeliver_after)
+            or redeliver_after <= 0
+        ):
+            raise OESInvalidRequestError(
+                f"redeliver_after must be a positive number of seconds, got {redeliver_after!r}"
+            )
+        self.redeliver_after = float(redeliver_after)
+        self.max_redeliveries: int = _positive_int(max_redeliveries, "max_redeliveries") or DEFAULT_MAX_REDELIVERIES
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.serialize()[1].items())})"
@@ -153,8 +194,22 @@ class AllocationEventTrigger(BaseEventTrigger):
                 "connection_ids": None if self.connection_ids is None else list(self.connection_ids),
                 "poll_interval": self.poll_interval,
                 "start_time": self.start_time,
+                # Only when set: the kwargs of existing watchers, and so their trigger rows, stay as they were.
+                **self._options(),
             },
         )
+
+    def _options(self) -> dict[str, Any]:
+        options: dict[str, Any] = {}
+        if self.max_allocations_per_event is not None:
+            options["max_allocations_per_event"] = self.max_allocations_per_event
+        if self.acknowledged_by is not None:
+            options["acknowledged_by"] = list(self.acknowledged_by)
+        if self.redeliver_after != DEFAULT_REDELIVER_AFTER:
+            options["redeliver_after"] = self.redeliver_after
+        if self.max_redeliveries != DEFAULT_MAX_REDELIVERIES:
+            options["max_redeliveries"] = self.max_redeliveries
+        return options
 
     @property
     def query(self) -> ListQuery:
@@ -163,10 +218,7 @@ class AllocationEventTrigger(BaseEventTrigger):
 
     @property
     def fingerprint(self) -> str:
-        """What identifies this watcher's state: connection, enterprise, filters and start time.
-
-        Not the poll interval: tuning it keeps the state (and so the exactly-once guarantee) across the change.
-        """
+        """What identifies this watcher's stream in a triggerer: connection, enterprise, filters, start time."""
         identity = {
             "conn": self.oes_conn_id,
             "enterprise": self.enterprise_id,
@@ -177,7 +229,20 @@ class AllocationEventTrigger(BaseEventTrigger):
 
     @property
     def state_key(self) -> str:
-        """The key of this watcher's snapshot in the asset state store."""
+        """The key of this watcher's snapshot in the asset state store: connection, enterprise, statuses and
+        start time. Not the other filters nor the poll interval: editing them continues from the stored floor.
+        """
+        identity = {
+            "conn": self.oes_conn_id,
+            "enterprise": self.enterprise_id,
+            "statuses": list(self.statuses or ()),
+            "start": self.start_time,
+        }
+        return f"oes_allocation_events/{hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:20]}"
+
+    @property
+    def legacy_state_key(self) -> str:
+        """The key versions up to 0.2.0 used (every filter in it): read once, moved, deleted."""
         return f"oes_allocation_events_{self.fingerprint}"
 
     def _state_store(self) -> StateStore | None:
@@ -191,13 +256,13 @@ class AllocationEventTrigger(BaseEventTrigger):
             return None
         from airflow_provider_oes.triggers._watching.window import StateStore
 
-        return StateStore(accessors, self.state_key)
+        return StateStore(accessors, self.state_key, self.legacy_state_key)
 
     # ------------------------------------------------------------------ Airflow 3.3 shared stream (ack mode)
 
     def shared_stream_key(self) -> Hashable | None:
         """One shared stream per watcher identity: its producer commits the state only after Airflow stored events."""
-        return (_SHARED_STREAM_NAME, self.fingerprint, self.poll_interval)
+        return (_SHARED_STREAM_NAME, self.fingerprint, self.poll_interval, json.dumps(self._options(), sort_keys=True))
 
     @classmethod
     def create_shared_stream_producer(cls, kwargs: dict[str, Any]) -> EventStreamProducer:
@@ -210,7 +275,7 @@ class AllocationEventTrigger(BaseEventTrigger):
     @property
     def handoff_key(self) -> str:
         """Where this watcher's subscriber hands the state store to its stream's producer."""
-        return f"{self.fingerprint}/{self.poll_interval}"
+        return f"{self.fingerprint}/{self.poll_interval}/{json.dumps(self._options(), sort_keys=True)}"
 
     async def filter_shared_stream(self, shared_stream: AsyncIterator[Any]) -> AsyncIterator[TriggerEvent]:
         """Turn the stream's items into trigger events (items without allocations keep the stream moving)."""

@@ -168,6 +168,10 @@ class Accessor:
         self.values[key] = copy.deepcopy(value)
         self.history.append(copy.deepcopy(value))
 
+    async def adelete(self, key: str) -> None:
+        await asyncio.sleep(0)
+        self.values.pop(key, None)
+
 
 def opener(feed: Feed) -> Any:
     """An ``open_subscription`` for ``Watcher`` that subscribes to ``feed`` like the real one does."""

@@ -15,8 +15,10 @@ import pytest
 from airflow.triggers.base import BaseEventTrigger
 
 from airflow_provider_oes._api import ListQuery
+from airflow_provider_oes._time import parse_timestamp
 from airflow_provider_oes.exceptions import OESInvalidRequestError
 from airflow_provider_oes.triggers._watching import watcher as watcher_module
+from airflow_provider_oes.triggers._watching.reconcile import RECONCILE_MEMORY
 from airflow_provider_oes.triggers._watching.subscribe import feed_query
 from airflow_provider_oes.triggers._watching.watcher import Watcher
 from airflow_provider_oes.triggers._watching.window import StateStore
@@ -93,9 +95,14 @@ def test_equivalent_filters_are_one_watcher_for_airflow() -> None:
 
 
 @requires_airflow_33
-def test_state_key_follows_the_query_not_the_poll_interval() -> None:
+def test_state_key_follows_the_stream_and_statuses_not_the_other_filters_or_the_poll_interval() -> None:
     base = AllocationEventTrigger(enterprise_id="e")
     assert AllocationEventTrigger(enterprise_id="e", poll_interval=3).state_key == base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", currencies=["ofctbtc"]).state_key == base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", types="allocation").state_key == base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", connection_ids=[C1]).state_key == base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", acknowledged_by=["settle"]).state_key == base.state_key
+    assert AllocationEventTrigger(enterprise_id="e", currencies=["ofctbtc"]).legacy_state_key != base.legacy_state_key
     assert AllocationEventTrigger(enterprise_id="e", statuses="released").state_key != base.state_key
     assert AllocationEventTrigger(enterprise_id="other").state_key != base.state_key
     assert AllocationEventTrigger(enterprise_id="e", oes_conn_id="x").state_key != base.state_key
@@ -196,7 +203,7 @@ class Harness:
         self.feed = feed
         self.watcher = Watcher(
             trigger,
-            StateStore(store, trigger.state_key),
+            StateStore(store, trigger.state_key, trigger.legacy_state_key),
             markers=markers,
             open_subscription=opener(feed),
             clock=lambda: feed.server.now,  # the one-event-per-interval spacing follows the test's clock
@@ -384,7 +391,9 @@ async def test_polls_within_one_interval_make_one_event() -> None:
     sub.poll()
     held = await h.pull()
     assert _ids(held) == []
-    assert held[1] is None
+    # The floor may be written meanwhile, but it claims nothing of b: a restart now reads b again.
+    assert b not in held[1].snapshot["emitted"]
+    assert parse_timestamp(held[1].snapshot["floor"]) <= parse_timestamp(server.records[b]["updatedAt"])
     server.tick(8)
     sub.poll()
     assert _ids(await h.pull()) == [b]
@@ -399,7 +408,7 @@ async def test_window_stays_bounded_by_the_overlap() -> None:
     h = Harness(Feed(server), store, trigger, markers=False)
     sub = await h.started()
     emitted = []
-    for _ in range(20):
+    for _ in range(100):  # 1,000 s: beyond the overlap and the reconciliation's memory
         allocation_id = server.add()
         server.tick(10)
         server.flip(allocation_id, "cleared")
@@ -409,8 +418,9 @@ async def test_window_stays_bounded_by_the_overlap() -> None:
         await h.watcher.commit(item[1])
     stored = store.values[trigger.state_key]
     assert emitted == list(server.records)  # every one, once, in order
-    # Only ids within the overlap (30 s) of the last watermark are remembered: 10 s apart, so at most 4.
-    assert 1 <= len(stored["emitted"]) <= OVERLAP / 10 + 1
+    # Only ids within the overlap (30 s) plus the reconciliation's memory (600 s) of the last watermark are
+    # remembered: 10 s apart, so at most 64 of the 100.
+    assert 1 <= len(stored["emitted"]) <= (OVERLAP + RECONCILE_MEMORY.total_seconds()) / 10 + 1
     await h.close()
 
 
@@ -441,17 +451,24 @@ async def test_unreadable_state_store_is_retried_not_fatal(monkeypatch: pytest.M
 @requires_airflow_33
 def test_state_keys_survive_upgrades() -> None:
     """A watcher's state lives in Airflow's DB under this key: a new version computing another key would start
-    a deployed watcher afresh (re-emitting or skipping allocations). The keys below are those of 0.1.0."""
-    assert AllocationEventTrigger(enterprise_id="ent1").state_key == "oes_allocation_events_bcb6735467227d0c3b6e"
+    a deployed watcher afresh (re-emitting or skipping allocations). The legacy keys below are those of 0.1.0
+    (read once and moved); the others those of this version."""
+    plain = AllocationEventTrigger(enterprise_id="ent1")
+    assert plain.legacy_state_key == "oes_allocation_events_bcb6735467227d0c3b6e"
+    assert plain.state_key == "oes_allocation_events/4fe49b463d0edc932e83"
+    edited = AllocationEventTrigger(
+        enterprise_id="e",
+        statuses=["released", "cleared"],
+        types="deallocation",
+        currencies=["ofcteth", "ofctbtc"],
+        connection_ids=[C2, C1],
+        start_time="2026-01-01T00:00:00Z",
+        poll_interval=3,
+    )
+    assert edited.legacy_state_key == "oes_allocation_events_0b1a1a050a709cd0f219"
     assert (
-        AllocationEventTrigger(
-            enterprise_id="e",
-            statuses=["released", "cleared"],
-            types="deallocation",
-            currencies=["ofcteth", "ofctbtc"],
-            connection_ids=[C2, C1],
-            start_time="2026-01-01T00:00:00Z",
-            poll_interval=3,
+        edited.state_key
+        == AllocationEventTrigger(
+            enterprise_id="e", statuses=["cleared", "released"], start_time="2026-01-01T00:00:00Z"
         ).state_key
-        == "oes_allocation_events_0b1a1a050a709cd0f219"
     )

@@ -306,14 +306,15 @@ async def test_since_replays_held_rows_and_backfills_beyond_them(server: FakeOES
         assert replayed.batches[0].replay
         assert set(replayed.ids) == set(recent)
         history = Collector()
-        sub3 = feed.subscribe(history, interval=3600, since=T0 - 360)  # further back: the feed pages back
+        sub3 = feed.subscribe(history, interval=3600, since=T0 - 360)  # further back: it pages back for sub3
+        assert sub3.looking_back
         await history.poll(feed)
+        await asyncio.wait_for(sub3.lookback_done.wait(), 5)
         assert set(old[10:]) | set(recent) <= set(history.ids)  # updatedAt >= since - overlap = T0 - 390
         assert not set(old[:10]) & set(history.ids)
         assert len(history.ids) == len(set(history.ids))  # replayed and backfilled rows never overlap
-        assert feed.covered_from is not None
-        assert feed.covered_from <= T0 - 390
-        assert not set(old) & set(got.ids)  # the first subscriber's bound is its own window
+        assert not set(old) & set(got.ids)  # the first subscriber's bound is its own window, and
+        assert not set(old) & set(replayed.ids)  # the look-back was sub3's alone
         late_joiner.close()
         sub3.close()
     finally:

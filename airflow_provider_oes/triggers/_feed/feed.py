@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
+from airflow_provider_oes.triggers._feed.lookback import LookBack
 from airflow_provider_oes.triggers._feed.scan import PageScan
 from airflow_provider_oes.triggers._feed.subscription import Subscription
 from airflow_provider_oes.triggers._feed.types import (
@@ -121,6 +122,7 @@ class ChangeFeed(PageScan):
         self._held: dict[str, FeedRow] = {}
         self._released = False
         self._subs: list[Subscription] = []
+        self._lookbacks: dict[Subscription, asyncio.Task[None]] = {}
         self._backfill_to: float | None = None
         self._backfill_pages: int | None = None
         self._task: asyncio.Task[None] | None = None
@@ -190,8 +192,10 @@ class ChangeFeed(PageScan):
             rows = tuple(sorted((r for r in self._held.values() if r.updated_at >= floor), key=newest_first))
             if rows:
                 asyncio.get_running_loop().call_soon(sub.hand, FeedBatch(rows, replay=True))
-            if self.covered_from is None or self.horizon is None or floor < max(self.covered_from, self.horizon):
-                self.request_backfill(floor)
+            if self.covered_from is None or self.horizon is None:
+                self.request_backfill(floor)  # the first poll is still to come: it reads back that far
+            elif floor < (bound := max(self.covered_from, self.horizon)):
+                self.look_back(sub, floor, bound)
         loop = asyncio.get_running_loop()
         if self._task is None:
             self.connection.retain()  # the connection's client stays open while the feed polls
@@ -199,10 +203,29 @@ class ChangeFeed(PageScan):
             self._task = loop.create_task(self._run(), name=f"oes-feed-{self.conn_id}-{self.enterprise_id}")
         return sub
 
+    def look_back(self, sub: Subscription, floor: float, bound: float) -> None:
+        """Page back for ``sub`` alone, in the background: rows in ``[floor, bound)`` the feed does not hold.
+
+        Also a subscriber's reconciliation: rows committed later than the overlap allows (never read by the
+        polls) are found. Nothing happens while ``sub`` already looks back.
+        """
+        if sub.closed or sub in self._lookbacks:
+            return
+        lookback = LookBack(
+            self.connection, self.enterprise_id, self._page_query, self.page_size, sub, floor, bound, self.lookup
+        )
+        sub.looking_back = True
+        task = asyncio.get_running_loop().create_task(lookback.run(), name=f"oes-feed-lookback-{self.enterprise_id}")
+        self._lookbacks[sub] = task
+        task.add_done_callback(lambda _t: self._lookbacks.pop(sub, None))
+
     def unsubscribe(self, sub: Subscription) -> None:
         """Take ``sub`` out (what :meth:`Subscription.close` calls); the last one stops the feed."""
         if sub in self._subs:
             self._subs.remove(sub)
+        lookback = self._lookbacks.pop(sub, None)
+        if lookback is not None:
+            lookback.cancel()
         if not self._subs and not self._closed:
             # Nobody is listening: stop now, even mid-poll. Leave the registry at once so that a subscriber
             # arriving meanwhile starts a fresh feed instead of joining this one.

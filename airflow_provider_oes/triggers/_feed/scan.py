@@ -173,8 +173,8 @@ class PageScan:
                 logging.WARNING if lateness > self.overlap / 2 else logging.INFO,
                 "OES change feed %r/%r: allocation %s became visible with updatedAt %.1f s before the previous "
                 "poll's server time (overlap %g s): commit lag plus clock skew. Beyond the overlap a change could "
-                "be missed by the feed (the reconciliation would still catch it): raise the feed overlap if this "
-                "comes close to it.",
+                "be missed by the polls (a deferred sensor's reconciliation still catches it; an asset watcher's "
+                "reconciliation only within 600 s below its floor): raise the feed overlap if this comes close to it.",
                 self.conn_id,
                 self.enterprise_id,
                 row.id,
@@ -197,6 +197,8 @@ class PageScan:
         anchor = first_date if first_date is not None else newest
         if anchor is not None and (self.watermark is None or anchor > self.watermark):
             self.watermark = anchor
+        # Pruned first: this poll's reach (a backfill's, for the poller to settle) stands until the next poll.
+        self._prune()
         covered: float | None
         if ended:
             covered = -math.inf
@@ -209,12 +211,14 @@ class PageScan:
         if backfill_to is not None:
             self._backfill_to = None
             self._backfill_pages = None
-        self._prune()
 
     def _prune(self) -> None:
         horizon = self.horizon
         if horizon is None:
             return
+        if self.covered_from is not None and self.covered_from < horizon:
+            # What it no longer holds it cannot replay: a subscription from further back must page back for it.
+            self.covered_from = horizon
         # A full pass: simpler than keeping rows taken out of order (late rows, backfills) sorted, and it
         # runs once per poll.
         self._held = {key: row for key, row in self._held.items() if row.updated_at >= horizon}

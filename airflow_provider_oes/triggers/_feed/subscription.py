@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import replace
 from typing import TYPE_CHECKING, Protocol
 
 from airflow_provider_oes.triggers._feed.types import FeedBatch
@@ -47,6 +48,10 @@ class Subscription:
         self.closed = False
         self.floor_pending = False
         """True until the feed sets the bound of a ``since=None`` subscription (at its next cutoff)."""
+        self.looking_back = False
+        """True while the feed pages back for this subscription: its batches carry no ``resume_from`` until
+        then (a subscriber must not move past rows it has not received)."""
+        self.lookback_done = asyncio.Event()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(feed={self.feed!r}, interval={self.interval!r}, floor={self.floor!r})"
@@ -55,6 +60,8 @@ class Subscription:
         """Deliver ``batch`` (its rows below this subscription's floor left out); nothing once closed."""
         if self.closed:
             return
+        if self.looking_back and batch.resume_from is not None:
+            batch = replace(batch, resume_from=None)
         if self.floor is not None and batch.rows:
             rows = tuple(row for row in batch.rows if row.updated_at >= self.floor)
             if len(rows) != len(batch.rows):
@@ -65,6 +72,13 @@ class Subscription:
             self._on_batch(batch)
         elif self._queue is not None:
             self._queue.put_nowait(batch)
+
+    def hand_lookback(self, batch: FeedBatch, done: bool) -> None:
+        """Deliver a batch of the subscription's own look-back; ``done`` on its last one."""
+        if done:
+            self.looking_back = False
+            self.lookback_done.set()
+        self.hand(batch)
 
     def __aiter__(self) -> Subscription:
         return self

@@ -3,6 +3,8 @@ enterprise in a loop, shared by its watchers."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from airflow_provider_oes._metrics import WatcherMetrics
 from airflow_provider_oes.triggers._shared.loop_local import LoopLocal
 
@@ -35,3 +37,18 @@ def leave_metrics(metrics: WatcherMetrics | None) -> None:
 def metric_groups() -> dict[tuple[str, str], WatcherMetrics]:
     """The running loop's groups (for tests)."""
     return _groups.get()
+
+
+def report_metrics(metrics: WatcherMetrics | None, connection: Any, final: bool = False) -> None:
+    """Send the watchers' metrics when due (every ``FLUSH_PERIOD`` s), or now when ``final``.
+
+    The connection's request metrics and rate-limit gauges go along: they are gathered by its shared client,
+    whose only other sender is a shared poller, which an event-driven deployment may not run. In-memory feeds
+    (tests) have no connection.
+    """
+    if metrics is None or not (metrics.on and (final or metrics.due())):
+        return
+    if connection is None:
+        metrics.flush()
+    else:
+        metrics.flush(connection.client.metrics, connection.limiter)

@@ -79,6 +79,7 @@ class EventStreamProducer(_shared_stream_base()):  # type: ignore[misc]
             return
         last: Commit | None = None
         confirmed: list[str] = []
+        records: list[dict[str, Any]] = []
         for entry in batch:
             commit: Commit | None = entry.broker_payload
             if not entry.outcome.is_clean:
@@ -87,11 +88,12 @@ class EventStreamProducer(_shared_stream_base()):  # type: ignore[misc]
                 break
             if commit is not None:
                 confirmed.extend(commit.ids)
+                records.extend(commit.records)
                 if commit.snapshot is not None:
                     last = commit
         if last is not None:
             # Items are confirmed in order: every id of the batch up to here is stored, not only the last item's.
-            last = Commit(last.snapshot, tuple(confirmed))
+            last = Commit(last.snapshot, tuple(confirmed), tuple(records))
             try:
                 await watcher.commit(last)
             except Exception:  # never end the group from here: the trigger would restart in a loop

@@ -24,6 +24,10 @@ class WatchedTrigger(Protocol):
     statuses: tuple[str, ...] | None
     poll_interval: float
     start_time: str | None
+    max_allocations_per_event: int | None
+    acknowledged_by: tuple[str, ...] | None
+    redeliver_after: float
+    max_redeliveries: int
 
     @property
     def query(self) -> ListQuery: ...

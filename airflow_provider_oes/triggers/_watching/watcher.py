@@ -15,9 +15,11 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._api import parse_allocation_record
-from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes._time import format_time, from_epoch, parse_time
-from airflow_provider_oes.triggers._watching.metrics import join_metrics, leave_metrics
+from airflow_provider_oes.triggers._watching.emission import event_payload, log_feed_error, max_per_event, parse_rows
+from airflow_provider_oes.triggers._watching.metrics import join_metrics, leave_metrics, report_metrics
+from airflow_provider_oes.triggers._watching.reconcile import RECONCILE_MEMORY, Reconciler
+from airflow_provider_oes.triggers._watching.redelivery import Redelivery
 from airflow_provider_oes.triggers._watching.subscribe import open_feed_subscription
 from airflow_provider_oes.triggers._watching.window import EventWindow
 
@@ -48,10 +50,12 @@ class Commit:
 
     :param snapshot: The window after this item, or ``None`` when this item must not move the state.
     :param ids: The allocation ids of the item's event (empty for heartbeats and markers).
+    :param records: The event's allocations as emitted (for the delivery ledger).
     """
 
     snapshot: dict[str, Any] | None
     ids: tuple[str, ...] = ()
+    records: tuple[dict[str, Any], ...] = ()
 
 
 class Watcher:
@@ -68,6 +72,7 @@ class Watcher:
     :param clock: Monotonic clock (tests).
     :param sleep: ``asyncio.sleep`` (tests).
     :param open_subscription: Opens the feed subscription (tests replace it).
+    :param wall: Wall clock, epoch seconds (the delivery ledger's times; tests).
     """
 
     def __init__(
@@ -79,6 +84,7 @@ class Watcher:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Any] = asyncio.sleep,
         open_subscription: Callable[..., Any] | None = None,
+        wall: Callable[[], float] = time.time,
     ) -> None:
         self.trigger = trigger
         self.store = store
@@ -98,6 +104,21 @@ class Watcher:
         self._halted = False
         self._failures = 0
         self._metrics: WatcherMetrics | None = None  # shared with the loop's other watchers of the feed's key
+        self.cap = max_per_event(trigger)
+        consumers = getattr(trigger, "acknowledged_by", None)
+        self.redelivery = (
+            None
+            if not consumers
+            else Redelivery(
+                store,
+                f"{store.key if store is not None else 'memory'}/deliveries",
+                tuple(consumers),
+                trigger.redeliver_after,
+                trigger.max_redeliveries,
+                wall,
+            )
+        )
+        self._again: dict[str, Allocation] = {}  # unacknowledged deliveries to emit again
 
     def __repr__(self) -> str:
         trigger = self.trigger
@@ -123,7 +144,14 @@ class Watcher:
             except Exception as exc:
                 await self._backoff("reading the asset state store", exc)
         if state is None:
-            log.info("%r: no stored state; starting from %s.", self, self.trigger.start_time or "now (server time)")
+            log.warning(
+                "%r: no stored state under %s: a NEW stream (a first start, or a changed connection, enterprise, "
+                "statuses or start_time), starting from %s. Allocations that became final before that are not "
+                "emitted; set start_time to replay them.",
+                self,
+                self.store.key,
+                self.trigger.start_time or "now (server time)",
+            )
             return []
         try:
             # The overlap is the feed's; it is set again when the feed is opened.
@@ -198,7 +226,8 @@ class Watcher:
     ) -> AsyncIterator[tuple[dict[str, Any], Commit | None]]:
         overlap = timedelta(seconds=float(subscription.feed.overlap))
         if self.window is not None:
-            self.window.overlap = overlap
+            self.window.overlap, self.window.memory = overlap, RECONCILE_MEMORY
+        reconciler = Reconciler(self._clock)
         logged_error: str | None = None
         last_item = self._clock()
         while True:
@@ -213,7 +242,7 @@ class Watcher:
             except StopAsyncIteration:
                 raise RuntimeError("the change feed subscription ended") from None
             if batch.error is not None:
-                logged_error = self._log_error(batch.error, logged_error)
+                logged_error = log_feed_error(self, batch.error, logged_error)
                 if subscription.feed.closed:
                     raise RuntimeError(f"the change feed stopped: {batch.error}")
                 last_item = self._clock()
@@ -223,7 +252,7 @@ class Watcher:
             if self.window is None and not self._start_window(batch, subscription, overlap):
                 continue
             assert self.window is not None
-            allocations = self._parse_rows(batch, subscription.feed.enterprise_id)
+            allocations = parse_rows(self, batch.rows, subscription.feed.enterprise_id)
             for allocation in self.window.accept(allocations):
                 pending[allocation.id.lower()] = allocation
             if not batch.final:
@@ -231,7 +260,9 @@ class Watcher:
             if batch.resume_from is not None:
                 self.window.advance(from_epoch(batch.resume_from))
             last_item = self._clock()
-            if pending and self._clock() - last_event >= self.trigger.poll_interval:
+            await self._redeliveries(subscription.feed.enterprise_id)
+            reconciler.tick(subscription, self.window)
+            if (pending or self._again) and self._clock() - last_event >= self.trigger.poll_interval:
                 item, commit = await self._emit(pending, batch.polled_at, subscription.feed.enterprise_id)
                 last_event = self._clock()
                 yield item, commit
@@ -239,8 +270,8 @@ class Watcher:
                     yield {"event": None}, commit
             else:
                 # Nothing to emit (or not yet: one event per poll interval): keep the stream moving; the floor
-                # may be written, but not while allocations wait to be emitted (the state would claim them).
-                yield {"event": None}, (None if pending else Commit(self.window.snapshot()))
+                # may be written, kept below the allocations waiting to be emitted.
+                yield {"event": None}, Commit(self.window.snapshot(holding=pending.values()))
 
     def _start_window(self, batch: FeedBatch, subscription: Subscription, overlap: timedelta) -> bool:
         """First start: from the configured start time, or from "now", the server's time of this first poll
@@ -252,33 +283,40 @@ class Watcher:
             start = subscription.floor + overlap.total_seconds()
         if start is None:
             return False
-        self.window = EventWindow(self.trigger.query, from_epoch(start), overlap)
+        self.window = EventWindow(self.trigger.query, from_epoch(start), overlap, memory=RECONCILE_MEMORY)
         self._confirmed = self.window.snapshot()
         log.info("%r: watching from %s (server time).", self, format_time(self.window.floor))
         return True
 
-    def _parse_rows(self, batch: FeedBatch, enterprise_id: str) -> list[Allocation]:
-        allocations = []
-        for row in batch.rows:
-            try:
-                allocations.append(
-                    parse_allocation_record(row.record, allocation_id=row.id, enterprise_id=enterprise_id)
-                )
-            except Exception as exc:
-                log.error("%r: skipping allocation %s: its record is invalid: %s", self, row.id, exc)
-        return allocations
+    async def _redeliveries(self, enterprise_id: str) -> None:
+        """Take in what the delivery ledger says to emit again (acknowledged delivery)."""
+        if self.redelivery is None:
+            return
+        try:
+            for record in await self.redelivery.due():
+                allocation = parse_allocation_record(record, allocation_id=record["id"], enterprise_id=enterprise_id)
+                self._again[allocation.id.lower()] = allocation
+            await self.redelivery.save()
+        except Exception as exc:  # the store is unreachable: the ledger is read again next poll
+            log.error("%r: reading the delivery ledger failed (%s: %s)", self, type(exc).__name__, exc)
 
     async def _emit(
         self, pending: dict[str, Allocation], polled_at: float | None, enterprise_id: str
     ) -> tuple[dict[str, Any], Commit]:
-        """One event with every allocation pending, marked in flight first."""
+        """One event with up to ``cap`` allocations (re-emissions first, then the oldest pending), in flight first."""
         assert self.window is not None
-        allocations = sorted(pending.values(), key=lambda a: (a.updated_at, a.id))
-        pending.clear()
+        order = sorted(pending.values(), key=lambda a: (a.updated_at, a.id))
+        again = list(self._again.values())[: self.cap]
+        allocations = again + order[: self.cap - len(again)]
+        for allocation in allocations:
+            pending.pop(allocation.id.lower(), None)
+            self._again.pop(allocation.id.lower(), None)
+        if pending:
+            log.info("%r: %d allocation(s) more than one event holds wait for the next poll.", self, len(pending))
         ids = tuple(a.id for a in allocations)
-        snapshot = self.window.snapshot()
+        snapshot = self.window.snapshot(holding=pending.values())
         await self._mark_in_flight(ids)
-        payload = self._payload(allocations, polled_at, enterprise_id)
+        payload = event_payload(self.trigger, allocations, polled_at, enterprise_id)
         self.emitted_events += 1
         if self._metrics is not None:
             self._metrics.emitted(allocations)
@@ -289,48 +327,10 @@ class Watcher:
             "/".join(self.trigger.statuses or ()),
             ", ".join(ids),
         )
-        return {"event": payload}, Commit(snapshot, ids)
+        return {"event": payload}, Commit(snapshot, ids, tuple(payload["allocations"]))
 
     def _report(self, subscription: Any, final: bool = False) -> None:
-        """Send the watchers' metrics when due (every ``FLUSH_PERIOD`` s), or now when ``final``.
-
-        The connection's request metrics and rate-limit gauges go along: they are gathered by its shared
-        client, whose only other sender is a shared poller, which an event-driven deployment may not run.
-        """
-        metrics = self._metrics
-        if metrics is None or not (metrics.on and (final or metrics.due())):
-            return
-        connection = getattr(subscription.feed, "connection", None)  # in-memory feeds (tests) have none
-        if connection is None:
-            metrics.flush()
-        else:
-            metrics.flush(connection.client.metrics, connection.limiter)
-
-    def _payload(
-        self, allocations: Sequence[Allocation], polled_at: float | None, enterprise_id: str
-    ) -> dict[str, Any]:
-        return {
-            "enterprise_id": enterprise_id,
-            "oes_conn_id": self.trigger.oes_conn_id,
-            "statuses": list(self.trigger.statuses or ()),
-            "polled_at": None if polled_at is None else format_time(from_epoch(polled_at)),
-            "allocations": [a.to_json_dict() for a in allocations],
-        }
-
-    def _log_error(self, error: BaseException, logged: str | None) -> str:
-        text = f"{type(error).__name__}: {error}"
-        if is_transient(error):
-            if text != logged:
-                log.warning("%r: the change feed could not poll this time; it keeps trying: %s", self, text)
-        else:
-            # Loud every time (the feed retries these slowly): nothing is emitted until it is fixed.
-            log.error(
-                "%r: the OES API refuses the change feed (%s). No allocation events until this is fixed; "
-                "the trigger keeps retrying slowly instead of ending.",
-                self,
-                text,
-            )
-        return text
+        report_metrics(self._metrics, getattr(subscription.feed, "connection", None), final)
 
     async def _save_quietly(self, snapshot: dict[str, Any], what: str) -> bool:
         if self.store is None:
@@ -358,6 +358,9 @@ class Watcher:
         """
         if commit.snapshot is None or self._halted:
             return
+        if self.redelivery is not None and commit.records:
+            self.redelivery.confirmed(commit.records)
+            await self.redelivery.save()
         for allocation_id in commit.ids:
             self._unconfirmed.pop(allocation_id.lower(), None)
             # Confirmed, but recorded only once a write succeeds (the window may already have pruned the id,
