@@ -9,14 +9,12 @@ decimals (a ``usdValue`` sent as a JSON number must not pass through a float).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_provider_oes._api.bodies import MAX_LIST_RESPONSE_BYTES, reject_secret_echo
+from airflow_provider_oes._api.bodies import MAX_LIST_RESPONSE_BYTES, load_json, reject_secret_echo
 from airflow_provider_oes._api.paths import ENTERPRISES_PREFIX, segment, shown
 from airflow_provider_oes._api.query import (
     uuid_value,
@@ -100,22 +98,6 @@ def partners_path(enterprise_id: str) -> str:
 # --- Answers -------------------------------------------------------------------------------------------------
 
 
-def load_exact_json(body: bytes, limit: int, what: str) -> Any:
-    """Parse an answer with JSON numbers that have a fraction as :class:`~decimal.Decimal` (exact), not float.
-
-    :raises OESResponseError: for a body over ``limit`` bytes, not JSON, or nested too deeply.
-    """
-    if len(body) > limit:
-        raise OESResponseError(f"the OES API's answer for {what} is {len(body)} bytes, over the {limit}-byte limit")
-    try:
-        return json.loads(body, parse_float=Decimal)
-    except RecursionError:
-        raise OESResponseError(f"the OES API's answer for {what} is nested too deeply") from None
-    except ValueError:
-        snippet = body[:60].decode("utf-8", "replace")
-        raise OESResponseError(f"the OES API's answer for {what} is not JSON (starts with {snippet!r})") from None
-
-
 def _problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5])
 
@@ -132,7 +114,7 @@ def _validate(model: type[M], record: Any, what: str, enterprise_id: str) -> M:
 def _envelope(
     body: bytes, key: str, kind: type, *, limit: int, what: str, enterprise_id: str, secret: str | None
 ) -> Any:
-    data = load_exact_json(body, limit, what)
+    data = load_json(body, limit, what, exact=True)
     reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         expected = "list" if kind is list else "object"
@@ -383,7 +365,6 @@ __all__ = [
     "ListRoute",
     "ResourceCall",
     "SettlementReading",
-    "load_exact_json",
     "parse_record",
     "settlement_call",
     "validate_settlement_id",
