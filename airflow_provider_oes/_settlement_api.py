@@ -19,7 +19,6 @@ from airflow_provider_oes._api.paths import ENTERPRISES_PREFIX, segment, shown
 from airflow_provider_oes._api.query import (
     uuid_value,
 )
-from airflow_provider_oes._errors import error_from_response, transport_error
 from airflow_provider_oes._request import ApiCall
 from airflow_provider_oes._settlement_query import (
     DISPUTE_FILTERS,
@@ -30,7 +29,7 @@ from airflow_provider_oes._settlement_query import (
     Params,
     query_params,
 )
-from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
+from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.settlement_models import (
     Dispute,
     ListedSettlement,
@@ -139,14 +138,14 @@ def parse_record(model: type[M], record: Any, *, what: str, enterprise_id: str, 
 
 class ResourceCall(ApiCall[T]):
     """An :class:`~airflow_provider_oes._request.ApiCall` about something other than an allocation: the same steps
-    (token check, metrics, error mapping, token redaction), with its own subject in messages and its own
-    request kind in the metrics.
+    (token check, metrics, error mapping, token redaction), told its subject for messages and its request kind
+    for the metrics, and taking the settlement routes' query parameters (a list value is the key repeated).
 
     :param subject: What is asked for, as messages name it (``settlement '...'``, ``the settlements list``).
     :param kind: The request kind in the metrics (:data:`KIND_SINGLE` or :data:`KIND_PAGE`).
     """
 
-    __slots__ = ("subject",)
+    __slots__ = ()
 
     def __init__(
         self,
@@ -170,26 +169,8 @@ class ResourceCall(ApiCall[T]):
             allocation_id=None,
             enterprise_id=enterprise_id,
             kind=kind,
+            subject=subject,
         )
-        self.subject = subject
-        self.what = f"{subject} of enterprise {enterprise_id!r}"
-
-    def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
-        return transport_error(
-            exc,
-            self.settings,
-            timed_out=timed_out,
-            allocation_id=None,
-            enterprise_id=self.enterprise_id,
-            subject=self.subject,
-        )
-
-    def answer(self, status_code: int, body: bytes, retry_after: str | None) -> T:
-        if status_code != 200:
-            raise error_from_response(
-                status_code, body, retry_after=retry_after, enterprise_id=self.enterprise_id, subject=self.subject
-            )
-        return self.parse(body)
 
 
 def settlement_call(
