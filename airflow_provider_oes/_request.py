@@ -48,6 +48,8 @@ class ApiCall(Generic[T]):
     :param parse: Turns a 200 body into the result.
     :param allocation_id: The allocation asked for (``None`` for the list endpoint), named in errors.
     :param enterprise_id: The enterprise asked under, named in errors.
+    :param subject: What is asked for when it is not an allocation (``settlement '...'``, ``the settlements
+        list``), named in errors and logs; ``None`` (the default) names the allocation, or the allocations list.
     :param kind: The request's kind in the metrics, named by the caller (one of
         :data:`~airflow_provider_oes._metrics.REQUEST_KINDS`): ``single``, ``id_batch``, ``feed_page`` or ``list``.
     """
@@ -64,6 +66,7 @@ class ApiCall(Generic[T]):
         "parse",
         "path",
         "settings",
+        "subject",
         "what",
     )
 
@@ -78,6 +81,7 @@ class ApiCall(Generic[T]):
         allocation_id: str | None,
         enterprise_id: str,
         kind: str,
+        subject: str | None = None,
     ) -> None:
         self.settings = settings
         self.path = path
@@ -86,8 +90,10 @@ class ApiCall(Generic[T]):
         self.parse = parse
         self.allocation_id = allocation_id
         self.enterprise_id = enterprise_id
-        subject = f"allocation {allocation_id!r}" if allocation_id else "the allocations list"
-        self.what = f"{subject} of enterprise {enterprise_id!r}"
+        self.subject = subject
+        """What was asked for when it is not an allocation, as the caller named it (``None`` for allocations)."""
+        named = subject or (f"allocation {allocation_id!r}" if allocation_id else "the allocations list")
+        self.what = f"{named} of enterprise {enterprise_id!r}"
         """What was asked for, as error messages name it."""
         self.headers = {ENTERPRISE_ID_HEADER: enterprise_id_header_value(enterprise_id)}
         """Headers of this call besides the client's own: the enterprise, as BitGo's SDK sends it on every
@@ -137,7 +143,12 @@ class ApiCall(Generic[T]):
         :param timed_out: True for a connect or read timeout.
         """
         return transport_error(
-            exc, self.settings, timed_out=timed_out, allocation_id=self.allocation_id, enterprise_id=self.enterprise_id
+            exc,
+            self.settings,
+            timed_out=timed_out,
+            allocation_id=self.allocation_id,
+            enterprise_id=self.enterprise_id,
+            subject=self.subject,
         )
 
     def answer(self, status_code: int, body: bytes, retry_after: str | None) -> T:
@@ -155,6 +166,7 @@ class ApiCall(Generic[T]):
                 retry_after=retry_after,
                 allocation_id=self.allocation_id,
                 enterprise_id=self.enterprise_id,
+                subject=self.subject,
             )
         return self.parse(body)
 

@@ -9,19 +9,16 @@ decimals (a ``usdValue`` sent as a JSON number must not pass through a float).
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ValidationError
 
-from airflow_provider_oes._api.bodies import MAX_LIST_RESPONSE_BYTES, reject_secret_echo
+from airflow_provider_oes._api.bodies import MAX_LIST_RESPONSE_BYTES, load_json, reject_secret_echo
 from airflow_provider_oes._api.paths import ENTERPRISES_PREFIX, segment, shown
 from airflow_provider_oes._api.query import (
     uuid_value,
 )
-from airflow_provider_oes._errors import error_from_response, transport_error
 from airflow_provider_oes._request import ApiCall
 from airflow_provider_oes._settlement_query import (
     DISPUTE_FILTERS,
@@ -32,7 +29,7 @@ from airflow_provider_oes._settlement_query import (
     Params,
     query_params,
 )
-from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
+from airflow_provider_oes.exceptions import OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.settlement_models import (
     Dispute,
     ListedSettlement,
@@ -100,22 +97,6 @@ def partners_path(enterprise_id: str) -> str:
 # --- Answers -------------------------------------------------------------------------------------------------
 
 
-def load_exact_json(body: bytes, limit: int, what: str) -> Any:
-    """Parse an answer with JSON numbers that have a fraction as :class:`~decimal.Decimal` (exact), not float.
-
-    :raises OESResponseError: for a body over ``limit`` bytes, not JSON, or nested too deeply.
-    """
-    if len(body) > limit:
-        raise OESResponseError(f"the OES API's answer for {what} is {len(body)} bytes, over the {limit}-byte limit")
-    try:
-        return json.loads(body, parse_float=Decimal)
-    except RecursionError:
-        raise OESResponseError(f"the OES API's answer for {what} is nested too deeply") from None
-    except ValueError:
-        snippet = body[:60].decode("utf-8", "replace")
-        raise OESResponseError(f"the OES API's answer for {what} is not JSON (starts with {snippet!r})") from None
-
-
 def _problems(exc: ValidationError) -> str:
     return "; ".join(f"{'.'.join(str(p) for p in err['loc']) or 'body'}: {err['msg']}" for err in exc.errors()[:5])
 
@@ -132,7 +113,7 @@ def _validate(model: type[M], record: Any, what: str, enterprise_id: str) -> M:
 def _envelope(
     body: bytes, key: str, kind: type, *, limit: int, what: str, enterprise_id: str, secret: str | None
 ) -> Any:
-    data = load_exact_json(body, limit, what)
+    data = load_json(body, limit, what, exact=True)
     reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
     if not isinstance(data, dict) or not isinstance(data.get(key), kind):
         expected = "list" if kind is list else "object"
@@ -157,14 +138,14 @@ def parse_record(model: type[M], record: Any, *, what: str, enterprise_id: str, 
 
 class ResourceCall(ApiCall[T]):
     """An :class:`~airflow_provider_oes._request.ApiCall` about something other than an allocation: the same steps
-    (token check, metrics, error mapping, token redaction), with its own subject in messages and its own
-    request kind in the metrics.
+    (token check, metrics, error mapping, token redaction), told its subject for messages and its request kind
+    for the metrics, and taking the settlement routes' query parameters (a list value is the key repeated).
 
     :param subject: What is asked for, as messages name it (``settlement '...'``, ``the settlements list``).
     :param kind: The request kind in the metrics (:data:`KIND_SINGLE` or :data:`KIND_PAGE`).
     """
 
-    __slots__ = ("subject",)
+    __slots__ = ()
 
     def __init__(
         self,
@@ -188,26 +169,8 @@ class ResourceCall(ApiCall[T]):
             allocation_id=None,
             enterprise_id=enterprise_id,
             kind=kind,
+            subject=subject,
         )
-        self.subject = subject
-        self.what = f"{subject} of enterprise {enterprise_id!r}"
-
-    def transport_error(self, exc: BaseException, *, timed_out: bool) -> OESError:
-        return transport_error(
-            exc,
-            self.settings,
-            timed_out=timed_out,
-            allocation_id=None,
-            enterprise_id=self.enterprise_id,
-            subject=self.subject,
-        )
-
-    def answer(self, status_code: int, body: bytes, retry_after: str | None) -> T:
-        if status_code != 200:
-            raise error_from_response(
-                status_code, body, retry_after=retry_after, enterprise_id=self.enterprise_id, subject=self.subject
-            )
-        return self.parse(body)
 
 
 def settlement_call(
@@ -383,7 +346,6 @@ __all__ = [
     "ListRoute",
     "ResourceCall",
     "SettlementReading",
-    "load_exact_json",
     "parse_record",
     "settlement_call",
     "validate_settlement_id",

@@ -172,6 +172,22 @@ def test_parse_allocation_body_refuses(body: bytes, needle: str) -> None:
     assert DEFAULT_ALLOCATION_ID in str(info.value)
 
 
+def test_load_json_reads_fractions_exactly_only_when_asked() -> None:
+    # Settlement bodies ask for exact numbers; allocation bodies keep floats, so that an unknown numeric field
+    # kept in ``model_extra`` stays plain JSON for XCom and events.
+    from decimal import Decimal
+
+    from airflow_provider_oes._api.bodies import load_json
+
+    body = b'{"v": 9007199254740993.01, "n": 7}'
+    assert load_json(body, 100, "test", exact=True) == {"v": Decimal("9007199254740993.01"), "n": 7}
+    loose = load_json(body, 100, "test")
+    assert type(loose["v"]) is float
+    assert type(loose["n"]) is int
+    with pytest.raises(OESResponseError, match="answer for test is 34 bytes, over the 33-byte limit"):
+        load_json(body, 33, "test", exact=True)
+
+
 def test_parse_allocation_body_refuses_another_id() -> None:
     other = "b3c1f6e2-9b0d-4c2e-8f1a-0123456789ab"
     with pytest.raises(OESResponseError, match="refusing") as info:

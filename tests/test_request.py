@@ -79,6 +79,34 @@ def test_transport_error_names_what_was_asked() -> None:
     assert "the allocations list of enterprise 'ent1'" in str(exc)
 
 
+def test_a_call_about_something_else_names_the_subject_its_caller_gave() -> None:
+    from airflow_provider_oes._request import ApiCall
+
+    call: ApiCall[bytes] = ApiCall(
+        _settings(),
+        "/p",
+        params=None,
+        limit=10,
+        parse=bytes,
+        allocation_id=None,
+        enterprise_id="ent1",
+        kind="settlement_single",
+        subject="settlement 'x'",
+    )
+    assert call.what == "settlement 'x' of enterprise 'ent1'"
+    with pytest.raises(OESNotFoundError) as info:
+        call.answer(404, b"", None)
+    assert str(info.value) == (
+        "OES API answered HTTP 404 for settlement 'x' of enterprise 'ent1'. "
+        "Check the id, and that this enterprise's client is a party to it."
+    )
+    exc = call.transport_error(ConnectionResetError(), timed_out=False)
+    assert "for settlement 'x' of enterprise 'ent1': ConnectionResetError" in str(exc)
+    # Without a subject, an allocation call keeps the allocation's own hint.
+    with pytest.raises(OESNotFoundError, match="Check the allocation id, and that it belongs"):
+        allocation_call(_settings(), DEFAULT_ALLOCATION_ID, "ent1").answer(404, b"", None)
+
+
 def test_redacting_strips_the_token_and_lets_the_error_through() -> None:
     with pytest.raises(OESNotFoundError) as info, redacting(TOKEN):
         raise OESNotFoundError(f"echo {TOKEN}", error=TOKEN)

@@ -159,10 +159,10 @@ def test_usd_value_in_cents_is_kept_exact_from_a_string_or_a_number(usd_value: A
 
 
 def test_usd_value_from_a_json_number_with_many_digits_loses_nothing() -> None:
-    from airflow_provider_oes._settlement_api import load_exact_json
+    from airflow_provider_oes._api.bodies import load_json
 
     body = b'{"v": 9007199254740993.01}'  # beyond a float's 53 bits
-    value = load_exact_json(body, 1000, "test")["v"]
+    value = load_json(body, 1000, "test", exact=True)["v"]
     transfer = SettlementTransfer.model_validate(transfer_record(usdValue=value))
     assert transfer.usd_value == "9007199254740993.01"
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
@@ -30,13 +31,23 @@ def check_declared_length(declared: str | None, limit: int, what: str) -> None:
         )
 
 
-def _load_json(body: bytes, limit: int, what: str) -> Any:
+def load_json(body: bytes, limit: int, what: str, *, exact: bool = False) -> Any:
+    """Parse an answer's JSON body, mapping what cannot be used to :class:`OESResponseError`.
+
+    :param body: The body, as read.
+    :param limit: The largest body accepted, in bytes.
+    :param what: What was asked for, for the message.
+    :param exact: Read JSON numbers with a fraction as :class:`~decimal.Decimal` (exact), not float: the
+        settlement routes' ``usdValue`` may come as a number. Off for allocations, whose unknown fields are
+        kept as parsed and go on to XCom and events as plain JSON.
+    :raises OESResponseError: for a body over ``limit`` bytes, not JSON, or nested too deeply.
+    """
     if len(body) > limit:
         raise OESResponseError(f"the OES API's answer for {what} is {len(body)} bytes, over the {limit}-byte limit")
     try:
-        return json.loads(body)
+        return json.loads(body, parse_float=Decimal if exact else None)
     except RecursionError:
-        raise OESResponseError(f"the OES API's answer for {what} is nested too deeply to be an allocation") from None
+        raise OESResponseError(f"the OES API's answer for {what} is nested too deeply") from None
     except ValueError:
         snippet = body[:60].decode("utf-8", "replace")
         raise OESResponseError(f"the OES API's answer for {what} is not JSON (starts with {snippet!r})") from None
@@ -107,7 +118,7 @@ def parse_allocation_body(
         that echoes the token.
     """
     what = f"allocation {allocation_id!r} of enterprise {enterprise_id!r}"
-    data = _load_json(body, MAX_RESPONSE_BYTES, what)
+    data = load_json(body, MAX_RESPONSE_BYTES, what)
     reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=allocation_id)
     if not isinstance(data, dict) or not isinstance(data.get("allocation"), dict):
         raise OESResponseError(
@@ -129,7 +140,7 @@ def parse_allocations_list_body(body: bytes, *, enterprise_id: str, secret: str 
         the token.
     """
     what = f"the allocations list of enterprise {enterprise_id!r}"
-    data = _load_json(body, MAX_LIST_RESPONSE_BYTES, what)
+    data = load_json(body, MAX_LIST_RESPONSE_BYTES, what)
     reject_secret_echo(body, data, secret, what=what, enterprise_id=enterprise_id, allocation_id=None)
     if not isinstance(data, dict) or not isinstance(data.get("allocations"), list):
         raise OESResponseError(

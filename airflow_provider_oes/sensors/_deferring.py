@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 from airflow.sdk.exceptions import AirflowFailException, AirflowSkipException
+from airflow.triggers.base import StartTriggerArgs
+
+# The Airflow checks the sensors ask, looked up here at each call (tests replace them on this module).
+from airflow_provider_oes._task import airflow_ends_tasks_from_triggers, airflow_renders_start_trigger_templates
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
@@ -14,12 +19,66 @@ if TYPE_CHECKING:
 class DeferringSensor(BaseSensorOperator):
     """A sensor that, with ``deferrable``, checks once on its worker and hands the rest of the wait to its trigger.
 
-    Subclasses set ``deferrable`` and ``end_from_trigger`` and implement ``_defer_to_trigger`` (which calls
-    ``self.defer``) and ``execute_complete``.
+    Subclasses call :meth:`_set_trigger_options` in ``__init__``, name their trigger in ``_trigger_cls`` and
+    implement ``_start_trigger_kwargs``, ``_defer_to_trigger`` (which calls ``self.defer``) and
+    ``execute_complete``.
     """
 
+    _trigger_cls: ClassVar[str]
+    """The import path of the sensor's trigger, as ``start_from_trigger`` names it to the scheduler."""
     deferrable: bool
     end_from_trigger: bool
+
+    def _set_trigger_options(self, *, deferrable: bool, start_from_trigger: bool, end_from_trigger: bool) -> None:
+        """The one rule for ``deferrable``, ``start_from_trigger`` and ``end_from_trigger`` (after the subclass
+        has set what :meth:`_start_trigger_kwargs` reads).
+
+        ``start_from_trigger`` implies ``deferrable``, and before Airflow 3.3 falls back to deferring from a
+        worker. ``end_from_trigger`` takes effect only for a sensor that waits in the triggerer, on an Airflow
+        whose triggers can end their task; otherwise it is turned off (``False``, as Airflow's DAG checks read
+        it) with a warning at DAG parse, and the sensor behaves exactly as without it.
+        """
+        # Starting from the triggerer is deferring without the first check on a worker: whenever the task
+        # does run on a worker (Airflow 3.2, a retry), it defers as well.
+        self.deferrable = deferrable or start_from_trigger
+        self.end_from_trigger = False
+        if end_from_trigger and not self.deferrable:
+            self.log.warning(
+                "end_from_trigger has no effect on task %s: it waits in the triggerer only with deferrable=True "
+                "or start_from_trigger=True.",
+                self.task_id,
+            )
+        elif end_from_trigger and not airflow_ends_tasks_from_triggers():
+            self.log.warning(
+                "end_from_trigger needs an Airflow whose triggers can end their task (TaskSuccessEvent); task %s "
+                "resumes on a worker instead.",
+                self.task_id,
+            )
+        else:
+            self.end_from_trigger = end_from_trigger
+        self.start_from_trigger = False
+        if not start_from_trigger:
+            return
+        if not airflow_renders_start_trigger_templates():
+            self.log.warning(
+                "start_from_trigger needs Airflow 3.3 or later (the triggerer renders templated trigger "
+                "arguments from 3.3); task %s defers from a worker instead.",
+                self.task_id,
+            )
+            return
+        self.start_from_trigger = True
+        self.start_trigger_args = StartTriggerArgs(
+            trigger_cls=self._trigger_cls,
+            # Raw values: the triggerer renders the templated ones with this task instance's context.
+            trigger_kwargs=self._start_trigger_kwargs(),
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout)),
+        )
+
+    def _start_trigger_kwargs(self) -> dict[str, Any]:
+        """The trigger's arguments when the scheduler starts the task in the triggerer (``start_from_trigger``)."""
+        raise NotImplementedError
 
     def execute(self, context: Context) -> Any:
         """Check once; in deferrable mode hand the wait to the triggerer if not final."""

@@ -13,10 +13,7 @@ from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
 from airflow_provider_oes._task import AllocationTaskMixin
-from airflow_provider_oes._task import airflow_ends_tasks_from_triggers as _airflow_ends_tasks_from_triggers
-from airflow_provider_oes._task import (
-    airflow_renders_start_trigger_templates as _airflow_renders_start_trigger_templates,
-)
+from airflow_provider_oes.sensors import _deferring
 from airflow_provider_oes.sensors._deferring import DeferringSensor
 
 if TYPE_CHECKING:
@@ -109,7 +106,9 @@ class AllocationStatusSensor(AllocationTaskMixin, DeferringSensor):
         task itself, with the allocation as its ``return_value`` XCom, and no worker runs. Every other outcome
         (``released``, permanent errors, ``timeout``) and a sensor with ``outlets`` still resume on a worker,
         exactly as without it; see ``docs/fleets-end-from-trigger.rst`` for the full list. Mapped:
-        ``.partial(end_from_trigger=True)``.
+        ``.partial(end_from_trigger=True)``. Without ``deferrable`` or ``start_from_trigger`` (or on an Airflow
+        whose triggers cannot end their task) it cannot take effect: it is turned off (the sensor's
+        ``end_from_trigger`` reads ``False``) with a warning at DAG parse.
 
     Given ``outlets=[asset, ...]``, the sensor attaches the cleared allocation (id, type, status, amount,
     connectionId, reason) to each outlet's asset event ``extra`` in every mode (``start_from_trigger`` and
@@ -136,10 +135,11 @@ class AllocationStatusSensor(AllocationTaskMixin, DeferringSensor):
             next_kwargs=None,
             timeout=None,
         )
-        if _airflow_renders_start_trigger_templates()
+        if _deferring.airflow_renders_start_trigger_templates()
         else None
     )
     start_from_trigger = False
+    _trigger_cls = _TRIGGER_CLS
 
     @classmethod
     def partial(cls, **kwargs: Any) -> Any:
@@ -171,50 +171,21 @@ class AllocationStatusSensor(AllocationTaskMixin, DeferringSensor):
         self.allocation_id = allocation_id
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
-        # Starting from the triggerer is deferring without the first check on a worker: whenever the task
-        # does run on a worker (Airflow 3.2, a retry), it defers as well.
-        self.deferrable = deferrable or start_from_trigger
-        self.end_from_trigger = end_from_trigger
-        if end_from_trigger and not _airflow_ends_tasks_from_triggers():
-            self.end_from_trigger = False
-            self.log.warning(
-                "end_from_trigger needs an Airflow whose triggers can end their task (TaskSuccessEvent); task %s "
-                "resumes on a worker instead.",
-                self.task_id,
-            )
-        if end_from_trigger and not self.deferrable:
-            self.log.warning(
-                "end_from_trigger has no effect on task %s: it waits in the triggerer only with deferrable=True "
-                "or start_from_trigger=True.",
-                self.task_id,
-            )
-        self.start_from_trigger = False
-        if start_from_trigger:
-            if _airflow_renders_start_trigger_templates():
-                self.start_from_trigger = True
-                self.start_trigger_args = StartTriggerArgs(
-                    trigger_cls=_TRIGGER_CLS,
-                    # Raw values: the triggerer renders the templated ones (allocation_id, enterprise_id,
-                    # oes_conn_id) with this task instance's context. No last check: the shared poller checks
-                    # the allocation by id first, in a batch with the others, within the rate limit.
-                    trigger_kwargs={
-                        "allocation_id": allocation_id,
-                        "enterprise_id": enterprise_id or "",
-                        "oes_conn_id": oes_conn_id,
-                        "poll_interval": float(self.poke_interval),
-                        # The triggerer checks the task too (outlets, ...) before ending it.
-                        "end_from_trigger": self.end_from_trigger,
-                    },
-                    next_method="execute_complete",
-                    next_kwargs=None,
-                    timeout=timedelta(seconds=float(self.timeout)),
-                )
-            else:
-                self.log.warning(
-                    "start_from_trigger needs Airflow 3.3 or later (the triggerer renders templated trigger "
-                    "arguments from 3.3); task %s defers from a worker instead.",
-                    self.task_id,
-                )
+        self._set_trigger_options(
+            deferrable=deferrable, start_from_trigger=start_from_trigger, end_from_trigger=end_from_trigger
+        )
+
+    def _start_trigger_kwargs(self) -> dict[str, Any]:
+        # No last check: the shared poller checks the allocation by id first, in a batch with the others,
+        # within the rate limit.
+        return {
+            "allocation_id": self.allocation_id,
+            "enterprise_id": self.enterprise_id or "",
+            "oes_conn_id": self.oes_conn_id,
+            "poll_interval": float(self.poke_interval),
+            # The triggerer checks the task too (outlets, ...) before ending it.
+            "end_from_trigger": self.end_from_trigger,
+        }
 
     def poke(self, context: Context) -> PokeReturnValue:
         """Check the allocation once and apply the status rules."""

@@ -6,23 +6,15 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import PokeReturnValue, conf
-from airflow.triggers.base import StartTriggerArgs
 
 from airflow_provider_oes._constants import DEFAULT_CONN_ID
-from airflow_provider_oes._task import (
-    AllocationTaskMixin,
-    airflow_ends_tasks_from_triggers,
-    airflow_renders_start_trigger_templates,
-)
+from airflow_provider_oes._task import AllocationTaskMixin
 from airflow_provider_oes.sensors._deferring import DeferringSensor
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
     from airflow_provider_oes.settlement_models import SettlementDetails
-
-
-_TRIGGER_CLS = "airflow_provider_oes.triggers.settlement.SettlementStatusTrigger"
 
 
 class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
@@ -58,10 +50,13 @@ class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
         mapped sensors (``expand``): those defer from a worker.
     :param end_from_trigger: With ``deferrable`` or ``start_from_trigger``: on ``completed`` the trigger ends
         the task in the triggerer, pushing the same XCom; every other outcome, and a task whose success needs
-        a worker (outlets, ``do_xcom_push=False``, ...), resumes on a worker.
+        a worker (outlets, ``do_xcom_push=False``, ...), resumes on a worker. Without ``deferrable`` or
+        ``start_from_trigger`` (or on an Airflow whose triggers cannot end their task) it cannot take effect:
+        it is turned off (the sensor's ``end_from_trigger`` reads ``False``) with a warning at DAG parse.
     """
 
     template_fields = ("settlement_id", "enterprise_id", "oes_conn_id")
+    _trigger_cls = "airflow_provider_oes.triggers.settlement.SettlementStatusTrigger"
 
     def __init__(
         self,
@@ -80,32 +75,12 @@ class SettlementStatusSensor(AllocationTaskMixin, DeferringSensor):
         self.enterprise_id = enterprise_id
         self.oes_conn_id = oes_conn_id
         self.fail_on_failed = fail_on_failed
-        self.deferrable = deferrable or start_from_trigger
-        self.end_from_trigger = bool(end_from_trigger and self.deferrable and airflow_ends_tasks_from_triggers())
-        if end_from_trigger and not self.end_from_trigger:
-            self.log.warning(
-                "end_from_trigger has no effect on task %s: it needs deferrable=True or start_from_trigger=True "
-                "and an Airflow whose triggers can end their task.",
-                self.task_id,
-            )
-        self.start_from_trigger = False
-        if start_from_trigger:
-            if airflow_renders_start_trigger_templates():
-                self.start_from_trigger = True
-                self.start_trigger_args = StartTriggerArgs(
-                    trigger_cls=_TRIGGER_CLS,
-                    # Raw values: the triggerer renders the templated ones with this task instance's context.
-                    trigger_kwargs=self._trigger_kwargs(settlement_id, enterprise_id or "", oes_conn_id),
-                    next_method="execute_complete",
-                    next_kwargs=None,
-                    timeout=timedelta(seconds=float(self.timeout)),
-                )
-            else:
-                self.log.warning(
-                    "start_from_trigger needs Airflow 3.3 or later (the triggerer renders templated trigger "
-                    "arguments from 3.3); task %s defers from a worker instead.",
-                    self.task_id,
-                )
+        self._set_trigger_options(
+            deferrable=deferrable, start_from_trigger=start_from_trigger, end_from_trigger=end_from_trigger
+        )
+
+    def _start_trigger_kwargs(self) -> dict[str, Any]:
+        return self._trigger_kwargs(self.settlement_id, self.enterprise_id or "", self.oes_conn_id)
 
     def _trigger_kwargs(self, settlement_id: str, enterprise_id: str, oes_conn_id: str) -> dict[str, Any]:
         return {

@@ -14,14 +14,14 @@ from typing import Any
 import pytest
 from airflow.sdk import DAG
 
-from airflow_provider_oes.sensors import allocation as sensor_module
+from airflow_provider_oes.sensors import _deferring
 from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
 
 # These tests serialize the DAG and render the trigger as the Airflow 3.3 scheduler and triggerer do; before
 # 3.3 the sensor falls back to deferring from a worker, which the last test checks on every version.
 needs_airflow_3_3 = pytest.mark.skipif(
-    not sensor_module._airflow_renders_start_trigger_templates(),
+    not _deferring.airflow_renders_start_trigger_templates(),
     reason="start_from_trigger renders templated trigger arguments in the triggerer from Airflow 3.3 on",
 )
 
@@ -97,11 +97,11 @@ def test_mapped_fleet_without_start_from_trigger_starts_on_workers() -> None:
 
 
 def test_start_from_trigger_implies_deferrable_and_falls_back_before_3_3(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sensor_module, "_airflow_renders_start_trigger_templates", lambda: True)
+    monkeypatch.setattr(_deferring, "airflow_renders_start_trigger_templates", lambda: True)
     sensor = AllocationStatusSensor(task_id="s", allocation_id=IDS[0], start_from_trigger=True, deferrable=False)
     assert sensor.deferrable is True
     assert sensor.start_from_trigger is True
-    monkeypatch.setattr(sensor_module, "_airflow_renders_start_trigger_templates", lambda: False)
+    monkeypatch.setattr(_deferring, "airflow_renders_start_trigger_templates", lambda: False)
     old = AllocationStatusSensor(task_id="s2", allocation_id=IDS[0], start_from_trigger=True)
     assert old.start_from_trigger is False  # Airflow 3.2: deferring from the worker instead
     assert old.deferrable is True

@@ -17,7 +17,8 @@ from airflow.triggers.base import TaskFailedEvent, TaskSkippedEvent, TaskSuccess
 
 from airflow_provider_oes.exceptions import AllocationReleasedError, OESNotFoundError
 from airflow_provider_oes.models import Allocation
-from airflow_provider_oes.sensors.allocation import AllocationStatusSensor, _airflow_renders_start_trigger_templates
+from airflow_provider_oes.sensors._deferring import airflow_renders_start_trigger_templates
+from airflow_provider_oes.sensors.allocation import AllocationStatusSensor
 from airflow_provider_oes.triggers import _polling as _poller
 from airflow_provider_oes.triggers import _task_end
 from airflow_provider_oes.triggers._events import error_event, terminal_event
@@ -30,7 +31,7 @@ if TYPE_CHECKING:
 
 # Started from the triggerer (Airflow 3.3+); before 3.3 the sensor defers from a worker (the sensor decides).
 needs_airflow_3_3 = pytest.mark.skipif(
-    not _airflow_renders_start_trigger_templates(),
+    not airflow_renders_start_trigger_templates(),
     reason="start_from_trigger renders templated trigger arguments in the triggerer from Airflow 3.3 on",
 )
 
@@ -313,7 +314,7 @@ def test_unmapped_sensor_started_from_the_trigger_is_checked_in_the_triggerer(
         fan_out.expand(value=sensor.output)
 
     task_ = _serialized_task(build)
-    if _airflow_renders_start_trigger_templates():
+    if airflow_renders_start_trigger_templates():
         assert _stored_kwargs(task_)["end_from_trigger"] is True
     assert "expands over its output" in str(worker_needed(task_))
     assert type(_events(_trigger(end_from_trigger=True, task=task_))[0]) is TriggerEvent
@@ -376,9 +377,9 @@ def test_end_from_trigger_round_trips_and_is_absent_when_off() -> None:
 def test_without_task_end_events_the_sensor_says_so_at_parse_and_resumes_on_a_worker(
     monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from airflow_provider_oes.sensors import allocation as sensor_module
+    from airflow_provider_oes.sensors import _deferring
 
-    monkeypatch.setattr(sensor_module, "_airflow_ends_tasks_from_triggers", lambda: False)
+    monkeypatch.setattr(_deferring, "airflow_ends_tasks_from_triggers", lambda: False)
     sensor = _sensor(end_from_trigger=True)
     assert sensor.end_from_trigger is False
     assert "end_from_trigger needs an Airflow whose triggers can end their task" in capsys.readouterr().out
@@ -387,12 +388,14 @@ def test_without_task_end_events_the_sensor_says_so_at_parse_and_resumes_on_a_wo
 
 def test_this_airflow_can_end_tasks_from_triggers() -> None:
     # Every supported Airflow (the 3.2.2 floor included) has it: this fails the floor job if one does not.
-    from airflow_provider_oes.sensors.allocation import _airflow_ends_tasks_from_triggers
+    from airflow_provider_oes.sensors._deferring import airflow_ends_tasks_from_triggers
 
-    assert _airflow_ends_tasks_from_triggers() is True
+    assert airflow_ends_tasks_from_triggers() is True
 
 
 def test_end_from_trigger_without_deferring_warns(capsys: pytest.CaptureFixture[str]) -> None:
     sensor = AllocationStatusSensor(task_id="wait", allocation_id=DEFAULT_ALLOCATION_ID, end_from_trigger=True)
     assert sensor.deferrable is False
+    # Turned off, as for the settlement sensor (the rule for both: tests/sensors/test_deferring.py).
+    assert sensor.end_from_trigger is False
     assert "end_from_trigger has no effect" in capsys.readouterr().out

@@ -46,11 +46,11 @@ BITGO_RATE_LIMIT = (360, 60.0)
 _UUID_RE = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
 
 
-def _is_uuid(value: str) -> bool:
+def is_uuid(value: str) -> bool:
     return bool(_UUID_RE.match(value))
 
 
-def _uuid4_strings(count: int) -> list[str]:
+def uuid4_strings(count: int) -> list[str]:
     """``count`` random (version 4) UUIDs as strings, about five times faster than ``uuid.uuid4()`` each."""
     raw = bytearray(os.urandom(16 * count))
     for offset in range(0, 16 * count, 16):
@@ -66,21 +66,21 @@ def _uuid4_strings(count: int) -> list[str]:
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 
 
-def _to_ms(moment: datetime) -> int:
+def to_ms(moment: datetime) -> int:
     """Milliseconds since the epoch (the API's resolution); naive means UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return (moment - _EPOCH) // timedelta(milliseconds=1)
 
 
-def _to_us(moment: datetime) -> int:
+def to_us(moment: datetime) -> int:
     """Microseconds since the epoch; naive means UTC."""
     if moment.tzinfo is None:
         moment = moment.replace(tzinfo=timezone.utc)
     return (moment - _EPOCH) // timedelta(microseconds=1)
 
 
-def _from_ms(ms: int) -> datetime:
+def from_ms(ms: int) -> datetime:
     return _EPOCH + timedelta(milliseconds=ms)
 
 
@@ -89,7 +89,7 @@ def _iso_second(seconds: int) -> str:
     return (_EPOCH + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.")
 
 
-def _iso_ms(ms: int) -> str:
+def iso_ms(ms: int) -> str:
     """
     Format epoch milliseconds like the API does: UTC, millisecond precision, ``Z`` suffix.
 
@@ -99,7 +99,7 @@ def _iso_ms(ms: int) -> str:
     return f"{_iso_second(ms // 1000)}{ms % 1000:03d}Z"
 
 
-class _Clock:
+class Clock:
     """
     The simulator's wall clock: the machine's clock plus an offset (to model skew against a client).
 
@@ -135,7 +135,7 @@ class _Clock:
         return email.utils.formatdate(time.time() + self.offset, usegmt=True)
 
 
-def _parse_iso(value: str) -> datetime:
+def parse_iso(value: str) -> datetime:
     """
     Parse an ISO 8601 date-time (``Z`` accepted, naive means UTC).
 
@@ -150,13 +150,13 @@ def _parse_iso(value: str) -> datetime:
     return parsed
 
 
-def _csv(value: str | None) -> list[str] | None:
+def csv_values(value: str | None) -> list[str] | None:
     if value is None:
         return None
     return [item.strip() for item in value.split(",") if item.strip()]
 
 
-def _bearer_token(authorization: str) -> str | None:
+def bearer_token(authorization: str) -> str | None:
     """The token of an ``Authorization: Bearer <token>`` header value, else None."""
     scheme, _, token = authorization.partition(" ")
     return token.strip() if scheme.lower() == "bearer" else None
@@ -166,16 +166,16 @@ def _error_body(message: str, name: str) -> dict[str, str]:
     return {"error": message, "name": name, "requestId": str(uuid.uuid4())}
 
 
-def _error(status: int, message: str, name: str, headers: dict[str, str] | None = None) -> JSONResponse:
+def error_response(status: int, message: str, name: str, headers: dict[str, str] | None = None) -> JSONResponse:
     """An API error answer in BitGo's shape: ``{"error", "name", "requestId"}``."""
     return JSONResponse(_error_body(message, name), status_code=status, headers=headers)
 
 
-_Self = TypeVar("_Self", bound="_Runnable")
+_Self = TypeVar("_Self", bound="Runnable")
 _T = TypeVar("_T")
 
 
-class _Runnable:
+class Runnable:
     """A context manager over ``start()`` / ``stop()`` (the in-process server and the child process)."""
 
     def start(self: _Self) -> _Self:  # pragma: no cover - always overridden

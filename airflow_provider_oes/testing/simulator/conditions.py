@@ -9,17 +9,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_oes.testing.simulator.faults import _Fault
-from airflow_provider_oes.testing.simulator.rate_limit import _max_in_window
+from airflow_provider_oes.testing.simulator.faults import Fault
+from airflow_provider_oes.testing.simulator.rate_limit import max_in_window
 
 if TYPE_CHECKING:
-    from airflow_provider_oes.testing.simulator.state import _State
+    from airflow_provider_oes.testing.simulator.state import State
 
 
-class _ServerConditions:
-    """Server-condition scripting over a :class:`_State` (``self._state``)."""
+class ServerConditions:
+    """Server-condition scripting over a :class:`State` (``self._state``)."""
 
-    _state: _State
+    _state: State
 
     @property
     def token(self) -> str:
@@ -85,7 +85,7 @@ class _ServerConditions:
         :param retry_after: ``Retry-After`` header value for ``429`` (no header when None).
         :param delay: seconds to wait for ``slow`` (default 1.0).
         """
-        self._state.faults.add(_Fault.checked(kind, count, allocation_id, retry_after, delay))
+        self._state.faults.add(Fault.checked(kind, count, allocation_id, retry_after, delay))
 
     def clear_faults(self) -> None:
         """Remove every queued fault."""
@@ -125,7 +125,7 @@ class _ServerConditions:
         :param admitted: count only the requests the limit admitted (default: every request received).
         """
         times = [t for t, ok in self.token_requests(token) if ok or not admitted]
-        return _max_in_window(times, window)
+        return max_in_window(times, window)
 
     def add_token(self, token: str) -> None:
         """

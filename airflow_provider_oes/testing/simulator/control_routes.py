@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi.responses import JSONResponse
 
-from airflow_provider_oes.testing.simulator._common import _iso_ms, _to_ms
+from airflow_provider_oes.testing.simulator._common import iso_ms, to_ms
 
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable
@@ -87,7 +87,7 @@ def _health(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
 
 
 def _clock(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:
-    return {"now": _iso_ms(_to_ms(sim.now())), "offset": sim.clock_offset}
+    return {"now": iso_ms(to_ms(sim.now())), "offset": sim.clock_offset}
 
 
 def _set_clock(sim: OESSimulator, body: dict[str, Any]) -> dict[str, Any]:

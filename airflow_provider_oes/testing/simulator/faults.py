@@ -21,7 +21,7 @@ RECORD_FAULTS = ("missing_fields", "wrong_types", "unknown_status", "wrong_id")
 FAULT_KINDS = TRANSPORT_FAULTS + RECORD_FAULTS
 
 #: status, message and error name of the faults that answer an HTTP error.
-_FAULT_ERRORS: dict[str, tuple[int, str, str]] = {
+FAULT_ERRORS: dict[str, tuple[int, str, str]] = {
     "500": (500, "Internal server error (simulated fault)", "InternalServerError"),
     "502": (502, "Bad gateway (simulated fault)", "BadGatewayError"),
     "503": (503, "Service unavailable (simulated fault)", "ServiceUnavailableError"),
@@ -30,7 +30,7 @@ _FAULT_ERRORS: dict[str, tuple[int, str, str]] = {
 
 
 @dataclass
-class _Fault:
+class Fault:
     kind: str
     count: int
     allocation_id: str | None
@@ -40,7 +40,7 @@ class _Fault:
     @classmethod
     def checked(
         cls, kind: str, count: int, allocation_id: str | None, retry: float | str | None, delay: float | None
-    ) -> _Fault:
+    ) -> Fault:
         """Validate the arguments of :meth:`OESSimulator.inject_fault` and build the fault."""
         if str(kind) not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {FAULT_KINDS}")
@@ -65,14 +65,14 @@ class _Fault:
         }
 
 
-class _FaultQueue:
+class FaultQueue:
     """The queued faults, first to be consumed first (thread-safe)."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
 
-    def add(self, fault: _Fault) -> None:
+    def add(self, fault: Fault) -> None:
         with self._lock:
             self._faults.append(fault)
 
@@ -84,7 +84,7 @@ class _FaultQueue:
         with self._lock:
             return [fault.as_dict() for fault in self._faults]
 
-    def take(self, ids: list[str] | None, *, record_kind: bool) -> _Fault | None:
+    def take(self, ids: list[str] | None, *, record_kind: bool) -> Fault | None:
         """
         Consume one use of the first queued fault matching the request, if it is of the wanted family.
 
@@ -104,7 +104,7 @@ class _FaultQueue:
         return None
 
 
-def _apply_record_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
+def apply_record_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     """Corrupt one API record the way the record fault ``kind`` says."""
     if kind == "missing_fields":
         record.pop("status", None)
@@ -122,7 +122,7 @@ def _apply_record_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     return record
 
 
-def _apply_settlement_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
+def apply_settlement_fault(kind: str, record: dict[str, Any]) -> dict[str, Any]:
     """Corrupt one record of a settlement route (a settlement, a transfer, a dispute or a partner) by ``kind``."""
     if kind == "missing_fields":
         record.pop("status", None)

@@ -17,26 +17,26 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 #: (updatedAt ms, createdAt ms, id)
-_Key = tuple[int, int, str]
+Key = tuple[int, int, str]
 
 
-class _FinalIndex:
+class FinalIndex:
     """Sorted keys of final allocations, one list per enterprise (the caller holds the state lock)."""
 
     def __init__(self) -> None:
-        self._keys: dict[str, list[_Key]] = {}
+        self._keys: dict[str, list[Key]] = {}
 
     def clear(self) -> None:
         self._keys.clear()
 
-    def add(self, enterprise_id: str, key: _Key) -> None:
+    def add(self, enterprise_id: str, key: Key) -> None:
         keys = self._keys.setdefault(enterprise_id, [])
         if not keys or keys[-1] < key:
             keys.append(key)  # the common case: the newest flip goes last
         else:
             bisect.insort(keys, key)
 
-    def remove(self, enterprise_id: str, key: _Key) -> None:
+    def remove(self, enterprise_id: str, key: Key) -> None:
         keys = self._keys.get(enterprise_id, [])
         index = bisect.bisect_left(keys, key)
         if index < len(keys) and keys[index] == key:
@@ -45,7 +45,7 @@ class _FinalIndex:
     def count(self, enterprise_id: str) -> int:
         return len(self._keys.get(enterprise_id, ()))
 
-    def iterate(self, enterprise_id: str, *, descending: bool, start: int = 0) -> Iterator[_Key]:
+    def iterate(self, enterprise_id: str, *, descending: bool, start: int = 0) -> Iterator[Key]:
         """
         Yield keys in the API's order for ``sortField=updatedAt``, from position ``start`` of that order.
 

@@ -21,16 +21,16 @@ from urllib.parse import parse_qs
 
 from fastapi.responses import Response
 
-from airflow_provider_oes.testing.simulator._common import ENTERPRISE_HEADER, _bearer_token, _csv, _error
-from airflow_provider_oes.testing.simulator.faults import _FAULT_ERRORS
+from airflow_provider_oes.testing.simulator._common import ENTERPRISE_HEADER, bearer_token, csv_values, error_response
+from airflow_provider_oes.testing.simulator.faults import FAULT_ERRORS
 
 if TYPE_CHECKING:
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-    from airflow_provider_oes.testing.simulator.state import _State
+    from airflow_provider_oes.testing.simulator.state import State
 
 #: Set in the ASGI scope of a request that took a transport fault: it takes no record fault then.
-_FAULT_SCOPE_KEY = "oes_simulator.fault_taken"
+FAULT_SCOPE_KEY = "oes_simulator.fault_taken"
 #: the GET of one allocation or settlement: a fault queued for its id matches it
 _SINGLE_RE = re.compile(r"^/api/network/v1/enterprises/[^/]+/clients/(?:allocations|settlements)/([^/]+)/?$")
 _DROP_LOG_MESSAGE = "ASGI callable returned without completing response."
@@ -43,7 +43,7 @@ class _DropLogFilter(logging.Filter):
         return record.getMessage() != _DROP_LOG_MESSAGE
 
 
-_DROP_FILTER = _DropLogFilter()
+DROP_FILTER = _DropLogFilter()
 
 
 def _format_retry_after(value: float | str) -> str:
@@ -52,10 +52,10 @@ def _format_retry_after(value: float | str) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-class _Gateway:
+class Gateway:
     """ASGI wrapper: counts API requests and plays transport faults (including dropped connections)."""
 
-    def __init__(self, app: ASGIApp, state: _State) -> None:
+    def __init__(self, app: ASGIApp, state: State) -> None:
         self.app = app
         self.state = state
 
@@ -100,7 +100,7 @@ class _Gateway:
         query = scope.get("query_string", b"").decode("latin-1")
         headers = {name.decode("latin-1").lower(): value.decode("latin-1") for name, value in scope["headers"]}
         self.state.record_request(scope["method"], path, query, headers.get(ENTERPRISE_HEADER))
-        token = _bearer_token(headers.get("authorization", ""))
+        token = bearer_token(headers.get("authorization", ""))
         with self.state.lock:
             valid = token is not None and token in self.state.tokens
         if valid and token is not None:
@@ -108,18 +108,18 @@ class _Gateway:
             if retry_after is not None:
                 message = "Too many requests: rate limit exceeded for this access token"
                 headers = {"Retry-After": str(retry_after)}
-                await _error(429, message, "RateLimitExceededError", headers)(scope, receive, send)
+                await error_response(429, message, "RateLimitExceededError", headers)(scope, receive, send)
                 return
         match = _SINGLE_RE.match(path)
         if match:
             ids: list[str] | None = [match.group(1)]
         else:
-            ids = _csv(parse_qs(query).get("allocationIds", [None])[-1])
+            ids = csv_values(parse_qs(query).get("allocationIds", [None])[-1])
         fault = self.state.faults.take(ids, record_kind=False)
         if fault is None:
             await self.app(scope, receive, send)
             return
-        scope[_FAULT_SCOPE_KEY] = fault.kind
+        scope[FAULT_SCOPE_KEY] = fault.kind
         if fault.kind == "slow":
             await asyncio.sleep(fault.delay if fault.delay is not None else 1.0)
             await self.app(scope, receive, send)
@@ -128,11 +128,11 @@ class _Gateway:
         elif fault.kind == "non_json":
             await Response("<html>oops</html>", status_code=200, media_type="text/html")(scope, receive, send)
         else:
-            status, message, name = _FAULT_ERRORS[fault.kind]
+            status, message, name = FAULT_ERRORS[fault.kind]
             fault_headers = None
             if fault.kind == "429" and fault.retry_after is not None:
                 fault_headers = {"Retry-After": _format_retry_after(fault.retry_after)}
-            await _error(status, message, name, fault_headers)(scope, receive, send)
+            await error_response(status, message, name, fault_headers)(scope, receive, send)
 
     @staticmethod
     async def _drop(send: Send) -> None:

@@ -24,11 +24,11 @@ from airflow_provider_oes.testing.simulator._common import FINAL_STATUSES
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from airflow_provider_oes.testing.simulator.state import _Allocation, _State
+    from airflow_provider_oes.testing.simulator.state import Allocation, State
 
 
 @dataclass
-class _ListQuery:
+class ListQuery:
     """The list endpoint's query parameters, validated (bounds in epoch microseconds)."""
 
     allocation_ids: list[str] | None = None
@@ -49,7 +49,7 @@ class _ListQuery:
         """Whether the feed index can answer it: final rows only, sorted by ``updatedAt``."""
         return self.sort_field == "updatedAt" and self.statuses is not None and set(self.statuses) <= FINAL_STATUSES
 
-    def matches(self, alloc: _Allocation) -> bool:
+    def matches(self, alloc: Allocation) -> bool:
         """Every filter but the enterprise (the caller's candidates are already the enterprise's)."""
         checks: tuple[tuple[list[str] | None, str], ...] = (
             (self.allocation_ids, alloc.id),
@@ -79,7 +79,7 @@ class _ListQuery:
         return all(value is None for value in others) and set(self.statuses or ()) == FINAL_STATUSES
 
 
-def _sort_key(sort_field: str, alloc: _Allocation) -> Any:
+def _sort_key(sort_field: str, alloc: Allocation) -> Any:
     if sort_field == "id":
         return alloc.id
     if sort_field == "updatedAt":
@@ -92,7 +92,7 @@ def _sort_key(sort_field: str, alloc: _Allocation) -> Any:
         return (1, 0, alloc.quantity)
 
 
-def run_list_query(state: _State, enterprise_id: str, query: _ListQuery) -> list[_Allocation]:
+def run_list_query(state: State, enterprise_id: str, query: ListQuery) -> list[Allocation]:
     """
     Return the page of allocations the query asks for (caller holds the state lock and has advanced it).
 
@@ -104,7 +104,7 @@ def run_list_query(state: _State, enterprise_id: str, query: _ListQuery) -> list
     if query.is_feed:
         rows = _feed_rows(state, enterprise_id, query, start)
         return list(itertools.islice(rows, query.page_size))
-    candidates: Iterable[_Allocation]
+    candidates: Iterable[Allocation]
     if query.allocation_ids is not None:
         found = (state.allocations.get(i) for i in dict.fromkeys(query.allocation_ids))
         candidates = (a for a in found if a is not None)
@@ -119,7 +119,7 @@ def run_list_query(state: _State, enterprise_id: str, query: _ListQuery) -> list
     return matching[start : start + query.page_size]
 
 
-def _feed_rows(state: _State, enterprise_id: str, query: _ListQuery, start: int) -> Iterable[_Allocation]:
+def _feed_rows(state: State, enterprise_id: str, query: ListQuery, start: int) -> Iterable[Allocation]:
     descending = query.sort_direction == "DESC"
     if query.only_statuses_filter():
         keys = state.index.iterate(enterprise_id, descending=descending, start=start)

@@ -15,7 +15,7 @@ import math
 import threading
 
 
-class _TokenRateLimit:
+class TokenRateLimit:
     """Sliding-window log per token (thread-safe); ``limit=None`` admits everything."""
 
     def __init__(self, limit: int | None = None, window: float = 60.0) -> None:
@@ -61,7 +61,7 @@ class _TokenRateLimit:
             return list(self._seen.get(token, ()))
 
 
-def _max_in_window(times: list[float], window: float) -> int:
+def max_in_window(times: list[float], window: float) -> int:
     """The most of ``times`` (sorted) that fall in any window ``[t, t + window)``."""
     best = 0
     for index, start in enumerate(times):

@@ -22,10 +22,10 @@ from airflow_provider_oes.testing.simulator._common import (
     BITGO_RATE_LIMIT,
     DEFAULT_ENTERPRISE_ID,
     DEFAULT_TOKEN,
-    _parse_iso,
-    _Runnable,
+    Runnable,
+    parse_iso,
 )
-from airflow_provider_oes.testing.simulator.rate_limit import _max_in_window
+from airflow_provider_oes.testing.simulator.rate_limit import max_in_window
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -221,7 +221,7 @@ class OESSimulatorClient:
         :param window: window length in seconds.
         :param admitted: count only admitted requests.
         """
-        return _max_in_window([t for t, ok in self.token_requests(token) if ok or not admitted], window)
+        return max_in_window([t for t, ok in self.token_requests(token) if ok or not admitted], window)
 
     def add_token(self, token: str) -> None:
         """
@@ -246,7 +246,7 @@ class OESSimulatorClient:
 
     def now(self) -> datetime:
         """The simulator's clock."""
-        return _parse_iso(self._call("GET", "/_sim/clock")["now"])
+        return parse_iso(self._call("GET", "/_sim/clock")["now"])
 
     def reject_list(self, status: int | None = 404, feed_only: bool = False) -> None:
         """
@@ -278,7 +278,7 @@ class OESSimulatorClient:
         self._http.close()
 
 
-class OESSimulatorProcess(_Runnable):
+class OESSimulatorProcess(Runnable):
     """
     Run the simulator in a child process (``python -m airflow_provider_oes.testing.simulator``).
 

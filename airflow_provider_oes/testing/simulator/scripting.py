@@ -19,19 +19,19 @@ from airflow_provider_oes.testing.simulator._common import (
     DEFAULT_RESERVED_REASON,
     STATUSES,
     TYPES,
-    _from_ms,
-    _is_uuid,
-    _parse_iso,
-    _to_ms,
-    _uuid4_strings,
+    from_ms,
+    is_uuid,
+    parse_iso,
+    to_ms,
+    uuid4_strings,
 )
-from airflow_provider_oes.testing.simulator.state import _Allocation, _Flip
+from airflow_provider_oes.testing.simulator.state import Allocation, Flip
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from airflow_provider_oes.testing.simulator.state import _State
+    from airflow_provider_oes.testing.simulator.state import State
 
 
 def _check_status(status: str, name: str = "status") -> str:
@@ -47,7 +47,7 @@ def _timeline_fields(
     reserved_reason: str,
     final_reason: str | None,
 ) -> dict[str, Any]:
-    """Validate a timeline; the ``_Allocation`` fields of a freshly added allocation (still reserved)."""
+    """Validate a timeline; the ``Allocation`` fields of a freshly added allocation (still reserved)."""
     _check_status(final_status, "final_status")
     if reserved_for_seconds is not None and reserved_for_seconds < 0:
         raise ValueError("reserved_for_seconds must be >= 0")
@@ -68,7 +68,7 @@ def _timeline_fields(
 
 
 def _record_fields(quantity: str | int, type: str, **fields: Any) -> dict[str, Any]:
-    """Validate the record's own fields; the ``_Allocation`` fields they set."""
+    """Validate the record's own fields; the ``Allocation`` fields they set."""
     if type not in TYPES:
         raise ValueError(f"type must be one of {TYPES}, not {type!r}")
     if isinstance(quantity, bool) or not isinstance(quantity, (str, int)):
@@ -76,10 +76,10 @@ def _record_fields(quantity: str | int, type: str, **fields: Any) -> dict[str, A
     return {"quantity": str(quantity), "type": type, **fields}
 
 
-class _AllocationScripting:
-    """Allocation scripting over a :class:`_State` (``self._state``)."""
+class AllocationScripting:
+    """Allocation scripting over a :class:`State` (``self._state``)."""
 
-    _state: _State
+    _state: State
 
     def add_allocation(
         self,
@@ -141,7 +141,7 @@ class _AllocationScripting:
             final_status, reserved_for_seconds, reserved_for_reads, reserved_reason, final_reason
         )
         allocation_id = allocation_id or str(uuid.uuid4())
-        if not _is_uuid(allocation_id):
+        if not is_uuid(allocation_id):
             raise ValueError(f"allocation_id must be a UUID, not {allocation_id!r}")
         record = _record_fields(
             quantity,
@@ -157,13 +157,13 @@ class _AllocationScripting:
             notes=notes,
             extra_fields=dict(extra_fields or {}),
         )
-        created = _parse_iso(created_at) if isinstance(created_at, str) else created_at
+        created = parse_iso(created_at) if isinstance(created_at, str) else created_at
         state = self._state
         with state.lock:
             if allocation_id in state.allocations:
                 raise ValueError(f"allocation {allocation_id} already exists")
-            created_ms = state.next_created_ms() if created is None else _to_ms(created)
-            alloc = _Allocation(id=allocation_id, created_ms=created_ms, updated_ms=created_ms, **record, **timeline)
+            created_ms = state.next_created_ms() if created is None else to_ms(created)
+            alloc = Allocation(id=allocation_id, created_ms=created_ms, updated_ms=created_ms, **record, **timeline)
             state.insert(alloc, time.monotonic())
         return allocation_id
 
@@ -187,8 +187,8 @@ class _AllocationScripting:
         state = self._state
         first_ms = state.clock.now_ms() - (count - 1)
         # the first one goes through add_allocation, which checks every option; the others copy it
-        ids = [self.add_allocation(created_at=_from_ms(first_ms), **options)]
-        ids += _uuid4_strings(count - 1)
+        ids = [self.add_allocation(created_at=from_ms(first_ms), **options)]
+        ids += uuid4_strings(count - 1)
         with state.lock:
             template = state.get(ids[0])
             timeline = _timeline_fields(
@@ -206,7 +206,7 @@ class _AllocationScripting:
                 if allocation_id in state.allocations:  # pragma: no cover - a uuid4 collision
                     raise ValueError(f"allocation {allocation_id} already exists")
                 created_ms = first_ms + offset
-                alloc = _Allocation(
+                alloc = Allocation(
                     id=allocation_id,
                     client_external_id=f"sim-{allocation_id[:8]}",
                     created_ms=created_ms,
@@ -280,7 +280,7 @@ class _AllocationScripting:
         now = time.monotonic()
         with self._state.lock:
             for allocation_id, one, seconds in zip(allocation_ids, itertools.cycle(statuses), offsets):
-                self._state.schedule(_Flip(allocation_id, one, reason, late_by), now + seconds)
+                self._state.schedule(Flip(allocation_id, one, reason, late_by), now + seconds)
         return max(offsets, default=0.0)
 
     def flip_after_requests(
@@ -306,7 +306,7 @@ class _AllocationScripting:
         if requests < 1:
             raise ValueError("requests must be >= 1")
         with self._state.lock:
-            flips = [_Flip(i, status, reason, late_by) for i in allocation_ids]
+            flips = [Flip(i, status, reason, late_by) for i in allocation_ids]
             self._state.schedule_after_requests(flips, requests)
 
     @property
@@ -328,4 +328,4 @@ class _AllocationScripting:
 
     def now(self) -> datetime:
         """The simulator's clock (the machine's plus :attr:`clock_offset`), to the millisecond."""
-        return _from_ms(self._state.clock.now_ms())
+        return from_ms(self._state.clock.now_ms())

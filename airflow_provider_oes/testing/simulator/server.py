@@ -18,16 +18,16 @@ from airflow_provider_oes.testing.simulator._common import (
     BITGO_RATE_LIMIT,
     DEFAULT_ENTERPRISE_ID,
     DEFAULT_TOKEN,
-    _error,
-    _Runnable,
+    Runnable,
+    error_response,
 )
-from airflow_provider_oes.testing.simulator.conditions import _ServerConditions
+from airflow_provider_oes.testing.simulator.conditions import ServerConditions
 from airflow_provider_oes.testing.simulator.control_routes import control_routes
-from airflow_provider_oes.testing.simulator.gateway import _DROP_FILTER, _Gateway
-from airflow_provider_oes.testing.simulator.scripting import _AllocationScripting
+from airflow_provider_oes.testing.simulator.gateway import DROP_FILTER, Gateway
+from airflow_provider_oes.testing.simulator.scripting import AllocationScripting
 from airflow_provider_oes.testing.simulator.settlement_routes import settlement_routes
-from airflow_provider_oes.testing.simulator.settlement_scripting import _SettlementScripting
-from airflow_provider_oes.testing.simulator.state import _State
+from airflow_provider_oes.testing.simulator.settlement_scripting import SettlementScripting
+from airflow_provider_oes.testing.simulator.state import State
 
 if TYPE_CHECKING:
     from starlette.requests import Request
@@ -37,11 +37,11 @@ if TYPE_CHECKING:
 async def _http_error(request: Request, exc: Exception) -> Response:
     code = exc.status_code if isinstance(exc, StarletteHTTPException) else 500
     name = {404: "NotFoundError", 405: "MethodNotAllowedError"}.get(code, "InvalidRequestError")
-    return _error(code, str(getattr(exc, "detail", exc)), name)
+    return error_response(code, str(getattr(exc, "detail", exc)), name)
 
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
-    return _error(400, str(exc), "InvalidRequestError")
+    return error_response(400, str(exc), "InvalidRequestError")
 
 
 def _build_app(sim: OESSimulator) -> FastAPI:
@@ -63,7 +63,7 @@ def _build_app(sim: OESSimulator) -> FastAPI:
     return app
 
 
-class OESSimulator(_AllocationScripting, _SettlementScripting, _ServerConditions, _Runnable):
+class OESSimulator(AllocationScripting, SettlementScripting, ServerConditions, Runnable):
     """
     In-process OES API simulator: uvicorn serving a FastAPI app from a background thread.
 
@@ -103,7 +103,7 @@ class OESSimulator(_AllocationScripting, _SettlementScripting, _ServerConditions
             raise ValueError("enterprise_id must not be empty")
         self._requested_port = port
         self._port: int | None = None
-        self._state = _State(token, enterprise_id, clock_offset=clock_offset, rate_limit=rate_limit)
+        self._state = State(token, enterprise_id, clock_offset=clock_offset, rate_limit=rate_limit)
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
         self._socket: socket.socket | None = None
@@ -122,10 +122,10 @@ class OESSimulator(_AllocationScripting, _SettlementScripting, _ServerConditions
         self._socket = sock
         self._port = sock.getsockname()[1]
         uvicorn_error = logging.getLogger("uvicorn.error")
-        if _DROP_FILTER not in uvicorn_error.filters:
-            uvicorn_error.addFilter(_DROP_FILTER)
+        if DROP_FILTER not in uvicorn_error.filters:
+            uvicorn_error.addFilter(DROP_FILTER)
         config = uvicorn.Config(
-            _Gateway(_build_app(self), self._state),
+            Gateway(_build_app(self), self._state),
             host="127.0.0.1",
             port=self._port,
             log_level="warning",

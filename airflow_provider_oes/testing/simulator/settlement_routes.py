@@ -28,19 +28,19 @@ from airflow_provider_oes.testing.simulator._common import (
     API_PREFIX,
     DEFAULT_PAGE_SIZE,
     MAX_PAGE_SIZE,
-    _error,
-    _is_uuid,
-    _parse_iso,
-    _to_ms,
+    error_response,
+    is_uuid,
+    parse_iso,
+    to_ms,
 )
 from airflow_provider_oes.testing.simulator.api_routes import (
-    _check_auth,
-    _check_enterprise,
-    _check_enterprise_header,
-    _state,
-    _take_record_fault,
+    check_auth,
+    check_enterprise,
+    check_enterprise_header,
+    request_state,
+    take_record_fault,
 )
-from airflow_provider_oes.testing.simulator.faults import _apply_settlement_fault
+from airflow_provider_oes.testing.simulator.faults import apply_settlement_fault
 from airflow_provider_oes.testing.simulator.settlement_state import SETTLEMENT_STATUSES
 
 if TYPE_CHECKING:
@@ -49,9 +49,9 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-    from airflow_provider_oes.testing.simulator.faults import _Fault
-    from airflow_provider_oes.testing.simulator.settlement_state import _Settlement, _Transfer
-    from airflow_provider_oes.testing.simulator.state import _State
+    from airflow_provider_oes.testing.simulator.faults import Fault
+    from airflow_provider_oes.testing.simulator.settlement_state import Settlement, Transfer
+    from airflow_provider_oes.testing.simulator.state import State
 
 _ENTERPRISE = API_PREFIX + "/{enterprise_id}"
 SETTLEMENTS_PATH = _ENTERPRISE + "/clients/settlements"
@@ -92,7 +92,7 @@ class _Query:
         return values
 
     def uuids(self, name: str) -> set[str] | None:
-        values = self.values(name, _is_uuid)
+        values = self.values(name, is_uuid)
         return None if values is None else {value.lower() for value in values}
 
     def enums(self, name: str, allowed: tuple[str, ...]) -> set[str] | None:
@@ -112,7 +112,7 @@ class _Query:
         if raw is None:
             return None
         try:
-            return _to_ms(_parse_iso(raw))
+            return to_ms(parse_iso(raw))
         except ValueError:
             raise _BadQuery(name) from None
 
@@ -143,16 +143,16 @@ def _in(allowed: set[str] | None, value: str | None) -> bool:
 
 async def _answer(
     request: Request,
-    build: Callable[[_State, _Query, str, _Fault | None], dict[str, Any] | Response],
+    build: Callable[[State, _Query, str, Fault | None], dict[str, Any] | Response],
     ids: list[str] | None = None,
 ) -> Response:
     """Auth, the enterprise header, the query (400 with an empty body), membership, license; then ``build``.
 
     :param ids: the ids the request is about, matched by record faults queued for an id.
     """
-    state = _state(request)
+    state = request_state(request)
     enterprise_id: str = request.path_params["enterprise_id"]
-    denied = _check_auth(request, state) or _check_enterprise_header(request, enterprise_id)
+    denied = check_auth(request, state) or check_enterprise_header(request, enterprise_id)
     if denied is not None:
         return denied
     query = _Query(request)
@@ -163,27 +163,27 @@ async def _answer(
             answer = build(state, query, enterprise_id, None)
     except _BadQuery:
         return _empty_400()
-    denied = _check_enterprise(state, enterprise_id)
+    denied = check_enterprise(state, enterprise_id)
     if denied is not None:
         return denied
-    fault = _take_record_fault(request, state, ids)
+    fault = take_record_fault(request, state, ids)
     if fault is not None:
         with state.lock:
             answer = build(state, query, enterprise_id, fault)
     return answer if not isinstance(answer, dict) else JSONResponse(answer)
 
 
-def _faulted(records: Iterable[dict[str, Any]], fault: _Fault | None) -> list[dict[str, Any]]:
-    return [record if fault is None else _apply_settlement_fault(fault.kind, record) for record in records]
+def _faulted(records: Iterable[dict[str, Any]], fault: Fault | None) -> list[dict[str, Any]]:
+    return [record if fault is None else apply_settlement_fault(fault.kind, record) for record in records]
 
 
-def _settlements(state: _State, enterprise_id: str) -> list[_Settlement]:
+def _settlements(state: State, enterprise_id: str) -> list[Settlement]:
     rows = [s for s in state.settlements.settlements.values() if s.enterprise_id == enterprise_id]
     rows.sort(key=lambda s: (s.created_ms, s.id))
     return rows
 
 
-def _build_settlements(state: _State, query: _Query, enterprise_id: str, fault: _Fault | None) -> dict[str, Any]:
+def _build_settlements(state: State, query: _Query, enterprise_id: str, fault: Fault | None) -> dict[str, Any]:
     ids = query.uuids("settlementIds")
     partners = query.uuids("partnerIds")
     parties = query.uuids("partyConnectionIds")
@@ -209,20 +209,20 @@ async def list_settlements(request: Request) -> Response:
 
 
 def _build_settlement(
-    settlement_id: str, state: _State, query: _Query, enterprise_id: str, fault: _Fault | None
+    settlement_id: str, state: State, query: _Query, enterprise_id: str, fault: Fault | None
 ) -> dict[str, Any] | Response:
     currencies = query.values("currencies")
     query.page([])  # the paging parameters are checked even for an unknown settlement
-    if not _is_uuid(settlement_id):
+    if not is_uuid(settlement_id):
         raise _BadQuery("settlementId")
     settlement = state.settlements.settlements.get(settlement_id)
     if settlement is None or settlement.enterprise_id != enterprise_id:
         # unknown, or a settlement the calling client is not a party to: the same 404
-        return _error(404, f"Settlement {settlement_id} not found", "NotFoundError")
+        return error_response(404, f"Settlement {settlement_id} not found", "NotFoundError")
     transfers = [t for t in settlement.transfers if currencies is None or t.currency in currencies]
     record = settlement.render()
     if fault is not None:
-        record = _apply_settlement_fault(fault.kind, record)
+        record = apply_settlement_fault(fault.kind, record)
     disputes = [d.render() for d in state.settlements.disputes.values() if d.settlement_id == settlement_id]
     return {
         "settlement": record,
@@ -238,7 +238,7 @@ async def get_settlement(request: Request) -> Response:
     return await _answer(request, functools.partial(_build_settlement, settlement_id), [settlement_id])
 
 
-def _build_transfers(state: _State, query: _Query, enterprise_id: str, fault: _Fault | None) -> dict[str, Any]:
+def _build_transfers(state: State, query: _Query, enterprise_id: str, fault: Fault | None) -> dict[str, Any]:
     currencies = query.values("currencies")
     initiated_by = query.values("initiatedBy")
     partners = query.uuids("partnerIds")
@@ -249,7 +249,7 @@ def _build_transfers(state: _State, query: _Query, enterprise_id: str, fault: _F
     after = query.time_ms("settlementUpdatedOnOrAfter")
     sort_field = query.one_of("sortField", ("updatedAt",), None)
     direction = query.one_of("sortDirection", ("ASC", "DESC"), "ASC")
-    rows: list[tuple[_Settlement, _Transfer, dict[str, Any]]] = []
+    rows: list[tuple[Settlement, Transfer, dict[str, Any]]] = []
     for s in _settlements(state, enterprise_id):
         if not (_in(ids, s.id) and _in(partners, s.partner_id) and _in(statuses, s.status)):
             continue
@@ -273,7 +273,7 @@ async def list_settlement_transfers(request: Request) -> Response:
     return await _answer(request, _build_transfers)
 
 
-def _build_disputes(state: _State, query: _Query, enterprise_id: str, fault: _Fault | None) -> dict[str, Any]:
+def _build_disputes(state: State, query: _Query, enterprise_id: str, fault: Fault | None) -> dict[str, Any]:
     ids = query.uuids("settlementIds")
     settled_in = query.uuids("settledInSettlementIds")
     connections = query.uuids("connectionIds")
@@ -305,7 +305,7 @@ async def list_settlement_disputes(request: Request) -> Response:
     return await _answer(request, _build_disputes)
 
 
-def _build_partners(state: _State, query: _Query, enterprise_id: str, fault: _Fault | None) -> dict[str, Any]:
+def _build_partners(state: State, query: _Query, enterprise_id: str, fault: Fault | None) -> dict[str, Any]:
     ids = query.uuids("ids")
     names = query.values("names")
     institution_ids = query.uuids("institutionIds")

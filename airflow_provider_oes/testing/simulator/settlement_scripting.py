@@ -15,24 +15,24 @@ from airflow_provider_oes.testing.simulator._common import (
     DEFAULT_CONNECTION_ID,
     DEFAULT_INITIATED_BY,
     DEFAULT_PARTNER_ID,
-    _is_uuid,
-    _iso_ms,
-    _parse_iso,
-    _to_ms,
+    is_uuid,
+    iso_ms,
+    parse_iso,
+    to_ms,
 )
 from airflow_provider_oes.testing.simulator.settlement_state import (
     SETTLEMENT_STATUSES,
-    _Dispute,
-    _Partner,
-    _Settlement,
-    _Transfer,
+    Dispute,
+    Partner,
+    Settlement,
+    Transfer,
 )
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from datetime import datetime
 
-    from airflow_provider_oes.testing.simulator.state import _State
+    from airflow_provider_oes.testing.simulator.state import State
 
 #: the counterparty connection of settlements added without one
 DEFAULT_COUNTERPARTY_CONNECTION_ID = "2b3c4d5e-6f7a-4b8c-9d0e-1f2a3b4c5d6e"
@@ -53,7 +53,7 @@ def _check_settlement_status(status: str, name: str = "status") -> str:
 
 def _uuid_or_new(value: str | None, name: str) -> str:
     value = value or str(uuid.uuid4())
-    if not _is_uuid(value):
+    if not is_uuid(value):
         raise ValueError(f"{name} must be a UUID, not {value!r}")
     return value
 
@@ -64,7 +64,7 @@ def _seconds(value: float | None, name: str) -> float | None:
     return value
 
 
-def _transfers(specs: Sequence[dict[str, Any]], created_ms: int) -> list[_Transfer]:
+def _transfers(specs: Sequence[dict[str, Any]], created_ms: int) -> list[Transfer]:
     transfers = []
     for spec in specs:
         unknown = set(spec) - {
@@ -85,7 +85,7 @@ def _transfers(specs: Sequence[dict[str, Any]], created_ms: int) -> list[_Transf
         if isinstance(usd_value, (bool, float)):
             raise ValueError(f"usd_value must be a string, an int or None (never a float), not {usd_value!r}")
         transfers.append(
-            _Transfer(
+            Transfer(
                 id=str(uuid.uuid4()),
                 currency=str(spec.get("currency", "ofctbtc")),
                 quantity=str(quantity),
@@ -98,10 +98,10 @@ def _transfers(specs: Sequence[dict[str, Any]], created_ms: int) -> list[_Transf
     return transfers
 
 
-class _SettlementScripting:
-    """Settlement scripting over a :class:`_State` (``self._state``)."""
+class SettlementScripting:
+    """Settlement scripting over a :class:`State` (``self._state``)."""
 
-    _state: _State
+    _state: State
 
     def add_partner(
         self,
@@ -126,7 +126,7 @@ class _SettlementScripting:
         partner_id = _uuid_or_new(partner_id, "partner_id")
         _seconds(dispute_window_minutes, "dispute_window_minutes")
         _seconds(top_up_window_minutes, "top_up_window_minutes")
-        partner = _Partner(
+        partner = Partner(
             id=partner_id,
             name=name,
             dispute_window_minutes=dispute_window_minutes,
@@ -198,7 +198,7 @@ class _SettlementScripting:
         _seconds(failed_for_seconds, "failed_for_seconds")
         settlement_id = _uuid_or_new(settlement_id, "settlement_id")
         partner_id = partner_id or DEFAULT_PARTNER_ID
-        created = _parse_iso(created_at) if isinstance(created_at, str) else created_at
+        created = parse_iso(created_at) if isinstance(created_at, str) else created_at
         state = self._state
         book = state.settlements
         with state.lock:
@@ -208,11 +208,11 @@ class _SettlementScripting:
             if partner_id not in book.partners:
                 if partner_id != DEFAULT_PARTNER_ID:
                     raise KeyError(f"unknown partner {partner_id}: add it with add_partner() first")
-                book.partners[partner_id] = _Partner(partner_id, "Sim Exchange", None, None)
+                book.partners[partner_id] = Partner(partner_id, "Sim Exchange", None, None)
             partner = book.partners[partner_id]
-            created_ms = state.next_created_ms() if created is None else _to_ms(created)
+            created_ms = state.next_created_ms() if created is None else to_ms(created)
             state.note_created_ms(created_ms)
-            settlement = _Settlement(
+            settlement = Settlement(
                 id=settlement_id,
                 enterprise_id=enterprise_id or state.enterprise_id,
                 partner_id=partner_id,
@@ -301,8 +301,8 @@ class _SettlementScripting:
             # the window counted from createdAt, as the provider computes it (docs/settlements.rst)
             closes_ms = settlement.created_ms + round(window * 60_000)
             if now > closes_ms:
-                raise ValueError(f"the dispute window of settlement {settlement_id} closed at {_iso_ms(closes_ms)}")
-            dispute = _Dispute(
+                raise ValueError(f"the dispute window of settlement {settlement_id} closed at {iso_ms(closes_ms)}")
+            dispute = Dispute(
                 id=str(uuid.uuid4()),
                 settlement_id=settlement_id,
                 connection_id=settlement.connection_id,

@@ -9,7 +9,7 @@ the disputes raised against them.
   It may pass through ``failed`` first (``failed_for_seconds``: BitGo retries a failed settlement).
 * A dispute raised and not retracted holds the settlement ``pending`` (BitGo reviews it); retracting it lets
   the timeline go on (a due step then applies at the next request). The settlement gets ``disputed: true``.
-* Every change is materialised by :meth:`_SettlementBook.advance` (every settlement route calls it first),
+* Every change is materialised by :meth:`SettlementBook.advance` (every settlement route calls it first),
   stamped with the simulator's clock at the moment it was due; transfers follow their settlement's status.
 
 The status vocabulary is the provider's own (:mod:`airflow_provider_oes.settlement_models`), so the simulator
@@ -25,10 +25,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes.settlement_models import SettlementStatus
-from airflow_provider_oes.testing.simulator._common import _iso_ms
+from airflow_provider_oes.testing.simulator._common import iso_ms
 
 if TYPE_CHECKING:
-    from airflow_provider_oes.testing.simulator._common import _Clock
+    from airflow_provider_oes.testing.simulator._common import Clock
 
 #: every settlement status, as the API spells them
 SETTLEMENT_STATUSES = tuple(status.value for status in SettlementStatus)
@@ -37,7 +37,7 @@ _TRANSFER_STATUS = {"pending": "pending", "failed": "pending", "completed": "com
 
 
 @dataclass(eq=False)
-class _Partner:
+class Partner:
     id: str
     name: str
     dispute_window_minutes: float | None
@@ -69,7 +69,7 @@ class _Partner:
 
 
 @dataclass(eq=False)
-class _Transfer:
+class Transfer:
     id: str
     currency: str
     quantity: str
@@ -80,7 +80,7 @@ class _Transfer:
 
 
 @dataclass(eq=False)
-class _Dispute:
+class Dispute:
     id: str
     settlement_id: str
     connection_id: str
@@ -96,8 +96,8 @@ class _Dispute:
     def render(self) -> dict[str, Any]:
         record: dict[str, Any] = {
             "id": self.id,
-            "createdAt": _iso_ms(self.created_ms),
-            "updatedAt": _iso_ms(self.updated_ms),
+            "createdAt": iso_ms(self.created_ms),
+            "updatedAt": iso_ms(self.updated_ms),
             "connectionId": self.connection_id,
             "disputedSettlementId": self.settlement_id,
             "userId": self.user_id,
@@ -107,14 +107,14 @@ class _Dispute:
         if self.reason is not None:
             record["reason"] = self.reason
         if self.retracted_ms is not None:
-            record.update(retractedBy=self.user_id, retractedAt=_iso_ms(self.retracted_ms))
+            record.update(retractedBy=self.user_id, retractedAt=iso_ms(self.retracted_ms))
             if self.retracted_reason is not None:
                 record["retractedReason"] = self.retracted_reason
         return record
 
 
 @dataclass(eq=False)
-class _Settlement:
+class Settlement:
     id: str
     enterprise_id: str
     partner_id: str
@@ -125,7 +125,7 @@ class _Settlement:
     initiated_by: str
     transfer_direction: str
     created_ms: int
-    transfers: list[_Transfer]
+    transfers: list[Transfer]
     status: str = "pending"
     reason: str | None = None
     updated_ms: int = 0
@@ -146,26 +146,26 @@ class _Settlement:
             "settlementType": self.settlement_type,
             "reconciled": False,
             "initiatedBy": self.initiated_by,
-            "createdAt": _iso_ms(self.created_ms),
-            "updatedAt": _iso_ms(self.updated_ms),
+            "createdAt": iso_ms(self.created_ms),
+            "updatedAt": iso_ms(self.updated_ms),
             "lossSLAAlertSent": False,
             "gainSLAAlertSent": False,
         }
         if self.notes is not None:
             record["notes"] = self.notes
         if self.cutoff_ms is not None:
-            record["cutoffAt"] = _iso_ms(self.cutoff_ms)
+            record["cutoffAt"] = iso_ms(self.cutoff_ms)
             record["disputed"] = self.disputed
         if self.reason is not None:
             record["reason"] = self.reason
         if self.finalized_ms is not None:
-            record["finalizedAt"] = _iso_ms(self.finalized_ms)
+            record["finalizedAt"] = iso_ms(self.finalized_ms)
         if listed:
             record["transferDirection"] = self.transfer_direction
         record.update(copy.deepcopy(self.extra_fields))
         return record
 
-    def render_transfer(self, transfer: _Transfer) -> dict[str, Any]:
+    def render_transfer(self, transfer: Transfer) -> dict[str, Any]:
         completed = self.status == "completed"
         record: dict[str, Any] = {
             "id": transfer.id,
@@ -175,8 +175,8 @@ class _Settlement:
             "txIds": [f"sim-tx-{transfer.id[:8]}"] if completed else [],
             "status": _TRANSFER_STATUS[self.status],
             "usdValue": transfer.usd_value,
-            "createdAt": _iso_ms(transfer.created_ms),
-            "updatedAt": _iso_ms(self.transfer_updated_ms(transfer)),
+            "createdAt": iso_ms(transfer.created_ms),
+            "updatedAt": iso_ms(self.transfer_updated_ms(transfer)),
             "settlementStatus": self.status,
         }
         if self.notes is not None:
@@ -187,18 +187,18 @@ class _Settlement:
             record["destinationTradingAccountId"] = transfer.destination_trading_account_id
         return record
 
-    def transfer_updated_ms(self, transfer: _Transfer) -> int:
+    def transfer_updated_ms(self, transfer: Transfer) -> int:
         """A transfer changes with its settlement: its ``updatedAt`` is the settlement's."""
         return max(self.updated_ms, transfer.created_ms)
 
 
-class _SettlementBook:
+class SettlementBook:
     """Partners, settlements and disputes, and the settlements' scheduled steps (guarded by the state's lock)."""
 
     def __init__(self) -> None:
-        self.partners: dict[str, _Partner] = {}
-        self.settlements: dict[str, _Settlement] = {}
-        self.disputes: dict[str, _Dispute] = {}
+        self.partners: dict[str, Partner] = {}
+        self.settlements: dict[str, Settlement] = {}
+        self.disputes: dict[str, Dispute] = {}
         self._schedule: list[tuple[float, int, str, str, str | None]] = []
         self._sequence = itertools.count()
 
@@ -208,14 +208,14 @@ class _SettlementBook:
         self.disputes.clear()
         self._schedule.clear()
 
-    def settlement(self, settlement_id: str) -> _Settlement:
+    def settlement(self, settlement_id: str) -> Settlement:
         """The settlement; KeyError naming the id when unknown."""
         found = self.settlements.get(settlement_id)
         if found is None:
             raise KeyError(f"unknown settlement {settlement_id}")
         return found
 
-    def dispute(self, dispute_id: str) -> _Dispute:
+    def dispute(self, dispute_id: str) -> Dispute:
         found = self.disputes.get(dispute_id)
         if found is None:
             raise KeyError(f"unknown dispute {dispute_id}")
@@ -224,7 +224,7 @@ class _SettlementBook:
     def schedule(self, settlement_id: str, at_monotonic: float, status: str, reason: str | None) -> None:
         heapq.heappush(self._schedule, (at_monotonic, next(self._sequence), settlement_id, status, reason))
 
-    def advance(self, now: float, clock: _Clock) -> None:
+    def advance(self, now: float, clock: Clock) -> None:
         """Apply every step that is due, stamped with the simulator's time at which it was due."""
         if not self._schedule or self._schedule[0][0] > now:
             return  # the common case, on every allocation request too: no clock reading
@@ -242,7 +242,7 @@ class _SettlementBook:
     def has_open_dispute(self, settlement_id: str) -> bool:
         return any(d.settlement_id == settlement_id and not d.retracted for d in self.disputes.values())
 
-    def release_held(self, settlement: _Settlement, stamp_ms: int) -> None:
+    def release_held(self, settlement: Settlement, stamp_ms: int) -> None:
         """Apply the steps held back by a dispute, now that none is open."""
         held, settlement.held = settlement.held, []
         for status, reason in held:
@@ -255,7 +255,7 @@ class _SettlementBook:
         self.settlement(settlement_id).held.clear()
 
     @staticmethod
-    def set_status(settlement: _Settlement, status: str, reason: str | None, stamp_ms: int) -> None:
+    def set_status(settlement: Settlement, status: str, reason: str | None, stamp_ms: int) -> None:
         settlement.status = status
         settlement.reason = reason if status in ("failed", "rejected") else None
         settlement.updated_ms = max(stamp_ms, settlement.created_ms, settlement.updated_ms)

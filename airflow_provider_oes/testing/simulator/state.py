@@ -9,10 +9,10 @@ Every status change is materialised when it happens (never computed lazily at re
   (``updatedAt`` = ``createdAt`` + the seconds); the reads condition only advances when the record is
   served (by the single GET, or as an item of a list page). A feed query (``statuses=cleared,released``)
   never serves a reserved record, so feed tests use time-based timelines or explicit flips.
-* Flips: :meth:`_State.flip` changes a status now or, scheduled, at a given monotonic time; ``late_by``
+* Flips: :meth:`State.flip` changes a status now or, scheduled, at a given monotonic time; ``late_by``
   stamps ``updatedAt`` that many seconds in the past ("late commit": the row lands behind a reader's
   watermark). An explicit flip ends the allocation's timeline.
-* Due timeline events and scheduled flips are applied by :meth:`_State.advance`, which every API request
+* Due timeline events and scheduled flips are applied by :meth:`State.advance`, which every API request
   and every control read calls first, so no observer can see the state before a due change.
 """
 
@@ -30,17 +30,17 @@ from airflow_provider_oes.testing.simulator._common import (
     DEFAULT_RELEASED_REASON,
     FINAL_STATUSES,
     UNLICENSED_ENTERPRISE_ID,
-    _Clock,
-    _iso_ms,
+    Clock,
+    iso_ms,
 )
-from airflow_provider_oes.testing.simulator.faults import _FaultQueue
-from airflow_provider_oes.testing.simulator.feed_index import _FinalIndex, _Key
-from airflow_provider_oes.testing.simulator.rate_limit import _TokenRateLimit
-from airflow_provider_oes.testing.simulator.settlement_state import _SettlementBook
+from airflow_provider_oes.testing.simulator.faults import FaultQueue
+from airflow_provider_oes.testing.simulator.feed_index import FinalIndex, Key
+from airflow_provider_oes.testing.simulator.rate_limit import TokenRateLimit
+from airflow_provider_oes.testing.simulator.settlement_state import SettlementBook
 
 
 @dataclass(slots=True, eq=False)
-class _Allocation:
+class Allocation:
     id: str
     enterprise_id: str
     type: str
@@ -70,7 +70,7 @@ class _Allocation:
     reads: int = 0
 
     @property
-    def key(self) -> _Key:
+    def key(self) -> Key:
         return (self.updated_ms, self.created_ms, self.id)
 
     def final_reason_text(self) -> str | None:
@@ -94,8 +94,8 @@ class _Allocation:
         record["initiatedBy"] = self.initiated_by
         if self.notes is not None:
             record["notes"] = self.notes
-        record["createdAt"] = _iso_ms(self.created_ms)
-        record["updatedAt"] = _iso_ms(self.updated_ms)
+        record["createdAt"] = iso_ms(self.created_ms)
+        record["updatedAt"] = iso_ms(self.updated_ms)
         record["retriable"] = self.retriable
         record["reason"] = self.reason
         record["status"] = self.status
@@ -106,7 +106,7 @@ class _Allocation:
 
 
 @dataclass(frozen=True)
-class _Flip:
+class Flip:
     """A scheduled status change (``status=None``: the timeline's time condition)."""
 
     allocation_id: str
@@ -115,7 +115,7 @@ class _Flip:
     late_by: float = 0.0
 
 
-class _State:
+class State:
     """All mutable simulator state; ``lock`` guards everything but the fault queue and the rate limit."""
 
     def __init__(
@@ -131,21 +131,21 @@ class _State:
         #: what :meth:`reset` restores: the clock offset and the rate limit given at construction
         self.initial_clock_offset = clock_offset
         self.initial_rate_limit = rate_limit
-        self.clock = _Clock(clock_offset)
-        self.faults = _FaultQueue()
-        self.rate_limit = _TokenRateLimit()
-        self.allocations: dict[str, _Allocation] = {}
+        self.clock = Clock(clock_offset)
+        self.faults = FaultQueue()
+        self.rate_limit = TokenRateLimit()
+        self.allocations: dict[str, Allocation] = {}
         #: partners, settlements and disputes (:mod:`.settlement_state`), under the same lock
-        self.settlements = _SettlementBook()
-        self.index = _FinalIndex()
+        self.settlements = SettlementBook()
+        self.index = FinalIndex()
         self.members: set[str] = set()
         self.tokens: set[str] = set()
         self.requests: list[tuple[str, str, str, float]] = []
         self.enterprise_headers: list[str | None] = []
         #: (status, only the feed query) the list endpoint answers instead, or None
         self.list_rejection: tuple[int, bool] | None = None
-        self._schedule: list[tuple[float, int, _Flip]] = []
-        self._after_requests: list[tuple[int, list[_Flip]]] = []
+        self._schedule: list[tuple[float, int, Flip]] = []
+        self._after_requests: list[tuple[int, list[Flip]]] = []
         self._sequence = itertools.count()
         self._last_created_ms = 0
         self.reset()
@@ -191,7 +191,7 @@ class _State:
     def request_answered(self) -> None:
         """Count one answered API request towards the flips waiting for requests, and apply those due."""
         with self.lock:
-            due: list[_Flip] = []
+            due: list[Flip] = []
             waiting = []
             for remaining, flips in self._after_requests:
                 if remaining <= 1:
@@ -220,22 +220,22 @@ class _State:
         """Default ``createdAt`` values come after ``created_ms`` from now on (caller holds the lock)."""
         self._last_created_ms = max(self._last_created_ms, created_ms)
 
-    def insert(self, alloc: _Allocation, created_mono: float) -> None:
+    def insert(self, alloc: Allocation, created_mono: float) -> None:
         """Add a new allocation (caller holds the lock and has checked the id is free)."""
         self.allocations[alloc.id] = alloc
         self.members.add(alloc.enterprise_id)
         if alloc.waiting_time and alloc.reserved_for_seconds is not None:
-            self._push(created_mono + alloc.reserved_for_seconds, _Flip(alloc.id))
+            self._push(created_mono + alloc.reserved_for_seconds, Flip(alloc.id))
         self._finish_timeline(alloc, alloc.created_ms)
 
-    def get(self, allocation_id: str) -> _Allocation:
+    def get(self, allocation_id: str) -> Allocation:
         """The allocation (caller holds the lock); KeyError naming the id when unknown."""
         alloc = self.allocations.get(allocation_id)
         if alloc is None:
             raise KeyError(f"unknown allocation {allocation_id}")
         return alloc
 
-    def serve(self, alloc: _Allocation) -> dict[str, Any]:
+    def serve(self, alloc: Allocation) -> dict[str, Any]:
         """Render a record for an API answer: a read, which may end a reads-counted timeline."""
         record = alloc.render()
         alloc.reads += 1
@@ -247,14 +247,14 @@ class _State:
     def flip(self, allocation_id: str, status: str, reason: str | None = None, late_by: float = 0.0) -> None:
         """Change a status now (caller holds the lock); ends the allocation's timeline."""
         self.get(allocation_id)
-        self._apply(_Flip(allocation_id, status, reason, late_by), self.clock.now_ms())
+        self._apply(Flip(allocation_id, status, reason, late_by), self.clock.now_ms())
 
-    def schedule(self, flip: _Flip, at_monotonic: float) -> None:
+    def schedule(self, flip: Flip, at_monotonic: float) -> None:
         """Apply ``flip`` once ``time.monotonic()`` reaches ``at_monotonic`` (caller holds the lock)."""
         self.get(flip.allocation_id)
         self._push(at_monotonic, flip)
 
-    def schedule_after_requests(self, flips: list[_Flip], requests: int) -> None:
+    def schedule_after_requests(self, flips: list[Flip], requests: int) -> None:
         """Apply ``flips`` right after the next ``requests`` API requests are answered."""
         for flip in flips:
             self.get(flip.allocation_id)
@@ -277,10 +277,10 @@ class _State:
             due, _, flip = heapq.heappop(self._schedule)
             self._apply(flip, int(wall_at(due) * 1000))
 
-    def _push(self, at_monotonic: float, flip: _Flip) -> None:
+    def _push(self, at_monotonic: float, flip: Flip) -> None:
         heapq.heappush(self._schedule, (at_monotonic, next(self._sequence), flip))
 
-    def _apply(self, flip: _Flip, stamp_ms: int) -> None:
+    def _apply(self, flip: Flip, stamp_ms: int) -> None:
         alloc = self.allocations.get(flip.allocation_id)
         if alloc is None:  # removed by a reset after it was scheduled
             return
@@ -297,7 +297,7 @@ class _State:
         alloc.scripted = False
         self._set(alloc, flip.status, reason, stamp_ms - round(flip.late_by * 1000))
 
-    def _finish_timeline(self, alloc: _Allocation, stamp_ms: int) -> None:
+    def _finish_timeline(self, alloc: Allocation, stamp_ms: int) -> None:
         """End the timeline once both of its conditions hold; ``stamp_ms``: when the later one did."""
         reads = alloc.reserved_for_reads
         if alloc.waiting_time or (reads is not None and alloc.reads < reads):
@@ -306,7 +306,7 @@ class _State:
         if alloc.final_status != "reserved":
             self._set(alloc, alloc.final_status, alloc.final_reason_text(), stamp_ms)
 
-    def _set(self, alloc: _Allocation, status: str, reason: str | None, stamp_ms: int) -> None:
+    def _set(self, alloc: Allocation, status: str, reason: str | None, stamp_ms: int) -> None:
         if alloc.status in FINAL_STATUSES:
             self.index.remove(alloc.enterprise_id, alloc.key)
         alloc.status, alloc.reason = status, reason
