@@ -27,6 +27,7 @@ and the load average.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import math
@@ -395,13 +396,10 @@ def test_a_burst_above_the_cap_goes_out_in_capped_events_each_allocation_acted_o
 # ---------------------------------------------------------------------- 3. max_active_runs=1, stranded events
 
 
-def _active_settle_run(stack: FullStack) -> str | None:
-    rows = metadata_rows(
-        stack,
-        "SELECT run_id FROM dag_run WHERE dag_id = :settle AND state IN ('queued', 'running') ORDER BY id",
-        settle=SETTLE_DAG,
-    )
-    return str(rows[0][0]) if rows else None
+def _settle_runs(stack: FullStack) -> dict[str, str]:
+    """``{run id: state}`` of every settlement run (metadata DB)."""
+    rows = metadata_rows(stack, "SELECT run_id, state FROM dag_run WHERE dag_id = :settle", settle=SETTLE_DAG)
+    return {str(run_id): str(state) for run_id, state in rows}
 
 
 def _event_of(stack: FullStack, allocation_id: str) -> int | None:
@@ -409,22 +407,67 @@ def _event_of(stack: FullStack, allocation_id: str) -> int | None:
     return min(ids) if ids else None
 
 
+def _clear(sim: OESSimulator, cleared_at: dict[str, float]) -> str:
+    (allocation_id,) = _new_cleared(sim, 1)
+    cleared_at[allocation_id] = time.time()
+    sim.set_status(allocation_id, "cleared")
+    return allocation_id
+
+
+def _new_active_run(stack: FullStack, sim: OESSimulator, cleared_at: dict[str, float]) -> str:
+    """Wait for a settlement run that becomes active from now on (clearing one allocation to start it when no
+    run is active and none would come); return its id."""
+    known = set(_settle_runs(stack))
+    started = False
+
+    def new_run() -> str | None:
+        nonlocal started
+        runs = _settle_runs(stack)
+        active = sorted(r for r, state in runs.items() if state in ("queued", "running"))
+        fresh = [r for r in active if r not in known]
+        if fresh:
+            return fresh[0]
+        if not active and not started:
+            _clear(sim, cleared_at)
+            started = True
+        return None
+
+    return str(stack.wait_for(new_run, 180, "a new settlement run to be active", interval=0.2))
+
+
+@contextlib.contextmanager
+def _no_worker_slot(stack: FullStack) -> Iterator[None]:
+    """``default_pool`` without slots: tasks not started yet wait, so an active run stays active (a slow run, as
+    one waiting for a worker slot is) for as long as the block lasts; then the slots come back."""
+    path = "/api/v2/pools/default_pool?update_mask=slots"
+    slots = int(stack.api_json("GET", "/api/v2/pools/default_pool")["slots"])
+    stack.api_json("PATCH", path, {"slots": 0})
+    try:
+        yield
+    finally:
+        stack.api_json("PATCH", path, {"slots": slots})
+
+
 def _strand_one(stack: FullStack, sim: OESSimulator, cleared_at: dict[str, float]) -> tuple[str, int, str]:
-    """Clear two allocations whose events are both stored while one settlement run is active: the first creates
-    the DAG's queue row, the second comes after it and is stranded (apache/airflow#56050). Return the second, its
-    event id and the run that was active."""
+    """Clear two allocations whose events are both stored while one settlement run is active (held by
+    :func:`_no_worker_slot`): the first creates the DAG's queue row, the second comes after it and is stranded
+    (apache/airflow#56050). Return the second, its event id and the run that was active."""
+    attempts = []
     for _attempt in range(4):
-        active = stack.wait_for(lambda: _active_settle_run(stack), 180, "a settlement run to be active", 0.2)
-        (first, second) = _new_cleared(sim, 2)
-        for allocation_id in (first, second):
-            cleared_at[allocation_id] = time.time()
-            sim.set_status(allocation_id, "cleared")
-            event = stack.wait_for(
-                lambda a=allocation_id: _event_of(stack, a), 60, f"the event of {allocation_id}", 0.2
-            )
-        if _active_settle_run(stack) == active:
-            return second, int(event), str(active)
-    raise AssertionError("no settlement run stayed active for two events in four attempts")
+        active = _new_active_run(stack, sim, cleared_at)
+        with _no_worker_slot(stack):
+            if _settle_runs(stack)[active] not in ("queued", "running"):
+                attempts.append(f"{active} ended before its tasks were held")
+                continue
+            event = None
+            for _one in range(2):
+                allocation_id = _clear(sim, cleared_at)
+                event = stack.wait_for(lambda a=allocation_id: _event_of(stack, a), 60, "an allocation's event", 0.2)
+            state = _settle_runs(stack)[active]
+        if state in ("queued", "running"):
+            return allocation_id, int(event), active
+        attempts.append(f"{active} {state} before the second event was stored")
+    raise AssertionError(f"no settlement run stayed active for two events: {attempts}")
 
 
 def _scheduling_figures(runs: list[dict[str, Any]]) -> tuple[float, float]:
