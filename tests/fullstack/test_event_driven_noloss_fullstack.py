@@ -239,15 +239,15 @@ def _settled_by_tasks(stack: FullStack, ledger: Ledger) -> tuple[Counter[str], i
 
 def _assert_acted_once(
     stack: FullStack, acted: dict[str, list[tuple[str, str]]], cleared: list[str], released: list[str]
-) -> dict[str, str]:
+) -> tuple[dict[str, str], str]:
     """Every cleared allocation settled by exactly one run (and by no other task, in no other run), carried by
     that run's triggering events, acknowledged by it; released ones settled by none and alerted on once.
-    Return ``{cleared id: the run that settled it}``."""
+    Return ``{cleared id: the run that settled it}`` and a note on repeats (carried by more than one run)."""
     ledger = Ledger(stack)
     carried, _queued, unfinished = ledger.settlements(SETTLE_DAG)
     assert not unfinished, unfinished
     alerted, _q, _u = ledger.settlements(ALERT_DAG)
-    by_tasks, _repeats_only = _settled_by_tasks(stack, ledger)
+    by_tasks, repeats_only = _settled_by_tasks(stack, ledger)
     assert {i: by_tasks[i] for i in cleared} == dict.fromkeys(cleared, 1), {i: by_tasks[i] for i in cleared}
     duplicates = {i: n for i, n in by_tasks.items() if n != 1}
     assert not duplicates, f"settled more than once (this test or an earlier one): {duplicates}"
@@ -268,7 +268,8 @@ def _assert_acted_once(
         carrying = {a["id"] for a in ledger.triggering_allocations(SETTLE_DAG, run_id)}
         assert allocation_id in carrying, (allocation_id, run_id)
         settled_by[allocation_id] = run_id
-    return settled_by
+    twice = sum(carried[i] > 1 for i in cleared)
+    return settled_by, f"{twice} carried by more than one run, {repeats_only} runs (all tests) took only repeats"
 
 
 def _runs_by_id(stack: FullStack, dag_id: str = SETTLE_DAG) -> dict[str, dict[str, Any]]:
@@ -346,7 +347,7 @@ def test_a_20_minute_pause_of_the_settlement_dag_loses_nothing(
     _set_paused(stack, SETTLE_DAG, False)
     unpaused_at = time.time()
     acted = _wait_acted(stack, cleared, released, timeout=300)
-    settled_by = _assert_acted_once(stack, acted, cleared, released)
+    settled_by, repeats = _assert_acted_once(stack, acted, cleared, released)
 
     runs = _runs_by_id(stack)
     queued = max(api_time(runs[settled_by[i]]["queued_at"]) for i in cleared) - unpaused_at
@@ -360,7 +361,9 @@ def test_a_20_minute_pause_of_the_settlement_dag_loses_nothing(
         f"{len(cleared)} cleared ({len(at_pause)} at the pause) and {len(released)} released over "
         f"{PAUSE_STEPS * PAUSE_STEP_SECONDS / 60:.0f} min of server time; after the unpause: last allocation's run "
         f"queued {queued:.1f} s, succeeded {succeeded:.1f} s; {len(events)} events, "
-        f"{len({r for e in events for r in consumers[e]})} settlement runs",
+        f"{len({r for e in events for r in consumers[e]})} settlement runs; at the pause: "
+        f"{sum(ledger.event_times[min(ledger.events[i])].timestamp() < unpaused_at for i in at_pause)} stored while "
+        f"paused, {sum(len(ledger.events[i]) > 1 for i in at_pause)} emitted again; {repeats}",
     )
 
 
@@ -377,7 +380,7 @@ def test_a_burst_above_the_cap_goes_out_in_capped_events_each_allocation_acted_o
     flipped_at = time.time()
     sim.schedule_flips(burst, "cleared")  # all at once
     acted = _wait_acted(stack, burst, [], timeout=300)
-    settled_by = _assert_acted_once(stack, acted, burst, [])
+    settled_by, repeats = _assert_acted_once(stack, acted, burst, [])
 
     ledger = EventLedger.read(stack)
     sizes = [len(ids) for ids in ledger.event_ids.values()]
@@ -392,7 +395,8 @@ def test_a_burst_above_the_cap_goes_out_in_capped_events_each_allocation_acted_o
         "burst",
         started,
         f"{BURST} cleared at once, cap {CAP}: {len(events)} events of {[len(ledger.event_ids[e]) for e in events]} "
-        f"allocations, {len(carrying)} settlement runs, all succeeded; last settled {done:.1f} s after the burst",
+        f"allocations, {len(carrying)} settlement runs, all succeeded; last settled {done:.1f} s after the burst; "
+        f"{repeats}",
     )
 
 
@@ -505,7 +509,7 @@ def test_with_max_active_runs_1_a_stranded_event_waits_no_longer_than_redeliver_
     # Nothing clears from here on: without re-emission the stranded event would wait for the next clearing.
     cleared = list(cleared_at)
     acted = _wait_acted(stack, cleared, [], timeout=300 + 6 * REDELIVER_AFTER)
-    settled_by = _assert_acted_once(stack, acted, cleared, [])
+    settled_by, repeats = _assert_acted_once(stack, acted, cleared, [])
 
     all_runs = _runs_by_id(stack)
     runs = [run for run_id, run in all_runs.items() if run_id not in runs_before]
@@ -552,7 +556,7 @@ def test_with_max_active_runs_1_a_stranded_event_waits_no_longer_than_redeliver_
         f"{waits[stranded]:.1f} s), clearing -> acknowledged p50 {statistics.median(taken):.1f} s, max "
         f"{max(taken):.1f} s; bound {bound:.1f} s (E {stored:.1f} s, R {longest:.1f} s, S {slowest:.1f} s, "
         f"poll {poll:.1f} s); "
-        f"emitted again: {len(re_emitted)}",
+        f"emitted again: {len(re_emitted)}; {repeats}",
     )
     over = {i: round(w, 1) for i, w in waits.items() if w > bound}
     assert not over, f"waited longer than {bound:.1f} s: {over}"
