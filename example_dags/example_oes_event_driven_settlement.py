@@ -31,8 +31,10 @@ Both DAGs start paused (``is_paused_upon_creation``): Airflow runs an asset's wa
 scheduled on the asset is unpaused, so watching starts when you unpause them.
 
 Configuration (asset URIs must be known when the file is parsed, so they come from the environment here):
-``OES_ENTERPRISE_ID`` (default: the local simulator's ``sim-enterprise``) and ``OES_EVENT_POLL_INTERVAL``
-(seconds, default 10). The connection is ``oes_default``.
+``OES_ENTERPRISE_ID`` (default: the local simulator's ``sim-enterprise``), ``OES_EVENT_POLL_INTERVAL``
+(seconds, default 10), ``OES_MAX_ALLOCATIONS_PER_EVENT`` (default: the trigger's, 500) and
+``OES_REDELIVER_AFTER`` (seconds before the cleared watcher emits again what no settlement run acknowledged,
+default 600). The connection is ``oes_default``.
 """
 
 from __future__ import annotations
@@ -44,10 +46,13 @@ from typing import Any
 from airflow.sdk import DAG, Asset, AssetWatcher, task
 
 from airflow_provider_oes.assets import allocations_asset_uri, new_allocations
-from airflow_provider_oes.triggers.event import AllocationEventTrigger
+from airflow_provider_oes.triggers.event import DEFAULT_REDELIVER_AFTER, AllocationEventTrigger
 
 ENTERPRISE_ID = os.environ.get("OES_ENTERPRISE_ID", "sim-enterprise")
 POLL_INTERVAL = float(os.environ.get("OES_EVENT_POLL_INTERVAL", "10"))
+# Unset (or empty): the trigger's own defaults.
+MAX_ALLOCATIONS_PER_EVENT = int(os.environ.get("OES_MAX_ALLOCATIONS_PER_EVENT") or 0) or None
+REDELIVER_AFTER = float(os.environ.get("OES_REDELIVER_AFTER") or DEFAULT_REDELIVER_AFTER)
 
 # [START howto_trigger_allocation_event]
 CLEARED = Asset(
@@ -60,8 +65,10 @@ CLEARED = Asset(
                 enterprise_id=ENTERPRISE_ID,
                 statuses=["cleared"],
                 poll_interval=POLL_INTERVAL,
+                max_allocations_per_event=MAX_ALLOCATIONS_PER_EVENT,
                 # Emit again what no run of the settlement DAG acknowledged (new_allocations(acknowledge=True)).
                 acknowledged_by=["oes_event_driven_settlement"],
+                redeliver_after=REDELIVER_AFTER,
             ),
         )
     ],
@@ -73,7 +80,10 @@ RELEASED = Asset(
         AssetWatcher(
             name="oes_released_watcher",
             trigger=AllocationEventTrigger(
-                enterprise_id=ENTERPRISE_ID, statuses=["released"], poll_interval=POLL_INTERVAL
+                enterprise_id=ENTERPRISE_ID,
+                statuses=["released"],
+                poll_interval=POLL_INTERVAL,
+                max_allocations_per_event=MAX_ALLOCATIONS_PER_EVENT,
             ),
         )
     ],

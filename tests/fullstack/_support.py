@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
@@ -172,3 +173,87 @@ def _aware(value: Any) -> datetime:
     if isinstance(value, str):
         value = datetime.fromisoformat(value.replace("Z", "+00:00"))
     return value if value.tzinfo is not None else value.replace(tzinfo=timezone.utc)
+
+
+# ---------------------------------------------------------------------- the same, through the REST API
+
+
+def api_time(ts: str) -> float:
+    """Epoch seconds of a REST API timestamp (ISO 8601)."""
+    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
+
+
+class Ledger:
+    """What the stack did, read through the REST API."""
+
+    def __init__(self, stack: FullStack) -> None:
+        self.stack = stack
+
+    def runs(self, dag_id: str) -> list[dict[str, Any]]:
+        answer = self.stack.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000&order_by=run_after")
+        return list(answer["dag_runs"])
+
+    def triggering_allocations(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
+        answer = self.stack.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")
+        found = []
+        for event in answer["asset_events"]:
+            extra = event.get("extra") or {}
+            payload = extra.get("payload") if extra.get("from_trigger") else None
+            found += list((payload or {}).get("allocations") or [])
+        return found
+
+    def settlements(self, dag_id: str) -> tuple[Counter[str], dict[str, float], list[str]]:
+        """Per allocation id: how many runs carried it; when its first run was queued; unfinished runs."""
+        counts: Counter[str] = Counter()
+        queued: dict[str, float] = {}
+        unfinished = []
+        for run in self.runs(dag_id):
+            if run["state"] not in ("success", "failed"):
+                unfinished.append(run["dag_run_id"])
+            ids = {a["id"] for a in self.triggering_allocations(dag_id, run["dag_run_id"])}
+            counts.update(ids)
+            for allocation_id in ids:
+                queued.setdefault(allocation_id, api_time(run["queued_at"]))
+        return counts, queued, unfinished
+
+    def settled_by_tasks(self) -> Counter[str]:
+        """What the mapped ``settle`` task instances returned, over all runs."""
+        counts: Counter[str] = Counter()
+        for run in self.runs(SETTLE_DAG):
+            states = self.stack.task_states(SETTLE_DAG, run["dag_run_id"])
+            for _key, ti in states.items():
+                if ti.task_id == "settle" and ti.state == "success":
+                    value = self.stack.xcom(SETTLE_DAG, run["dag_run_id"], "settle", ti.map_index)
+                    counts.update(item["id"] for item in value)
+            assert all(ti.state == "success" for ti in states.values()), (run["dag_run_id"], states)
+        return counts
+
+
+def tasks_have_asset_state_store() -> bool:
+    """True on Airflow 3.3+, whose tasks can read and write the asset state store."""
+    from airflow.sdk.execution_time import context
+
+    return hasattr(context, "AssetStateStoreAccessors")
+
+
+def acknowledgement_records(stack: FullStack) -> dict[tuple[str, str], tuple[str, float]]:
+    """``{(consumer DAG id, allocation id): (run id, acknowledged at, epoch s)}`` of every acknowledgement in the
+    metadata DB (one per pair: a second run acknowledging the same allocation fails the assertion).
+
+    :param stack: The stack.
+    """
+    found: dict[tuple[str, str], tuple[str, float]] = {}
+    for key, value in metadata_rows(stack, "SELECT key, value FROM asset_state_store WHERE key LIKE 'oes-ack/%'"):
+        _prefix, dag_id, allocation_id, _status, _updated = str(key).split("/", 4)
+        ack = json.loads(value)
+        run_id = ack["run_id"]
+        assert found.setdefault((dag_id, allocation_id), (run_id, api_time(ack["acked_at"])))[0] == run_id
+    return found
+
+
+def acknowledgements(stack: FullStack) -> dict[tuple[str, str], str]:
+    """``{(consumer DAG id, allocation id): run id}`` of every acknowledgement in the metadata DB.
+
+    :param stack: The stack.
+    """
+    return {pair: run_id for pair, (run_id, _at) in acknowledgement_records(stack).items()}

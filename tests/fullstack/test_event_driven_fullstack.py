@@ -12,19 +12,18 @@ Settlements are counted per allocation id from each run's triggering asset event
 
 from __future__ import annotations
 
-import json
 import random
 import statistics
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import pytest
 
-from tests.fullstack._support import ALERT_DAG, SETTLE_DAG
+from tests.fullstack._support import ALERT_DAG, SETTLE_DAG, Ledger, acknowledgements, tasks_have_asset_state_store
 from tests.fullstack._support import EVENT_POLL_INTERVAL as POLL_INTERVAL
+from tests.fullstack._support import api_time as _parse
 from tests.harness.fullstack import EXAMPLE_DAGS, FullStack, oes_connection_json
 
 if TYPE_CHECKING:
@@ -61,74 +60,6 @@ def event_stack(event_simulator: OESSimulator, tmp_path_factory: pytest.TempPath
     with stack:
         stack.start(dag_ids=(SETTLE_DAG, ALERT_DAG))
         yield stack
-
-
-def _parse(ts: str) -> float:
-    return datetime.fromisoformat(ts.replace("Z", "+00:00")).timestamp()
-
-
-class Ledger:
-    """What the stack did, read through the REST API."""
-
-    def __init__(self, stack: FullStack) -> None:
-        self.stack = stack
-
-    def runs(self, dag_id: str) -> list[dict[str, Any]]:
-        answer = self.stack.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns?limit=1000&order_by=run_after")
-        return list(answer["dag_runs"])
-
-    def triggering_allocations(self, dag_id: str, run_id: str) -> list[dict[str, Any]]:
-        answer = self.stack.api_json("GET", f"/api/v2/dags/{dag_id}/dagRuns/{run_id}/upstreamAssetEvents")
-        found = []
-        for event in answer["asset_events"]:
-            extra = event.get("extra") or {}
-            payload = extra.get("payload") if extra.get("from_trigger") else None
-            found += list((payload or {}).get("allocations") or [])
-        return found
-
-    def settlements(self, dag_id: str) -> tuple[Counter[str], dict[str, float], list[str]]:
-        """Per allocation id: how many runs carried it; when its first run was queued; unfinished runs."""
-        counts: Counter[str] = Counter()
-        queued: dict[str, float] = {}
-        unfinished = []
-        for run in self.runs(dag_id):
-            if run["state"] not in ("success", "failed"):
-                unfinished.append(run["dag_run_id"])
-            ids = {a["id"] for a in self.triggering_allocations(dag_id, run["dag_run_id"])}
-            counts.update(ids)
-            for allocation_id in ids:
-                queued.setdefault(allocation_id, _parse(run["queued_at"]))
-        return counts, queued, unfinished
-
-    def settled_by_tasks(self) -> Counter[str]:
-        """What the mapped ``settle`` task instances returned, over all runs."""
-        counts: Counter[str] = Counter()
-        for run in self.runs(SETTLE_DAG):
-            states = self.stack.task_states(SETTLE_DAG, run["dag_run_id"])
-            for _key, ti in states.items():
-                if ti.task_id == "settle" and ti.state == "success":
-                    value = self.stack.xcom(SETTLE_DAG, run["dag_run_id"], "settle", ti.map_index)
-                    counts.update(item["id"] for item in value)
-            assert all(ti.state == "success" for ti in states.values()), (run["dag_run_id"], states)
-        return counts
-
-
-def _tasks_have_asset_state_store() -> bool:
-    from airflow.sdk.execution_time import context
-
-    return hasattr(context, "AssetStateStoreAccessors")
-
-
-def _acknowledgements(stack: FullStack) -> dict[tuple[str, str], str]:
-    """``{(consumer DAG id, allocation id): run id}`` of every acknowledgement in the metadata DB."""
-    from tests.fullstack._support import metadata_rows
-
-    found: dict[tuple[str, str], str] = {}
-    for key, value in metadata_rows(stack, "SELECT key, value FROM asset_state_store WHERE key LIKE 'oes-ack/%'"):
-        _prefix, dag_id, allocation_id, _status, _updated = str(key).split("/", 4)
-        run_id = json.loads(value)["run_id"]
-        assert found.setdefault((dag_id, allocation_id), run_id) == run_id
-    return found
 
 
 def _flip_at_random(sim: OESSimulator, plan: list[tuple[str, str]], span: float, rng: random.Random) -> None:
@@ -221,9 +152,9 @@ def test_every_cleared_allocation_settled_exactly_once_across_a_triggerer_kill(
     # Nothing else was settled, and every settle task instance settled what its run's events carried.
     assert set(counts) == set(all_cleared)
     assert ledger.settled_by_tasks() == Counter(dict.fromkeys(all_cleared, 1))
-    if _tasks_have_asset_state_store():
+    if tasks_have_asset_state_store():
         # Airflow 3.3+: each run acknowledged, in the asset's state store, exactly what it took on.
-        acks = _acknowledgements(stack)
+        acks = acknowledgements(stack)
         assert {i for dag_id, i in acks if dag_id == SETTLE_DAG} == set(all_cleared)
         assert {i for dag_id, i in acks if dag_id == ALERT_DAG} == set(released)
         for (dag_id, allocation_id), run_id in acks.items():
