@@ -217,16 +217,30 @@ class Ledger:
         return counts, queued, unfinished
 
     def settled_by_tasks(self) -> Counter[str]:
-        """What the mapped ``settle`` task instances returned, over all runs."""
+        """What the mapped ``settle`` task instances returned, over all runs (see :meth:`settled_and_repeats`)."""
+        return self.settled_and_repeats()[0]
+
+    def settled_and_repeats(self) -> tuple[Counter[str], int]:
+        """What the mapped ``settle`` task instances returned over all settlement runs, and how many runs took
+        only repeats. Every ``cleared_allocations`` must succeed and every ``settle`` too, except the unmapped
+        ``settle`` of a run whose ``cleared_allocations`` returned nothing (a re-emission of what another run
+        took on): Airflow skips a task mapped over an empty list."""
         counts: Counter[str] = Counter()
+        repeats_only = 0
         for run in self.runs(SETTLE_DAG):
-            states = self.stack.task_states(SETTLE_DAG, run["dag_run_id"])
-            for _key, ti in states.items():
-                if ti.task_id == "settle" and ti.state == "success":
-                    value = self.stack.xcom(SETTLE_DAG, run["dag_run_id"], "settle", ti.map_index)
-                    counts.update(item["id"] for item in value)
-            assert all(ti.state == "success" for ti in states.values()), (run["dag_run_id"], states)
-        return counts
+            run_id = run["dag_run_id"]
+            states = self.stack.task_states(SETTLE_DAG, run_id)
+            assert states["cleared_allocations"].state == "success", (run_id, states)
+            if self.stack.xcom(SETTLE_DAG, run_id, "cleared_allocations") == []:
+                repeats_only += 1
+                assert {k: v.state for k, v in states.items() if v.task_id == "settle"} == {"settle": "skipped"}, states
+                continue
+            for ti in states.values():
+                if ti.task_id == "settle":
+                    assert ti.state == "success", (run_id, states)
+                    counts.update(item["id"] for item in self.stack.xcom(SETTLE_DAG, run_id, "settle", ti.map_index))
+            assert all(ti.state == "success" for ti in states.values()), (run_id, states)
+        return counts, repeats_only
 
 
 def tasks_have_asset_state_store() -> bool:

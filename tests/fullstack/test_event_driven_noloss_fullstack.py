@@ -37,7 +37,6 @@ import math
 import os
 import statistics
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -215,28 +214,6 @@ def _wait_acted(
         ) from None
 
 
-def _settled_by_tasks(stack: FullStack, ledger: Ledger) -> tuple[Counter[str], int]:
-    """What the mapped ``settle`` task instances returned over all settlement runs (REST API), and how many runs
-    took only repeats. Every ``cleared_allocations`` must succeed and every ``settle`` too, except the unmapped
-    ``settle`` of a run whose ``cleared_allocations`` returned nothing (a re-emission of what another run took
-    on): Airflow skips a task mapped over an empty list."""
-    counts: Counter[str] = Counter()
-    repeats_only = 0
-    for run in ledger.runs(SETTLE_DAG):
-        run_id = run["dag_run_id"]
-        states = stack.task_states(SETTLE_DAG, run_id)
-        assert states["cleared_allocations"].state == "success", (run_id, states)
-        if stack.xcom(SETTLE_DAG, run_id, "cleared_allocations") == []:
-            repeats_only += 1
-            assert {k: v.state for k, v in states.items() if v.task_id == "settle"} == {"settle": "skipped"}, states
-            continue
-        for ti in states.values():
-            if ti.task_id == "settle":
-                assert ti.state == "success", (run_id, states)
-                counts.update(item["id"] for item in stack.xcom(SETTLE_DAG, run_id, "settle", ti.map_index))
-    return counts, repeats_only
-
-
 def _assert_acted_once(
     stack: FullStack, acted: dict[str, list[tuple[str, str]]], cleared: list[str], released: list[str]
 ) -> tuple[dict[str, str], str]:
@@ -247,7 +224,7 @@ def _assert_acted_once(
     carried, _queued, unfinished = ledger.settlements(SETTLE_DAG)
     assert not unfinished, unfinished
     alerted, _q, _u = ledger.settlements(ALERT_DAG)
-    by_tasks, repeats_only = _settled_by_tasks(stack, ledger)
+    by_tasks, repeats_only = ledger.settled_and_repeats()
     assert {i: by_tasks[i] for i in cleared} == dict.fromkeys(cleared, 1), {i: by_tasks[i] for i in cleared}
     duplicates = {i: n for i, n in by_tasks.items() if n != 1}
     assert not duplicates, f"settled more than once (this test or an earlier one): {duplicates}"
