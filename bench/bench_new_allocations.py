@@ -132,8 +132,7 @@ def _old_first_deliveries(triggering_events: Any, earlier_events: Any) -> list[d
 
 
 def _old_new_allocations(asset: Any, triggering_asset_events: Any, inlet_events: Any) -> list[dict[str, Any]]:
-    from airflow_provider_oes.triggers._event_state import parse_time
-
+    from airflow_provider_oes._time import parse_time
     from airflow_provider_oes.assets import CLOCK_MARGIN, allocations_from_asset_event
 
     triggering = list(triggering_asset_events[asset])
