@@ -373,7 +373,7 @@ async def test_a_sweep_costs_one_list_request_per_batch_and_no_get_while_pending
     ]
     poller = running_pollers(SETTLEMENTS.name)[(conn_id, oes_simulator.enterprise_id)]
     await wait_for(lambda: poller.sweeps == 1, "the first sweep")
-    assert poller.strategy == "id_batches"  # the connection's default is the feed, which settlements do not have
+    assert poller.strategy == "id_batches"
     strategy = poller.running_strategy
     assert isinstance(strategy, IdBatchStrategy)
     before = len(oes_simulator.requests)
