@@ -237,7 +237,7 @@ def instrument(meter: Meter) -> None:
         (_request.ApiCall, "attempt_ended", True),
         (_metrics.PollerMetrics, "event", True),
         (_metrics.PollerMetrics, "reconciliation_finds", True),
-        (polling.AllocationPoller, "flush_metrics", False),
+        (polling.Poller, "flush_metrics", False),
     ]:
         setattr(owner, name, meter.wrap(getattr(owner, name), name, sham))
 

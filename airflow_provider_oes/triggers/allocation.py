@@ -149,6 +149,7 @@ class AllocationStatusTrigger(BaseTrigger):
         from airflow_provider_oes.exceptions import OESError
         from airflow_provider_oes.triggers._events import error_event
         from airflow_provider_oes.triggers._polling import register
+        from airflow_provider_oes.triggers._polling.allocations import ALLOCATIONS
 
         try:
             allocation_id = validate_allocation_id(self.allocation_id)
@@ -164,6 +165,7 @@ class AllocationStatusTrigger(BaseTrigger):
                 allocation_id,
                 self._checked_poll_interval(),
                 self._checked_last_check(),
+                resource=ALLOCATIONS,
             )
         except OESError as exc:
             yield TriggerEvent(error_event(exc, str(self.allocation_id)))

@@ -1,8 +1,8 @@
 """Trigger that waits, in the triggerer, until an OES settlement is ``completed`` or ``rejected``.
 
-Triggers do not poll on their own: each registers its settlement with the settlement poller shared by every
-trigger of the same connection and enterprise in this event loop (:mod:`airflow_provider_oes.triggers._settling`),
-over the connection's shared HTTP client and rate limiter, the allocation pollers' too.
+Triggers do not poll on their own: each registers its settlement with the shared poller of the settlements of
+its connection and enterprise in this event loop (:mod:`airflow_provider_oes.triggers._polling`, the allocations'
+poller with the settlement resource), over the connection's shared HTTP client and rate limiter.
 """
 
 from __future__ import annotations
@@ -105,7 +105,8 @@ class SettlementStatusTrigger(BaseTrigger):
         from airflow_provider_oes._settlement_api import validate_settlement_id
         from airflow_provider_oes.exceptions import OESError
         from airflow_provider_oes.triggers._events import error_event
-        from airflow_provider_oes.triggers._settling import register_settlement
+        from airflow_provider_oes.triggers._polling import register
+        from airflow_provider_oes.triggers._polling.settlements import SETTLEMENTS
 
         try:
             settlement_id = validate_settlement_id(self.settlement_id)
@@ -115,12 +116,13 @@ class SettlementStatusTrigger(BaseTrigger):
 
                 enterprise_id = (await connections.shared(self.oes_conn_id)).settings.enterprise_id
             enterprise_id = validate_enterprise_id(enterprise_id)
-            waiter = register_settlement(
+            waiter = await register(
                 self.oes_conn_id,
                 enterprise_id,
                 settlement_id,
                 self._checked_poll_interval(),
-                fail_on_failed=bool(self.fail_on_failed),
+                resource=SETTLEMENTS,
+                fail_fast=bool(self.fail_on_failed),
             )
         except OESError as exc:
             yield TriggerEvent(error_event(exc))

@@ -214,12 +214,13 @@ async def test_registering_never_suspends_the_trigger(
     oes_simulator: OESSimulator, make_connection: Callable[..., str]
 ) -> None:
     from airflow_provider_oes.triggers import _polling as polling
+    from airflow_provider_oes.triggers._polling.allocations import ALLOCATIONS
 
     conn_id = make_connection()
     allocation_id = oes_simulator.add_allocation(final_status="cleared")
     # Run to completion in one step, as 100,000 triggers starting together each do: nothing of theirs waits
     # on the connection lock (the poller's task reads the connection).
-    registering = polling.register(conn_id, oes_simulator.enterprise_id, allocation_id, 0.05)
+    registering = polling.register(conn_id, oes_simulator.enterprise_id, allocation_id, 0.05, resource=ALLOCATIONS)
     with pytest.raises(StopIteration) as done:
         registering.send(None)  # a coroutine that suspends returns here instead of raising StopIteration
     registration = done.value.value

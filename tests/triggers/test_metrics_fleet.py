@@ -20,6 +20,7 @@ from airflow_provider_oes import _metrics
 from airflow_provider_oes._metrics import reporters as metric_reporters
 from airflow_provider_oes.exceptions import OESNotFoundError
 from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._polling.allocations import ALLOCATIONS
 from airflow_provider_oes.triggers._shared import connections
 from airflow_provider_oes.triggers._shared.waiters import Waiter
 from airflow_provider_oes.triggers.allocation import AllocationStatusTrigger
@@ -197,7 +198,7 @@ async def test_poller_counts_an_event_built_from_the_record_alone(
 
     listener = statsd_metrics(tags="influxdb")
     connection = SimpleNamespace(pollers=0, settings=SimpleNamespace(strategy="id_batches"))
-    poller = polling.AllocationPoller(polling.PollerRegistry(), ("oes_x", "ent-x"), connection)  # type: ignore[arg-type]
+    poller = polling.Poller(polling.PollerRegistry(), ("oes_x", "ent-x"), ALLOCATIONS, connection)  # type: ignore[arg-type]
     loop = asyncio.get_running_loop()
     updated = datetime.now(timezone.utc) - timedelta(seconds=3)
     record = allocation_record(status="released", updatedAt=updated.isoformat().replace("+00:00", "Z"))

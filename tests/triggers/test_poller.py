@@ -173,7 +173,7 @@ async def test_cancelled_trigger_leaves_the_shared_poller_consistent(
     staying = asyncio.create_task(first_event(make_trigger(oes_simulator, stays, conn_id)))
     leaving = asyncio.create_task(first_event(make_trigger(oes_simulator, leaves, conn_id)))
 
-    def poller_with_both() -> polling.AllocationPoller | None:
+    def poller_with_both() -> polling.Poller[Any] | None:
         poller = polling.get_poller(conn_id, oes_simulator.enterprise_id)
         return poller if poller is not None and set(poller.waiters) == {stays, leaves} and poller.connected else None
 
@@ -238,7 +238,7 @@ async def test_trigger_arriving_while_the_last_one_leaves_gets_a_fresh_poller(
     arriving = asyncio.create_task(first_event(make_trigger(oes_simulator, allocation_id, conn_id)))
     await asyncio.gather(leaving, return_exceptions=True)
 
-    def fresh_poller() -> polling.AllocationPoller | None:
+    def fresh_poller() -> polling.Poller[Any] | None:
         new = polling.get_poller(conn_id, oes_simulator.enterprise_id)
         return new if new is not None and new is not old and new.waiters else None
 
@@ -311,13 +311,13 @@ async def test_200_triggers_share_batched_requests(
 ) -> None:
     # The sweeps each trigger joined after: on a loaded machine 200 triggers take more than one sweep to join.
     joined_after: list[int] = []
-    real_add = polling.AllocationPoller.add
+    real_add = polling.Poller.add
 
-    def add(self: polling.AllocationPoller, *args: Any, **kwargs: Any) -> Any:
+    def add(self: polling.Poller[Any], *args: Any, **kwargs: Any) -> Any:
         joined_after.append(self.sweeps)
         return real_add(self, *args, **kwargs)
 
-    monkeypatch.setattr(polling.AllocationPoller, "add", add)
+    monkeypatch.setattr(polling.Poller, "add", add)
     batch_size = 50
     conn_id = make_connection(batch_size=batch_size)
     rng = random.Random(4)

@@ -19,8 +19,9 @@ from airflow_provider_oes.exceptions import (
     SettlementRejectedError,
 )
 from airflow_provider_oes.sensors.settlement import SettlementStatusSensor
+from airflow_provider_oes.triggers._polling import register, running_pollers
+from airflow_provider_oes.triggers._polling.settlements import SETTLEMENTS
 from airflow_provider_oes.triggers._settlement_events import read_settlement_event, settled_event
-from airflow_provider_oes.triggers._settling import running_settlement_pollers
 from airflow_provider_oes.triggers._shared import connections
 from airflow_provider_oes.triggers.settlement import SettlementStatusTrigger
 from tests._settlement_factories import SETTLEMENT_ID, settlement_record, transfer_record
@@ -156,7 +157,7 @@ async def test_completed_fires_with_its_transfers_read_once_it_is_final(
     assert len(lists) >= 2  # pending at first, asked about in its id batch
     assert all(ids == [settlement_id] for ids in lists)
     assert singles == [settlement_id]  # the GET with its transfers only once it was final
-    assert running_settlement_pollers() == {}
+    assert running_pollers(SETTLEMENTS.name) == {}
 
     sensor = _sensor(settlement_id, conn_id, deferrable=True)
     assert sensor.execute_complete({}, event) == event["settlement"]
@@ -237,9 +238,13 @@ async def test_batches_and_the_connection_shared_with_the_allocation_triggers(
     tasks = [asyncio.ensure_future(first_event(_trigger(oes_simulator, s, conn_id))) for s in settlements]
     allocation_task = asyncio.ensure_future(first_event(make_trigger(oes_simulator, allocation_id, conn_id)))
     await wait_for(lambda: (conn := connections.find(conn_id)) is not None and conn.users == 2, "both pollers")
-    # One client and one rate limiter for both kinds of poller of this connection.
+    # One client and one rate limiter for both pollers of this connection: the one poller, with two resources.
     assert list(connections.active_clients()) == [conn_id]
-    assert set(running_settlement_pollers()) == {(conn_id, oes_simulator.enterprise_id)}
+    assert set(running_pollers(SETTLEMENTS.name)) == {(conn_id, oes_simulator.enterprise_id)}
+    assert set(running_pollers()) == {(conn_id, oes_simulator.enterprise_id)}
+    assert type(running_pollers(SETTLEMENTS.name)[(conn_id, oes_simulator.enterprise_id)]) is type(
+        running_pollers()[(conn_id, oes_simulator.enterprise_id)]
+    )
 
     events = await asyncio.wait_for(asyncio.gather(*tasks), 20)
     assert [e["settlement"]["settlement"]["id"] for e in events] == settlements
@@ -358,15 +363,21 @@ async def test_end_from_trigger_pushes_the_xcom_and_ends_the_task_only_on_comple
 async def test_a_sweep_costs_one_list_request_per_batch_and_no_get_while_pending(
     oes_simulator: OESSimulator, make_connection: Callable[..., str]
 ) -> None:
-    from airflow_provider_oes.triggers._settling import register_settlement
+    from airflow_provider_oes.triggers._polling.id_batches import IdBatchStrategy
 
     conn_id = make_connection(batch_size=200)
     ids = [oes_simulator.add_settlement(final_status="pending") for _ in range(450)]
-    waiters = [register_settlement(conn_id, oes_simulator.enterprise_id, i, 3600.0, fail_on_failed=False) for i in ids]
-    poller = running_settlement_pollers()[(conn_id, oes_simulator.enterprise_id)]
+    waiters = [
+        await register(conn_id, oes_simulator.enterprise_id, i, 3600.0, resource=SETTLEMENTS, fail_fast=False)
+        for i in ids
+    ]
+    poller = running_pollers(SETTLEMENTS.name)[(conn_id, oes_simulator.enterprise_id)]
     await wait_for(lambda: poller.sweeps == 1, "the first sweep")
+    assert poller.strategy == "id_batches"
+    strategy = poller.running_strategy
+    assert isinstance(strategy, IdBatchStrategy)
     before = len(oes_simulator.requests)
-    await poller.sweep()
+    await strategy.sweep()
     lists, singles = _settlement_requests(oes_simulator)
     assert len(oes_simulator.requests) - before == 3  # ceil(450 / 200) list requests, nothing else
     assert sorted(len(batch) for batch in lists[-3:]) == [50, 200, 200]
@@ -374,7 +385,9 @@ async def test_a_sweep_costs_one_list_request_per_batch_and_no_get_while_pending
     assert not any(w.future.done() for w in waiters)
     for waiter in waiters:
         waiter.cancel()
-    await wait_for(lambda: not running_settlement_pollers() and connections.find(conn_id) is None, "the poller to stop")
+    await wait_for(
+        lambda: not running_pollers(SETTLEMENTS.name) and connections.find(conn_id) is None, "the poller to stop"
+    )
 
 
 async def test_a_refused_token_fails_every_waiting_trigger_without_showing_it(

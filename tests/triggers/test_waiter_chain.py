@@ -16,21 +16,22 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_oes.triggers import _polling as polling
+from airflow_provider_oes.triggers._polling.allocations import ALLOCATIONS
 from airflow_provider_oes.triggers._shared.waiters import Waiter, each_waiter, smallest_interval
 
 _IDS = ["a", "b", "c"]
 _KEEPER = "keeper"  # never finished nor cancelled: keeps the poller from stopping when the others are empty
 
 
-def _poller_without_polling() -> polling.AllocationPoller:
+def _poller_without_polling() -> polling.Poller[Any]:
     connection: Any = SimpleNamespace(settings=SimpleNamespace(strategy="id_batches", batch_size=100), pollers=0)
     registry = polling.PollerRegistry()
-    poller = polling.AllocationPoller(registry, ("oes_chain", "ent-chain"), connection)
+    poller = polling.Poller(registry, ("oes_chain", "ent-chain"), ALLOCATIONS, connection)
     poller._task = asyncio.get_running_loop().create_future()  # type: ignore[assignment]  # add() starts nothing
     return poller
 
 
-def _check(poller: polling.AllocationPoller, model: dict[str, list[Waiter]]) -> None:
+def _check(poller: polling.Poller[Any], model: dict[str, list[Waiter]]) -> None:
     table = {i: list(each_waiter(first)) for i, first in poller.waiters.items()}
     assert {i: set(map(id, ws)) for i, ws in table.items()} == {i: set(map(id, ws)) for i, ws in model.items() if ws}
     assert all(len(ws) == len(set(map(id, ws))) for ws in table.values())  # no waiter twice in a chain

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from airflow_provider_oes.triggers._shared.waiters import latest_check
 
 if TYPE_CHECKING:
+    from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.triggers._feed import ChangeFeed
     from airflow_provider_oes.triggers._polling.strategy import ResultSink
 
@@ -22,7 +23,7 @@ class BackfillPlan:
     :param batch_size: Ids per list request (the cost to compare with).
     """
 
-    def __init__(self, sink: ResultSink, batch_size: int) -> None:
+    def __init__(self, sink: ResultSink[Allocation], batch_size: int) -> None:
         self.sink = sink
         self.batch_size = batch_size
         self.members: set[str] | None = None

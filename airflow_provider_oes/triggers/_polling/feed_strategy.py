@@ -22,9 +22,10 @@ from airflow_provider_oes.triggers._shared.connections import CONCURRENCY
 from airflow_provider_oes.triggers._shared.waiters import bounded, each_waiter, latest_check, smallest_interval
 
 if TYPE_CHECKING:
-    from airflow_provider_oes._metrics import PollerMetrics
+    from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.triggers._feed import ChangeFeed, FeedBatch, FeedRow, Subscription
     from airflow_provider_oes.triggers._polling.checks import IdChecker
+    from airflow_provider_oes.triggers._polling.resource import PollReporter
     from airflow_provider_oes.triggers._polling.strategy import ResultSink
 
 log = logging.getLogger("airflow_provider_oes.triggers._polling")
@@ -49,9 +50,9 @@ class FeedStrategy:
 
     def __init__(
         self,
-        sink: ResultSink,
-        checker: IdChecker,
-        metrics: PollerMetrics,
+        sink: ResultSink[Allocation],
+        checker: IdChecker[Allocation],
+        metrics: PollReporter,
         *,
         batch_size: int,
         reconcile_interval: float,

@@ -1,10 +1,10 @@
-"""The id-batch and single strategies: ask about every waiting allocation once per sweep."""
+"""The id-batch and single strategies: ask about every waiting record once per sweep."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes.triggers._polling.strategy import ID_BATCHES, SINGLE, Fallback
 from airflow_provider_oes.triggers._shared.connections import CONCURRENCY
@@ -28,11 +28,17 @@ class IdBatchStrategy:
     :param checker: The id checks (shared with other strategies of the poller).
     :param client: The connection's client (its request count is logged per sweep).
     :param batch_size: Ids per list request.
-    :param single: One GET per allocation from the start.
+    :param single: One GET per record from the start.
     """
 
     def __init__(
-        self, sink: ResultSink, checker: IdChecker, client: OESAsyncClient, batch_size: int, *, single: bool = False
+        self,
+        sink: ResultSink[Any],
+        checker: IdChecker[Any],
+        client: OESAsyncClient,
+        batch_size: int,
+        *,
+        single: bool = False,
     ) -> None:
         self.sink = sink
         self.checker = checker
@@ -40,7 +46,7 @@ class IdBatchStrategy:
         self.batch_size = batch_size
         self.kind = SINGLE if single else ID_BATCHES
 
-    def added(self, allocation_id: str, last_check: float | None) -> None:
+    def added(self, record_id: str, last_check: float | None) -> None:
         """Nothing to do: the next sweep asks about it."""
 
     async def run(self) -> Fallback | None:
@@ -54,14 +60,15 @@ class IdBatchStrategy:
             waiting = len(sink.waiters)
             sent_before = self.client.requests_sent
             finished_before = sink.finished
-            await self._sweep()
+            await self.sweep()
             seconds = loop.time() - started
-            # One line per sweep: shows operators the batching at work (requests vs allocations).
+            # One line per sweep: shows operators the batching at work (requests vs records).
             log.info(
-                "OES poller %r/%r: checked %d allocations with %d requests in %.2f s; %d became final",
+                "OES poller %r/%r: checked %d %s with %d requests in %.2f s; %d became final",
                 sink.key[0],
                 sink.enterprise_id,
                 waiting,
+                sink.resource.plural,
                 self.client.requests_sent - sent_before,
                 seconds,
                 sink.finished - finished_before,
@@ -74,8 +81,8 @@ class IdBatchStrategy:
                 await asyncio.sleep(delay)
         return None
 
-    async def _sweep(self) -> None:
-        """Ask once about every allocation waited for now."""
+    async def sweep(self) -> None:
+        """Ask once about every record waited for now."""
         ids = list(self.sink.waiters)
         if self.kind == SINGLE or self.checker.rejected is not None:
             await bounded(ids, self.checker.check_one, CONCURRENCY)

@@ -1,121 +1,103 @@
-"""The shared poller: one per ``(connection, enterprise)`` and event loop, for every waiting trigger.
+"""The shared poller: one per resource, ``(connection, enterprise)`` and event loop, for every waiting trigger.
+
+Triggers reach it through :func:`~airflow_provider_oes.triggers._polling.registry.register`.
 
 It keeps the waiters, runs one strategy at a time (feed, id batches, single; a strategy's
 :class:`~airflow_provider_oes.triggers._polling.strategy.Fallback` picks the next) and hands results to the
-triggers. Design notes: ``docs/internals/poller.rst``.
+triggers. What differs between allocations and settlements is a
+:class:`~airflow_provider_oes.triggers._polling.resource.Resource`. Design notes: ``docs/internals/poller.rst``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
-from airflow_provider_oes._metrics import PollerMetrics
-from airflow_provider_oes._time import parse_aware_datetime
 from airflow_provider_oes.exceptions import OESConnectionError, OESError
 from airflow_provider_oes.triggers import _gc
-from airflow_provider_oes.triggers._events import TERMINAL, error_event, terminal_event
 from airflow_provider_oes.triggers._polling.checks import IdChecker
 from airflow_provider_oes.triggers._polling.feed_strategy import FeedStrategy
 from airflow_provider_oes.triggers._polling.id_batches import IdBatchStrategy
-from airflow_provider_oes.triggers._polling.strategy import FEED, SINGLE, STRATEGY_LABELS
+from airflow_provider_oes.triggers._polling.strategy import FEED, ID_BATCHES, SINGLE, strategy_label
 from airflow_provider_oes.triggers._shared import connections
-from airflow_provider_oes.triggers._shared.loop_local import LoopLocal
 from airflow_provider_oes.triggers._shared.waiters import Waiter, each_waiter, link, unlink
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
     from airflow_provider_oes.models import Allocation
-    from airflow_provider_oes.triggers._polling.strategy import PollStrategy
+    from airflow_provider_oes.triggers._polling.registry import PollerRegistry
+    from airflow_provider_oes.triggers._polling.resource import PollReporter, Resource
+    from airflow_provider_oes.triggers._polling.strategy import PollStrategy, ResultSink
     from airflow_provider_oes.triggers._shared.connections import SharedConnection
 
 log = logging.getLogger("airflow_provider_oes.triggers._polling")
 
-
-@dataclass
-class PollerRegistry:
-    """The pollers of one event loop, by ``(conn_id, enterprise_id)``."""
-
-    pollers: dict[tuple[str, str], AllocationPoller] = field(default_factory=dict)
+R = TypeVar("R")
 
 
-_registry: LoopLocal[PollerRegistry] = LoopLocal(PollerRegistry)
+class FailFastWaiter(Waiter):
+    """A waiter whose wait also ends on a failure that is not final (``Resource.is_failing``)."""
+
+    __slots__ = ()
 
 
-def running_pollers() -> dict[tuple[str, str], AllocationPoller]:
-    """The pollers of this event loop by ``(conn_id, enterprise_id)`` (for tests and logs)."""
-    return _registry.get().pollers
-
-
-def get_poller(conn_id: str, enterprise_id: str) -> AllocationPoller | None:
-    """The running poller of this event loop for a connection and enterprise, if any (for tests and logs)."""
-    return _registry.get().pollers.get((conn_id, enterprise_id))
-
-
-async def register(
-    conn_id: str, enterprise_id: str, allocation_id: str, poll_interval: float, last_check: float | None = None
-) -> Waiter:
-    """Add one waiting allocation to the shared poller of its connection and enterprise (starting it if needed).
-
-    Never suspends: the poller's task reads the connection once for every trigger that registered meanwhile.
-    When the connection cannot be read, every waiting trigger gets that error as its event.
-
-    :param conn_id: Airflow connection id of type ``oes``.
-    :param enterprise_id: Validated enterprise id.
-    :param allocation_id: Validated allocation id.
-    :param poll_interval: Seconds between checks wanted by this trigger (the poller uses the smallest).
-    :param last_check: Server time (epoch s) at which the allocation was last seen not final, if known.
-    """
-    registry = _registry.get()
-    key = (conn_id, enterprise_id)
-    poller = registry.pollers.get(key)
-    if poller is None:
-        poller = registry.pollers[key] = AllocationPoller(registry, key)
-    return poller.add(allocation_id, poll_interval, last_check)
-
-
-class AllocationPoller:
-    """Polls every allocation waited for under one connection and enterprise.
+class Poller(Generic[R]):
+    """Polls every record of one resource waited for under one connection and enterprise.
 
     :param registry: The event loop's registry the poller removes itself from when idle.
     :param key: ``(conn_id, enterprise_id)``.
+    :param resource: What it waits for.
     :param connection: The shared connection, if already acquired; otherwise the polling task acquires it first.
     """
 
     def __init__(
-        self, registry: PollerRegistry, key: tuple[str, str], connection: SharedConnection | None = None
+        self,
+        registry: PollerRegistry,
+        key: tuple[str, str],
+        resource: Resource[R],
+        connection: SharedConnection | None = None,
     ) -> None:
         self._registry = registry
         self.key = key
         self.enterprise_id = key[1]
+        self.resource = resource
         self._conn: SharedConnection | None = None
         self.waiters: dict[str, Waiter] = {}
-        """Allocation id -> the first trigger waiting for it (the others: :func:`each_waiter`)."""
+        """Record id -> the first trigger waiting for it (the others: :func:`each_waiter`)."""
         self._task: asyncio.Task[None] | None = None
         self._stopped = False
         self.sweeps = 0
-        """Completed sweeps (each asks once about every waiting allocation)."""
+        """Completed sweeps (each asks once about every waiting record)."""
         self.last_sweep_seconds = 0.0
         self.finished = 0
-        """Allocations that got their event (final status or permanent error)."""
-        self.metrics = PollerMetrics(key[0], key[1])
+        """Records that got their event (a wait ended, or a permanent error)."""
+        self.metrics: PollReporter = resource.reporter(key[0], key[1])
         """Events and gauges of this poller, sent every ``FLUSH_PERIOD`` seconds after a poll."""
+        self._warned: dict[str, str] = {}
+        """Record id -> the warning last logged about it (one per change, not one per sweep)."""
         self._kind = "pending"
         self._strategy: PollStrategy | None = None
-        self._checker: IdChecker | None = None
+        self._checker: IdChecker[R] | None = None
         if connection is not None:
             self._connected(connection)
 
     def _connected(self, connection: SharedConnection) -> None:
         self._conn = connection
-        self._kind = connection.settings.strategy
+        kind = connection.settings.strategy
+        self._kind = ID_BATCHES if kind == FEED and not self.resource.has_feed else kind
 
     @property
     def strategy(self) -> str:
         """``feed``, ``id_batches`` or ``single``: the connection's choice until a fallback changes it
         (``pending`` until the connection is read)."""
         return self._kind
+
+    @property
+    def running_strategy(self) -> PollStrategy | None:
+        """The strategy running now, while there is one."""
+        return self._strategy
 
     @property
     def feed_strategy(self) -> FeedStrategy | None:
@@ -135,7 +117,10 @@ class AllocationPoller:
         return self._conn
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, waiting={len(self.waiters)})"
+        return (
+            f"{type(self).__name__}({self.resource.name}, conn_id={self.key[0]!r}, enterprise_id={self.key[1]!r}, "
+            f"waiting={len(self.waiters)})"
+        )
 
     @property
     def batch_size(self) -> int:
@@ -144,23 +129,27 @@ class AllocationPoller:
 
     # ------------------------------------------------------------------ waiters
 
-    def add(self, allocation_id: str, poll_interval: float, last_check: float | None = None) -> Waiter:
-        """Wait for one allocation; start the polling task if it is not running.
+    def add(
+        self, record_id: str, poll_interval: float, last_check: float | None = None, *, fail_fast: bool = False
+    ) -> Waiter:
+        """Wait for one record; start the polling task if it is not running.
 
-        :param allocation_id: Validated allocation id (several triggers may wait for the same one).
+        :param record_id: Validated record id (several triggers may wait for the same one).
         :param poll_interval: Seconds between checks.
         :param last_check: Server time (epoch s) at which it was last seen not final, if known.
+        :param fail_fast: End this wait on a failure that is not final too.
         """
         if self._stopped:  # pragma: no cover - register() never hands out a stopped poller
             raise RuntimeError("this poller has stopped")
-        waiter = Waiter(allocation_id, poll_interval, asyncio.get_running_loop().create_future(), last_check, self)
+        future = asyncio.get_running_loop().create_future()
+        waiter = (FailFastWaiter if fail_fast else Waiter)(record_id, poll_interval, future, last_check, self)
         link(self.waiters, waiter)
         _gc.added()
         if self._strategy is not None:
-            self._strategy.added(allocation_id, last_check)
+            self._strategy.added(record_id, last_check)
         if self._task is None:
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"oes-poller-{self.key[0]}-{self.enterprise_id}"
+                self._run(), name=f"oes-{self.resource.name}-poller-{self.key[0]}-{self.enterprise_id}"
             )
         return waiter
 
@@ -168,6 +157,8 @@ class AllocationPoller:
         """Stop waiting (the trigger got its event or was cancelled); stop the poller if nobody is left."""
         if unlink(self.waiters, waiter):
             _gc.left()
+            if self._warned and waiter.allocation_id not in self.waiters:
+                self._warned.pop(waiter.allocation_id, None)
         if not waiter.future.done():
             waiter.future.cancel()
         if not self.waiters and self._task is not None and not self._stopped:
@@ -178,41 +169,62 @@ class AllocationPoller:
 
     # ------------------------------------------------------------------ results (the strategies' sink)
 
-    def observe(self, allocation_id: str, allocation: Allocation) -> None:
-        """An allocation was read: wake its waiters if it is final; warn about a status this provider does not know."""
-        if allocation.is_terminal:
-            self.finish(allocation_id, terminal_event(allocation, self.enterprise_id), allocation)
-        elif not allocation.has_known_status:
-            log.warning(
-                "Allocation %s has status %r, which this provider does not know; it is not treated as final. "
-                "Still waiting.",
-                allocation_id,
-                allocation.status,
-            )
+    def observe(self, record_id: str, record: R) -> None:
+        """A record was read: wake the triggers whose wait it ends; warn (once per change) about what it does not."""
+        resource = self.resource
+        if resource.is_final(record):
+            self.finish(record_id, resource.event(record, self.enterprise_id), record)
+            return
+        if resource.is_failing(record) and self._fails_fast(record_id):
+            self.finish(record_id, resource.event(record, self.enterprise_id), record, fail_fast_only=True)
+        if record_id in self.waiters:
+            warning = resource.warning(record)
+            if warning is None:
+                if self._warned:
+                    self._warned.pop(record_id, None)
+            elif self._warned.get(record_id) != warning:
+                self._warned[record_id] = warning
+                log.warning("%s", warning)
 
-    def finish(self, allocation_id: str, event: dict[str, Any], allocation: Allocation | None = None) -> None:
-        """Hand ``event`` to every trigger waiting for ``allocation_id`` (``allocation``: the final one, if known)."""
-        if allocation_id in self.waiters:
-            self.finished += 1
-            metrics = self.metrics
-            if metrics.on:
-                if allocation is not None:  # the usual way: one call, the status's str() left to the flush
-                    metrics.event(allocation.status, allocation.updated_at)
-                else:
-                    self._count_event(event)
-        for waiter in each_waiter(self.waiters.pop(allocation_id, None)):
+    def ends_a_wait(self, record_id: str, record: R) -> bool:
+        """Whether ``record`` ends the wait of some trigger waiting for ``record_id``."""
+        resource = self.resource
+        if resource.is_final(record):
+            return True
+        return resource.is_failing(record) and self._fails_fast(record_id)
+
+    def _fails_fast(self, record_id: str) -> bool:
+        return any(isinstance(w, FailFastWaiter) for w in each_waiter(self.waiters.get(record_id)))
+
+    def finish(
+        self, record_id: str, event: dict[str, Any], record: R | None = None, *, fail_fast_only: bool = False
+    ) -> None:
+        """Hand ``event`` to every trigger waiting for ``record_id`` (``record``: the one it carries, if known;
+        ``fail_fast_only``: only to the triggers that asked to fail fast, the others keep waiting)."""
+        first = self.waiters.get(record_id)
+        if first is None:
+            return
+        ending: Iterable[Waiter]
+        if fail_fast_only:
+            ending = [w for w in each_waiter(first) if isinstance(w, FailFastWaiter)]
+            if not ending:
+                return
+            for waiter in ending:
+                unlink(self.waiters, waiter)
+        else:
+            del self.waiters[record_id]
+            ending = each_waiter(first)
+        self.finished += 1
+        metrics = self.metrics
+        if metrics.on:  # one call; a status's str() is left to the flush
+            resource = self.resource
+            metrics.event(*(resource.payload_metric(event) if record is None else resource.event_metric(record)))
+        if self._warned and record_id not in self.waiters:
+            self._warned.pop(record_id, None)
+        for waiter in ending:
             _gc.left()
             if not waiter.future.done():
                 waiter.future.set_result(event)
-
-    def _count_event(self, event: dict[str, Any]) -> None:
-        """Count an event handed over without its Allocation: an error, or a final status read from the payload."""
-        if event.get("status") != TERMINAL:
-            self.metrics.event("error")
-            return
-        record = event.get("allocation")
-        record = record if isinstance(record, dict) else {}
-        self.metrics.event(str(record.get("status")), parse_aware_datetime(record.get("updatedAt")))
 
     def polled(self, sweep_seconds: float | None = None) -> None:
         """A poll is over (``sweep_seconds``: a sweep over every waiter, and how long it took)."""
@@ -238,10 +250,10 @@ class AllocationPoller:
         if self._checker is None:  # one for the poller's life: what it learnt of the list endpoint stays
             self._checker = IdChecker(connection.client, self)
         checker = self._checker
-        if kind == FEED:
+        if kind == FEED:  # only for a resource with a feed (allocations)
             return FeedStrategy(
-                self,
-                checker,
+                cast("ResultSink[Allocation]", self),
+                cast("IdChecker[Allocation]", checker),
                 self.metrics,
                 batch_size=self.batch_size,
                 reconcile_interval=connection.settings.reconcile_interval,
@@ -256,19 +268,20 @@ class AllocationPoller:
                 except OESError as exc:
                     # What each trigger got from register() before the poller read the connection: its event.
                     self._detach()  # the next trigger to register reads the connection again
-                    for allocation_id in list(self.waiters):
-                        self.finish(allocation_id, error_event(exc, allocation_id))
+                    for record_id in list(self.waiters):
+                        self.finish(record_id, self.resource.error_event(exc, record_id))
                     return
             else:
                 self.connection.retain()
             settings = self.connection.settings
             log.info(
-                "OES poller started for connection %r, enterprise %r: %s, at most %d requests per %g s",
+                "OES %s poller started for connection %r, enterprise %r: %s, at most %d requests per %g s",
+                self.resource.name,
                 self.key[0],
                 self.enterprise_id,
                 f"batches of {self.batch_size} ids per list request"
-                if self._kind == "id_batches"
-                else STRATEGY_LABELS.get(self._kind, STRATEGY_LABELS[SINGLE]),
+                if self._kind == ID_BATCHES
+                else strategy_label(self._kind, self.resource.name),
                 settings.rate_limit_requests,
                 settings.rate_limit_period,
             )
@@ -283,15 +296,16 @@ class AllocationPoller:
                     self.key[0],
                     self.enterprise_id,
                     decision.reason,
-                    STRATEGY_LABELS[decision.kind],
+                    strategy_label(decision.kind, self.resource.name),
                 )
                 self._kind = decision.kind
         except Exception as exc:
             # A bug here must not leave triggers waiting forever: fail them with the reason.
-            log.exception("The OES poller for %r stopped unexpectedly", self.key)
-            error = OESConnectionError(f"the OES poller for enterprise {self.enterprise_id!r} failed: {exc!r}")
-            for allocation_id in list(self.waiters):
-                self.finish(allocation_id, error_event(error, allocation_id))
+            name = self.resource.name
+            log.exception("The OES %s poller for %r stopped unexpectedly", name, self.key)
+            error = OESConnectionError(f"the OES {name} poller for enterprise {self.enterprise_id!r} failed: {exc!r}")
+            for record_id in list(self.waiters):
+                self.finish(record_id, self.resource.error_event(error, record_id))
         finally:
             self._strategy = None
             await self._stop()

@@ -10,9 +10,10 @@ from airflow_provider_oes._time import parse_timestamp
 from airflow_provider_oes.models import is_terminal
 
 if TYPE_CHECKING:
-    from airflow_provider_oes._metrics import PollerMetrics
+    from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.triggers._feed import ChangeFeed
     from airflow_provider_oes.triggers._polling.checks import IdChecker
+    from airflow_provider_oes.triggers._polling.resource import PollReporter
     from airflow_provider_oes.triggers._polling.strategy import ResultSink
 
 log = logging.getLogger("airflow_provider_oes.triggers._polling")
@@ -29,7 +30,12 @@ class Reconciler:
     """
 
     def __init__(
-        self, sink: ResultSink, checker: IdChecker, metrics: PollerMetrics, interval: float, batch_size: int
+        self,
+        sink: ResultSink[Allocation],
+        checker: IdChecker[Allocation],
+        metrics: PollReporter,
+        interval: float,
+        batch_size: int,
     ) -> None:
         self.sink = sink
         self.checker = checker

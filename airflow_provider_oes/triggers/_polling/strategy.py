@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 if TYPE_CHECKING:
-    from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.triggers._polling.resource import Resource
     from airflow_provider_oes.triggers._shared.waiters import Waiter
+
+R = TypeVar("R")
 
 FEED = "feed"
 ID_BATCHES = "id_batches"
 SINGLE = "single"
-STRATEGY_LABELS = {FEED: "the enterprise's change feed", ID_BATCHES: "id batches", SINGLE: "one GET per allocation"}
-"""Each strategy as logs name it."""
+
+
+def strategy_label(kind: str, name: str) -> str:
+    """A strategy as logs name it (``name``: the resource's singular noun, as in "one GET per allocation")."""
+    if kind == FEED:
+        return "the enterprise's change feed"
+    return "id batches" if kind == ID_BATCHES else f"one GET per {name}"
 
 
 @dataclass(frozen=True)
@@ -28,19 +35,23 @@ class Fallback:
     reason: str
 
 
-class ResultSink(Protocol):
-    """The poller as its strategies see it: who waits, and where results go."""
+class ResultSink(Protocol[R]):
+    """The poller as its strategies see it: what it waits for, who waits, and where results go."""
 
     key: tuple[str, str]
     enterprise_id: str
+    resource: Resource[R]
     waiters: dict[str, Waiter]
     finished: int
 
-    def observe(self, allocation_id: str, allocation: Allocation) -> None:
-        """An allocation was read: wake its waiters if it is final."""
+    def observe(self, record_id: str, record: R) -> None:
+        """A record was read: wake the waiters whose wait it ends."""
 
-    def finish(self, allocation_id: str, event: dict[str, Any], allocation: Allocation | None = None) -> None:
-        """Hand ``event`` to every trigger waiting for ``allocation_id``."""
+    def ends_a_wait(self, record_id: str, record: R) -> bool:
+        """Whether the record ends the wait of some trigger waiting for ``record_id``."""
+
+    def finish(self, record_id: str, event: dict[str, Any], record: R | None = None) -> None:
+        """Hand ``event`` to every trigger waiting for ``record_id``."""
 
     def polled(self, sweep_seconds: float | None = None) -> None:
         """A poll (or, with its duration, a sweep over every waiter) is over: metrics and gc housekeeping."""
@@ -51,7 +62,7 @@ class PollStrategy(Protocol):
 
     kind: str
 
-    def added(self, allocation_id: str, last_check: float | None) -> None:
+    def added(self, record_id: str, last_check: float | None) -> None:
         """A trigger started waiting (called synchronously by the poller)."""
 
     async def run(self) -> Fallback | None:
