@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
+from airflow_provider_oes._aio import wait_at_most
 from airflow_provider_oes._api import (
     DEFAULT_LIST_PAGE_SIZE,
     USER_AGENT,
@@ -313,7 +314,7 @@ async def _read_limited(response: httpx.Response, limit: int, what: str, timeout
     import httpx
 
     try:
-        return await asyncio.wait_for(_read_capped(response, limit, what), timeout)
+        return await wait_at_most(_read_capped(response, limit, what), timeout)
     except asyncio.TimeoutError:
         raise httpx.ReadTimeout("the body did not arrive within the read timeout") from None
 

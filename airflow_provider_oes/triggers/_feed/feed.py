@@ -13,6 +13,7 @@ import math
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from airflow_provider_oes._aio import wait_at_most
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes.exceptions import OESError, OESInvalidRequestError, OESResponseError
 from airflow_provider_oes.triggers._feed.lookback import LookBack
@@ -309,7 +310,7 @@ class ChangeFeed(PageScan):
                 delay = started + pause - loop.time()
                 if delay > 0:
                     with contextlib.suppress(asyncio.TimeoutError):
-                        await asyncio.wait_for(self._wake.wait(), delay)
+                        await wait_at_most(self._wake.wait(), delay)
         except Exception as exc:
             log.exception("The OES change feed for %r stopped unexpectedly", self.key)
             error = OESResponseError(f"the OES change feed for enterprise {self.enterprise_id!r} failed: {exc!r}")
