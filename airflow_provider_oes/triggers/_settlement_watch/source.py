@@ -174,7 +174,13 @@ class SettlementSource:
             batch = ids[start : start + self.batch_size]
             filters = {**self.query.filters(), "settlement_ids": batch, "statuses": list(self.query.statuses)}
             page = await self._page(SETTLEMENTS, filters, 0, min(MAX_PAGE_SIZE, len(batch)))
-            records.extend(page.records)
+            asked = set(batch)
+            for record in page.records:
+                record_id = record.get("id") if isinstance(record, dict) else None
+                if isinstance(record_id, str) and record_id.lower() in asked:
+                    records.append(record)
+                else:  # never emit a settlement the API was not asked about (a wrong id could say "completed")
+                    log.error("%r: the settlements read by id answered a record not asked for: %.200r", self, record)
         return records
 
     async def _scan(self) -> list[Any]:
