@@ -162,7 +162,9 @@ class SettlementSource:
         if self._clock() - self._scanned_at >= SCAN_SECONDS:
             records.extend(await self._scan())
         self._watermark = polled_at
-        rows = self._rows(await self._annotate(records), self._vouched)
+        rows = self._rows(records, self._vouched)  # the partners' windows are read only for these
+        annotated = await self._annotate([row.record for row in rows])
+        rows = [FeedRow(row.id, row.updated_at, record) for row, record in zip(rows, annotated, strict=True)]
         # Vouched up to the older of this transfers read and the scan before the last one (a row that one scan
         # skipped, paging an unsorted list while others left it, is read by the next one).
         resume_from = self._vouched = min(polled_at, self._scans[0])
