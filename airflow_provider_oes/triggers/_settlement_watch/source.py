@@ -124,10 +124,9 @@ class SettlementSource:
     async def poll(self) -> FeedBatch:
         """One poll: a final batch with the settlements that changed (and, when due, the whole list's)."""
         self.polls += 1
-        statuses = list(self.query.statuses)
         if self._watermark is None:
             # First start: learn the server's "now"; nothing older is wanted.
-            page = await self._page(TRANSFERS, {"settlement_statuses": statuses}, 0, 1)
+            page = await self._page(TRANSFERS, {}, 0, 1)
             if page.server_time is None:
                 raise OESResponseError("the OES API sent no Date header: the settlement watcher cannot start")
             self._watermark = page.server_time
@@ -137,7 +136,8 @@ class SettlementSource:
             return FeedBatch(final=True, resume_from=page.server_time, polled_at=page.server_time, pages=1)
         filters = {
             **self.query.filters(),
-            "settlement_statuses": statuses,
+            # No status filter here: a settlement leaving the watched statuses while pages are read would shift
+            # the rows after it up a page, unread. Without one, rows only ever enter the list (updatedAt grows).
             "settlement_updated_on_or_after": format_timestamp(self._watermark - self.overlap),
             "sort_field": "updatedAt",
             "sort_direction": "DESC",  # a change while paging moves rows to page 0: read twice, never skipped
