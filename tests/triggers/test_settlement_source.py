@@ -147,3 +147,20 @@ async def test_the_list_scan_is_vouched_for_only_once_the_next_scan_started() ->
     scans = [a for a in client.asked if a[0] == "settlements" and "settlement_ids" not in a[1]]
     assert len(scans) == 2
     assert scans[0][1]["statuses"] == ["pending", "completed"]
+
+
+async def test_settlements_whose_transfers_say_another_status_are_not_read_by_id() -> None:
+    client = Client()
+    watched, other, unknown = _settlement(), _settlement("rejected"), _settlement()
+    client.by_id = {s["id"]: s for s in (watched, other, unknown)}
+    client.transfers = [
+        {"settlementId": watched["id"], "settlementStatus": "pending"},
+        {"settlementId": other["id"], "settlementStatus": "rejected"},
+        {"settlementId": unknown["id"], "settlementStatus": "on_hold"},  # not a status it knows: read it
+    ]
+    batch = await _source(client, page_size=10).poll()
+    by_id = [
+        i for a in client.asked if a[0] == "settlements" and "settlement_ids" in a[1] for i in a[1]["settlement_ids"]
+    ]
+    assert sorted(by_id) == sorted([watched["id"].lower(), unknown["id"].lower()])
+    assert sorted(r.id for r in batch.rows) == sorted([watched["id"], unknown["id"]])

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_oes._api.paths import UUID
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes._settlement_api import SETTLEMENTS, TRANSFERS
+from airflow_provider_oes._settlement_query import SETTLEMENT_STATUSES
 from airflow_provider_oes._time import format_timestamp, parse_timestamp
 from airflow_provider_oes.exceptions import OESError, OESResponseError
 from airflow_provider_oes.triggers._feed import FeedBatch, FeedRow
@@ -74,6 +75,7 @@ class SettlementSource:
         self.page_size = max(1, min(int(connection.settings.feed_page_size), MAX_PAGE_SIZE))
         self.batch_size = connection.batch_size
         self.floor = None if since is None else since - self.overlap
+        self._other_statuses = frozenset(SETTLEMENT_STATUSES) - frozenset(query.statuses)
         self.closed = False
         self._clock = clock
         self._sleep = sleep
@@ -149,7 +151,9 @@ class SettlementSource:
             page = await self._page(TRANSFERS, filters, page_number, self.page_size)
             polled_at = page.server_time if polled_at is None else polled_at
             for transfer in page.records:
-                settlement_id = transfer.get("settlementId") if isinstance(transfer, dict) else None
+                if not isinstance(transfer, dict) or transfer.get("settlementStatus") in self._other_statuses:
+                    continue  # its settlement is (now) in a status not watched: no read by id for it
+                settlement_id = transfer.get("settlementId")
                 if isinstance(settlement_id, str) and UUID.fullmatch(settlement_id):
                     ids[settlement_id.lower()] = None
             if len(page.records) < self.page_size:
