@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 import pytest
 
+from tests.integration._dagrun import load_example
 from tests.integration._dagrun import task_states as _states
 from tests.integration._dagrun import xcom_return_value as _xcom
 from tests.triggers._event_fakes import requires_airflow_33
@@ -26,21 +27,6 @@ pytestmark = [pytest.mark.integration, pytest.mark.dagrun, requires_airflow_33]
 
 WINDOW_PARTNER = "4d4d4d4d-4d4d-4d4d-8d4d-4d4d4d4d4d4d"
 MATCHING = "sim-trades-2026-12-01"  # in the example's TRADE_RECORDS: the simulator's default transfers
-
-
-def _example() -> Any:
-    import importlib.util
-
-    from tests._paths import EXAMPLE_DAGS
-
-    spec = importlib.util.spec_from_file_location(
-        "oes_example_settlement_review", EXAMPLE_DAGS / "example_oes_settlement_review.py"
-    )
-    assert spec is not None
-    assert spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def _as_emitted(sim: OESSimulator, settlement_id: str, window_minutes: int) -> dict[str, Any]:
@@ -117,7 +103,7 @@ def test_new_settlements_are_reconciled_once_and_a_mismatch_fails_loudly_before_
         partner_id=WINDOW_PARTNER, external_id="trades-unknown", transfers=legs, final_status="pending"
     )
     emitted = [_as_emitted(sim, ours, 60), _as_emitted(sim, odd, 60)]
-    example = _example()
+    example = load_example("example_oes_settlement_review")
 
     # Run 1: both new settlements; the odd one is not in our records: the run fails, naming it and the deadline.
     runs_on_asset_events.append(emitted)
