@@ -183,6 +183,7 @@ def get_provider_info() -> dict[str, Any]:
                     "airflow_provider_oes.triggers.allocation",
                     "airflow_provider_oes.triggers.event",
                     "airflow_provider_oes.triggers.settlement",
+                    "airflow_provider_oes.triggers.settlement_event",
                 ],
             }
         ],

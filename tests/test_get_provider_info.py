@@ -75,6 +75,7 @@ def test_every_public_trigger_is_registered() -> None:
         "airflow_provider_oes.triggers.allocation",
         "airflow_provider_oes.triggers.event",
         "airflow_provider_oes.triggers.settlement",
+        "airflow_provider_oes.triggers.settlement_event",
     }
     assert registered == public
 

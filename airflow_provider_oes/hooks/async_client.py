@@ -27,7 +27,7 @@ from airflow_provider_oes.exceptions import OESInvalidRequestError, OESRateLimit
 
 if TYPE_CHECKING:
     import ssl
-    from collections.abc import Collection
+    from collections.abc import Collection, Mapping
 
     import httpx
     from typing_extensions import Unpack
@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from airflow_provider_oes._rate_limit import RequestGate
     from airflow_provider_oes._request import ApiCall
     from airflow_provider_oes._settings import OESConnectionSettings
+    from airflow_provider_oes._settlement_api import ListRoute
     from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.settlement_models import SettlementDetails
 
@@ -244,6 +245,30 @@ class OESAsyncClient:
         params = query_params(SETTLEMENTS.filters, filters, page_number=page_number, page_size=page_size)
         records, _ = await self._call(SETTLEMENTS.call(self.settings, enterprise_id, params))
         return records
+
+    async def list_route_page(
+        self,
+        route: ListRoute,
+        enterprise_id: str,
+        filters: Mapping[str, object],
+        *,
+        page_number: int = 0,
+        page_size: int = DEFAULT_LIST_PAGE_SIZE,
+    ) -> ListPage:
+        """One page of a settlement-area list route (the settlement watcher's reads), with the server's clock.
+
+        :param route: The route (``_settlement_api.TRANSFERS``, ``SETTLEMENTS``, ``PARTNERS``...).
+        :param enterprise_id: The client's enterprise id.
+        :param filters: The route's filters by argument name (checked, naming a bad value).
+        :param page_number: Page to fetch, from 0.
+        :param page_size: Records per page.
+        """
+        from airflow_provider_oes._settlement_query import query_params
+
+        enterprise_id = validate_enterprise_id(enterprise_id)
+        params = query_params(route.filters, filters, page_number=page_number, page_size=page_size)
+        records, server_time = await self._call(route.call(self.settings, enterprise_id, params))
+        return ListPage(records, server_time)
 
     async def _call(self, call: ApiCall[T]) -> tuple[T, float | None]:
         """The call with its retries, and the server's clock (``Date``, epoch s) of the answer that succeeded;

@@ -5,15 +5,15 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes._time import format_time, from_epoch
+from airflow_provider_oes.triggers._watching.resource import resource_of
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.triggers._feed import FeedRow
+    from airflow_provider_oes.triggers._watching.resource import WatchedRecord
     from airflow_provider_oes.triggers._watching.subscribe import WatchedTrigger
 
 log = logging.getLogger("airflow_provider_oes.triggers.event")
@@ -25,7 +25,8 @@ DEFAULT_MAX_PER_EVENT = 500
 def max_per_event(trigger: WatchedTrigger) -> int:
     """The cap on allocations per event: the trigger's, or the default; never above ``[core] max_map_length``
     (a consumer that maps a task over the event's allocations would fail above it)."""
-    cap = getattr(trigger, "max_allocations_per_event", None) or DEFAULT_MAX_PER_EVENT
+    attribute = resource_of(trigger).cap_attribute
+    cap = getattr(trigger, attribute, None) or DEFAULT_MAX_PER_EVENT
     try:
         from airflow.configuration import conf
 
@@ -33,25 +34,25 @@ def max_per_event(trigger: WatchedTrigger) -> int:
     except Exception:  # pragma: no cover - no Airflow configuration at all
         limit = 1024
     if cap > limit:
-        log.warning(
-            "max_allocations_per_event=%d is above [core] max_map_length (%d): using %d per event.", cap, limit, limit
-        )
+        log.warning("%s=%d is above [core] max_map_length (%d): using %d per event.", attribute, cap, limit, limit)
     return max(1, min(cap, limit))
 
 
-def parse_rows(who: object, rows: Iterable[FeedRow], enterprise_id: str) -> list[Allocation]:
-    """The rows as allocations; an invalid record is logged (naming it) and left out."""
-    allocations = []
+def parse_rows(who: object, rows: Iterable[FeedRow], enterprise_id: str, trigger: object = None) -> list[Any]:
+    """The rows as records of the trigger's resource (allocations by default); an invalid record is logged
+    (naming it) and left out."""
+    resource = resource_of(trigger)
+    records = []
     for row in rows:
         try:
-            allocations.append(parse_allocation_record(row.record, allocation_id=row.id, enterprise_id=enterprise_id))
+            records.append(resource.parse(row.record, row.id, enterprise_id))
         except Exception as exc:
-            log.error("%r: skipping allocation %s: its record is invalid: %s", who, row.id, exc)
-    return allocations
+            log.error("%r: skipping %s %s: its record is invalid: %s", who, resource.noun, row.id, exc)
+    return records
 
 
 def event_payload(
-    trigger: WatchedTrigger, allocations: Sequence[Allocation], polled_at: float | None, enterprise_id: str
+    trigger: WatchedTrigger, records: Sequence[WatchedRecord], polled_at: float | None, enterprise_id: str
 ) -> dict[str, Any]:
     """The payload of one event (what Airflow stores in the asset event's ``extra["payload"]``)."""
     return {
@@ -59,7 +60,7 @@ def event_payload(
         "oes_conn_id": trigger.oes_conn_id,
         "statuses": list(trigger.statuses or ()),
         "polled_at": None if polled_at is None else format_time(from_epoch(polled_at)),
-        "allocations": [a.to_json_dict() for a in allocations],
+        resource_of(trigger).payload_key: [r.to_json_dict() for r in records],
     }
 
 
@@ -72,9 +73,10 @@ def log_feed_error(who: object, error: BaseException, logged: str | None) -> str
     else:
         # Loud every time (the feed retries these slowly): nothing is emitted until it is fixed.
         log.error(
-            "%r: the OES API refuses the change feed (%s). No allocation events until this is fixed; "
+            "%r: the OES API refuses the change feed (%s). No %s events until this is fixed; "
             "the trigger keeps retrying slowly instead of ending.",
             who,
             text,
+            resource_of(getattr(who, "trigger", None)).noun,
         )
     return text

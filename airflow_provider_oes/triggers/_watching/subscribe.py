@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import replace
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_oes._api import validate_enterprise_id
 from airflow_provider_oes.exceptions import OESInvalidRequestError
@@ -19,18 +19,25 @@ if TYPE_CHECKING:
 class WatchedTrigger(Protocol):
     """What the watcher reads of its trigger's configuration."""
 
-    oes_conn_id: str
-    enterprise_id: str | None
-    statuses: tuple[str, ...] | None
-    poll_interval: float
-    start_time: str | None
-    max_allocations_per_event: int | None
-    acknowledged_by: tuple[str, ...] | None
-    redeliver_after: float
-    max_redeliveries: int
-
     @property
-    def query(self) -> ListQuery: ...
+    def oes_conn_id(self) -> str: ...
+    @property
+    def enterprise_id(self) -> str | None: ...
+    @property
+    def statuses(self) -> tuple[str, ...] | None: ...
+    @property
+    def poll_interval(self) -> float: ...
+    @property
+    def start_time(self) -> str | None: ...
+    @property
+    def acknowledged_by(self) -> tuple[str, ...] | None: ...
+    @property
+    def redeliver_after(self) -> float: ...
+    @property
+    def max_redeliveries(self) -> int: ...
+    @property
+    def query(self) -> Any:
+        """The filters (a ``ListQuery`` for allocations; the most per event is read by name, see ``resource``)."""
 
 
 class SubscribingWatcher(Protocol):

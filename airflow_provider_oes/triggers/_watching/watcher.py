@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_oes._api import parse_allocation_record
 from airflow_provider_oes._time import format_time, from_epoch, parse_time
 from airflow_provider_oes.triggers._watching.emission import event_payload, log_feed_error, max_per_event, parse_rows
 from airflow_provider_oes.triggers._watching.metrics import join_metrics, leave_metrics, report_metrics
 from airflow_provider_oes.triggers._watching.reconcile import RECONCILE_MEMORY, Reconciler
 from airflow_provider_oes.triggers._watching.redelivery import Redelivery
+from airflow_provider_oes.triggers._watching.resource import resource_of
 from airflow_provider_oes.triggers._watching.subscribe import open_feed_subscription
 from airflow_provider_oes.triggers._watching.window import EventWindow
 
@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
 
     from airflow_provider_oes._metrics import WatcherMetrics
-    from airflow_provider_oes.models import Allocation
     from airflow_provider_oes.triggers._feed import FeedBatch, Subscription
+    from airflow_provider_oes.triggers._watching.resource import WatchedRecord
     from airflow_provider_oes.triggers._watching.subscribe import WatchedTrigger
     from airflow_provider_oes.triggers._watching.window import StateStore
 
@@ -91,7 +91,8 @@ class Watcher:
         self.markers = markers
         self._clock = clock
         self._sleep = sleep
-        self._open_subscription = open_subscription or open_feed_subscription
+        self.resource = resource_of(trigger)
+        self._open_subscription = open_subscription or self.resource.open_subscription or open_feed_subscription
         self.window: EventWindow | None = None
         self.emitted_events = 0
         self._confirmed: dict[str, Any] | None = None  # the window after the last event Airflow confirmed
@@ -118,12 +119,12 @@ class Watcher:
                 wall,
             )
         )
-        self._again: dict[str, Allocation] = {}  # unacknowledged deliveries to emit again
+        self._again: dict[str, WatchedRecord] = {}  # unacknowledged deliveries to emit again
 
     def __repr__(self) -> str:
         trigger = self.trigger
         return (
-            f"AllocationEventTrigger({trigger.oes_conn_id}/{trigger.enterprise_id or '<connection enterprise>'} "
+            f"{type(trigger).__name__}({trigger.oes_conn_id}/{trigger.enterprise_id or '<connection enterprise>'} "
             f"{trigger.query.describe()})"
         )
 
@@ -155,7 +156,7 @@ class Watcher:
             return []
         try:
             # The overlap is the feed's; it is set again when the feed is opened.
-            self.window, inflight = EventWindow.restore(self.trigger.query, timedelta(0), state)
+            self.window, inflight = EventWindow.restore(self.trigger.query, timedelta(0), state, self.resource)
         except (ValueError, KeyError, TypeError) as exc:
             log.error(
                 "%r: the stored state is unreadable (%s); starting from %s as on a first start. Allocations "
@@ -196,7 +197,7 @@ class Watcher:
         # Ids that were in flight are above the stored floor and not remembered as emitted: the feed, read from
         # that floor, hands them back and they are emitted again. Nothing else to do for them.
         await self._restore()
-        pending: dict[str, Allocation] = {}
+        pending: dict[str, WatchedRecord] = {}
         last_event = -math.inf
         while True:
             try:
@@ -222,7 +223,7 @@ class Watcher:
                 subscription.close()
 
     async def _consume(
-        self, subscription: Any, pending: dict[str, Allocation], last_event: float
+        self, subscription: Any, pending: dict[str, WatchedRecord], last_event: float
     ) -> AsyncIterator[tuple[dict[str, Any], Commit | None]]:
         overlap = timedelta(seconds=float(subscription.feed.overlap))
         if self.window is not None:
@@ -252,9 +253,9 @@ class Watcher:
             if self.window is None and not self._start_window(batch, subscription, overlap):
                 continue
             assert self.window is not None
-            allocations = parse_rows(self, batch.rows, subscription.feed.enterprise_id)
+            allocations = parse_rows(self, batch.rows, subscription.feed.enterprise_id, self.trigger)
             for allocation in self.window.accept(allocations):
-                pending[allocation.id.lower()] = allocation
+                pending[self.resource.key(allocation).lower()] = allocation
             if not batch.final:
                 continue
             if batch.resume_from is not None:
@@ -283,7 +284,9 @@ class Watcher:
             start = subscription.floor + overlap.total_seconds()
         if start is None:
             return False
-        self.window = EventWindow(self.trigger.query, from_epoch(start), overlap, memory=RECONCILE_MEMORY)
+        self.window = EventWindow(
+            self.trigger.query, from_epoch(start), overlap, memory=RECONCILE_MEMORY, resource=self.resource
+        )
         self._confirmed = self.window.snapshot()
         log.info("%r: watching from %s (server time).", self, format_time(self.window.floor))
         return True
@@ -294,14 +297,14 @@ class Watcher:
             return
         try:
             for record in await self.redelivery.due():
-                allocation = parse_allocation_record(record, allocation_id=record["id"], enterprise_id=enterprise_id)
-                self._again[allocation.id.lower()] = allocation
+                allocation = self.resource.parse(record, record["id"], enterprise_id)
+                self._again[self.resource.key(allocation).lower()] = allocation
             await self.redelivery.save()
         except Exception as exc:  # the store is unreachable: the ledger is read again next poll
             log.error("%r: reading the delivery ledger failed (%s: %s)", self, type(exc).__name__, exc)
 
     async def _emit(
-        self, pending: dict[str, Allocation], polled_at: float | None, enterprise_id: str
+        self, pending: dict[str, WatchedRecord], polled_at: float | None, enterprise_id: str
     ) -> tuple[dict[str, Any], Commit]:
         """One event with up to ``cap`` allocations (re-emissions first, then the oldest pending), in flight first."""
         assert self.window is not None
@@ -309,11 +312,11 @@ class Watcher:
         again = list(self._again.values())[: self.cap]
         allocations = again + order[: self.cap - len(again)]
         for allocation in allocations:
-            pending.pop(allocation.id.lower(), None)
-            self._again.pop(allocation.id.lower(), None)
+            pending.pop(self.resource.key(allocation).lower(), None)
+            self._again.pop(self.resource.key(allocation).lower(), None)
         if pending:
-            log.info("%r: %d allocation(s) more than one event holds wait for the next poll.", self, len(pending))
-        ids = tuple(a.id for a in allocations)
+            log.info("%r: %d record(s) more than one event holds wait for the next poll.", self, len(pending))
+        ids = tuple(self.resource.key(a) for a in allocations)
         snapshot = self.window.snapshot(holding=pending.values())
         await self._mark_in_flight(ids)
         payload = event_payload(self.trigger, allocations, polled_at, enterprise_id)
@@ -321,13 +324,14 @@ class Watcher:
         if self._metrics is not None:
             self._metrics.emitted(allocations)
         log.info(
-            "%r: emitting %d allocation(s) that became %s: %s",
+            "%r: emitting %d %s(s) that became %s: %s",
             self,
             len(ids),
+            self.resource.noun,
             "/".join(self.trigger.statuses or ()),
             ", ".join(ids),
         )
-        return {"event": payload}, Commit(snapshot, ids, tuple(payload["allocations"]))
+        return {"event": payload}, Commit(snapshot, ids, tuple(payload[self.resource.payload_key]))
 
     def _report(self, subscription: Any, final: bool = False) -> None:
         report_metrics(self._metrics, getattr(subscription.feed, "connection", None), final)

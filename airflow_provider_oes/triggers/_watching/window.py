@@ -12,12 +12,12 @@ from datetime import datetime, timedelta, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._time import format_time, parse_time
+from airflow_provider_oes.triggers._watching.resource import ALLOCATIONS, WatchedResource
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Sequence
 
-    from airflow_provider_oes._api import ListQuery
-    from airflow_provider_oes.models import Allocation
+    from airflow_provider_oes.triggers._watching.resource import WatchedRecord
 
 log = logging.getLogger(__name__)
 
@@ -28,7 +28,7 @@ STATE_VERSION = 1
 class EventWindow:
     """Which final allocations were already emitted, within the overlap window of the feed's watermark.
 
-    :param query: The trigger's filters.
+    :param query: The trigger's filters (a :class:`~airflow_provider_oes._api.ListQuery` for allocations).
     :param floor: Rows updated before this are never emitted (before the start, or already handled).
     :param overlap: How far below the feed's watermark rows may still show up (clock and commit skew).
     :param emitted: Ids emitted at or above ``floor - memory``, with their ``updatedAt``.
@@ -36,7 +36,7 @@ class EventWindow:
         emitted (committed later than the overlap allows; found by the reconciliation) is emitted, loudly.
     """
 
-    query: ListQuery
+    query: Any
     floor: datetime
     overlap: timedelta
     emitted: dict[str, datetime] = field(default_factory=dict)
@@ -45,28 +45,31 @@ class EventWindow:
     """Where the watcher started (its first floor): nothing before it is emitted, late or not."""
     late: int = 0
     """Rows accepted below the floor (late beyond the overlap)."""
+    resource: WatchedResource = ALLOCATIONS
+    """What is watched: which records are wanted, and the key a delivery is remembered by."""
 
     def __post_init__(self) -> None:
         if self.origin is None:
             self.origin = self.floor
 
-    def accept(self, allocations: Iterable[Allocation]) -> list[Allocation]:
+    def accept(self, allocations: Iterable[WatchedRecord]) -> list[WatchedRecord]:
         """The allocations of one poll that are new and match, in ``updatedAt`` order; remember them.
 
         :param allocations: Parsed rows of the poll (any order, duplicates allowed).
         """
-        new: dict[str, Allocation] = {}
+        new: dict[str, WatchedRecord] = {}
         for allocation in allocations:
-            key = allocation.id.lower()
+            key = self.resource.key(allocation).lower()
             updated = allocation.updated_at.astimezone(timezone.utc)
             if key in self.emitted or key in new or updated < self._lowest() or not self._wanted(allocation):
                 continue
             if updated < self.floor:
                 self.late += 1
                 log.warning(
-                    "Allocation %s became %s with updatedAt %s, %.0f s below the watcher's floor: committed later "
+                    "%s %s became %s with updatedAt %s, %.0f s below the watcher's floor: committed later "
                     "than the feed's overlap (%.0f s) allows, caught by the watcher's reconciliation. Raise the "
                     "connection's feed_overlap above that.",
+                    self.resource.noun.capitalize(),
                     allocation.id,
                     allocation.status,
                     format_time(updated),
@@ -82,8 +85,8 @@ class EventWindow:
         lowest = self.floor - self.memory
         return lowest if self.origin is None else max(lowest, self.origin)
 
-    def _wanted(self, allocation: Allocation) -> bool:
-        return allocation.is_terminal and self.query.matches(allocation)
+    def _wanted(self, allocation: WatchedRecord) -> bool:
+        return self.resource.wanted(self.query, allocation)
 
     def advance(self, watermark: datetime | None) -> None:
         """The feed vouches for every change up to ``watermark``: raise the floor to ``watermark - overlap``.
@@ -97,14 +100,14 @@ class EventWindow:
             self.floor = floor
             self.emitted = {k: t for k, t in self.emitted.items() if t >= floor - self.memory}
 
-    def snapshot(self, inflight: Sequence[str] = (), holding: Iterable[Allocation] = ()) -> dict[str, Any]:
+    def snapshot(self, inflight: Sequence[str] = (), holding: Iterable[WatchedRecord] = ()) -> dict[str, Any]:
         """The window as plain JSON (what :class:`StateStore` writes).
 
         :param inflight: Ids handed to Airflow whose storage is not confirmed yet.
         :param holding: Accepted allocations not emitted yet (a capped backlog): left out of ``emitted``, and
             the floor kept at or below the oldest of them, so that a restart reads them again.
         """
-        held = {a.id.lower(): a.updated_at.astimezone(timezone.utc) for a in holding}
+        held = {self.resource.key(a).lower(): a.updated_at.astimezone(timezone.utc) for a in holding}
         floor = min([self.floor, *held.values()])
         return {
             "v": STATE_VERSION,
@@ -115,7 +118,9 @@ class EventWindow:
         }
 
     @classmethod
-    def restore(cls, query: ListQuery, overlap: timedelta, state: dict[str, Any]) -> tuple[EventWindow, list[str]]:
+    def restore(
+        cls, query: Any, overlap: timedelta, state: dict[str, Any], resource: WatchedResource = ALLOCATIONS
+    ) -> tuple[EventWindow, list[str]]:
         """Rebuild a window from :meth:`snapshot`; return it and the ``inflight`` ids of the snapshot.
 
         ``inflight`` ids are *not* counted as emitted: Airflow did not confirm it stored their event before
@@ -132,7 +137,8 @@ class EventWindow:
         emitted = {str(k).lower(): parse_time(v, "a stored updatedAt") for k, v in emitted_raw.items()}
         inflight = [str(i).lower() for i in state.get("inflight") or [] if str(i).lower() not in emitted]
         origin = parse_time(state["origin"], "the stored origin") if state.get("origin") else floor
-        return cls(query=query, floor=floor, overlap=overlap, emitted=emitted, origin=origin), inflight
+        window = cls(query=query, floor=floor, overlap=overlap, emitted=emitted, origin=origin, resource=resource)
+        return window, inflight
 
 
 class StateStore:

@@ -1,0 +1,1 @@
+"""The settlement watcher's change source and record description (``docs/internals/settlement-events.rst``)."""
