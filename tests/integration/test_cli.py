@@ -192,6 +192,7 @@ def test_providers_get_lists_hooks_sensors_operators_and_triggers(cli_stack: Air
             "airflow_provider_oes.triggers.allocation",
             "airflow_provider_oes.triggers.event",
             "airflow_provider_oes.triggers.settlement",
+            "airflow_provider_oes.triggers.settlement_event",
         ],
     }
     [conn_type] = info["connection-types"]

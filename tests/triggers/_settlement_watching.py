@@ -26,19 +26,19 @@ class Watching:
     def settlements(self) -> list[dict[str, Any]]:
         return [s for p in self.payloads for s in p["settlements"]]
 
-    def keys(self) -> list[tuple[str, str]]:
+    def emitted(self) -> list[tuple[str, str]]:
         """(id, status) of every emitted settlement, in emission order."""
         return [(s["id"], s["status"]) for s in self.settlements()]
 
     async def wait_for(self, count: int, timeout: float = 15) -> list[tuple[str, str]]:
         deadline = asyncio.get_running_loop().time() + timeout
-        while len(self.keys()) < count:
+        while len(self.emitted()) < count:
             if self.task.done():
                 raise AssertionError(f"the trigger ended: {self.task.exception()!r}")
             if asyncio.get_running_loop().time() > deadline:
-                raise AssertionError(f"only {self.keys()} after {timeout} s")
+                raise AssertionError(f"only {self.emitted()} after {timeout} s")
             await asyncio.sleep(0.05)
-        return self.keys()
+        return self.emitted()
 
     async def stop(self) -> None:
         self.task.cancel()

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from airflow_provider_oes._api.paths import UUID
 from airflow_provider_oes._retry import is_transient
 from airflow_provider_oes._settlement_api import SETTLEMENTS, TRANSFERS
+from airflow_provider_oes._settlement_query import SETTLEMENT_STATUSES
 from airflow_provider_oes._time import format_timestamp, parse_timestamp
 from airflow_provider_oes.exceptions import OESError, OESResponseError
 from airflow_provider_oes.triggers._feed import FeedBatch, FeedRow
@@ -74,6 +75,7 @@ class SettlementSource:
         self.page_size = max(1, min(int(connection.settings.feed_page_size), MAX_PAGE_SIZE))
         self.batch_size = connection.batch_size
         self.floor = None if since is None else since - self.overlap
+        self._other_statuses = frozenset(SETTLEMENT_STATUSES) - frozenset(query.statuses)
         self.closed = False
         self._clock = clock
         self._sleep = sleep
@@ -124,10 +126,9 @@ class SettlementSource:
     async def poll(self) -> FeedBatch:
         """One poll: a final batch with the settlements that changed (and, when due, the whole list's)."""
         self.polls += 1
-        statuses = list(self.query.statuses)
         if self._watermark is None:
             # First start: learn the server's "now"; nothing older is wanted.
-            page = await self._page(TRANSFERS, {"settlement_statuses": statuses}, 0, 1)
+            page = await self._page(TRANSFERS, {}, 0, 1)
             if page.server_time is None:
                 raise OESResponseError("the OES API sent no Date header: the settlement watcher cannot start")
             self._watermark = page.server_time
@@ -137,7 +138,8 @@ class SettlementSource:
             return FeedBatch(final=True, resume_from=page.server_time, polled_at=page.server_time, pages=1)
         filters = {
             **self.query.filters(),
-            "settlement_statuses": statuses,
+            # No status filter here: a settlement leaving the watched statuses while pages are read would shift
+            # the rows after it up a page, unread. Without one, rows only ever enter the list (updatedAt grows).
             "settlement_updated_on_or_after": format_timestamp(self._watermark - self.overlap),
             "sort_field": "updatedAt",
             "sort_direction": "DESC",  # a change while paging moves rows to page 0: read twice, never skipped
@@ -149,7 +151,9 @@ class SettlementSource:
             page = await self._page(TRANSFERS, filters, page_number, self.page_size)
             polled_at = page.server_time if polled_at is None else polled_at
             for transfer in page.records:
-                settlement_id = transfer.get("settlementId") if isinstance(transfer, dict) else None
+                if not isinstance(transfer, dict) or transfer.get("settlementStatus") in self._other_statuses:
+                    continue  # its settlement is (now) in a status not watched: no read by id for it
+                settlement_id = transfer.get("settlementId")
                 if isinstance(settlement_id, str) and UUID.fullmatch(settlement_id):
                     ids[settlement_id.lower()] = None
             if len(page.records) < self.page_size:
@@ -162,7 +166,9 @@ class SettlementSource:
         if self._clock() - self._scanned_at >= SCAN_SECONDS:
             records.extend(await self._scan())
         self._watermark = polled_at
-        rows = self._rows(await self._annotate(records), self._vouched)
+        rows = self._rows(records, self._vouched)  # the partners' windows are read only for these
+        annotated = await self._annotate([row.record for row in rows])
+        rows = [FeedRow(row.id, row.updated_at, record) for row, record in zip(rows, annotated, strict=True)]
         # Vouched up to the older of this transfers read and the scan before the last one (a row that one scan
         # skipped, paging an unsorted list while others left it, is read by the next one).
         resume_from = self._vouched = min(polled_at, self._scans[0])
@@ -174,7 +180,13 @@ class SettlementSource:
             batch = ids[start : start + self.batch_size]
             filters = {**self.query.filters(), "settlement_ids": batch, "statuses": list(self.query.statuses)}
             page = await self._page(SETTLEMENTS, filters, 0, min(MAX_PAGE_SIZE, len(batch)))
-            records.extend(page.records)
+            asked = set(batch)
+            for record in page.records:
+                record_id = record.get("id") if isinstance(record, dict) else None
+                if isinstance(record_id, str) and record_id.lower() in asked:
+                    records.append(record)
+                else:  # never emit a settlement the API was not asked about (a wrong id could say "completed")
+                    log.error("%r: the settlements read by id answered a record not asked for: %.200r", self, record)
         return records
 
     async def _scan(self) -> list[Any]:

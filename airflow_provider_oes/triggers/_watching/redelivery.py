@@ -49,6 +49,7 @@ class Redelivery:
     :param after: Seconds before an unacknowledged delivery is emitted again.
     :param max_attempts: Re-emissions before giving up on one delivery (logged as an error).
     :param wall: Wall clock, epoch seconds (the ledger outlives the process).
+    :param noun: What a record is, in log lines.
     """
 
     def __init__(
@@ -59,6 +60,7 @@ class Redelivery:
         after: float,
         max_attempts: int,
         wall: Callable[[], float],
+        noun: str = "allocation",
     ) -> None:
         self.store = store
         self.key = key
@@ -66,6 +68,7 @@ class Redelivery:
         self.after = after
         self.max_attempts = max_attempts
         self._wall = wall
+        self.noun = noun
         self.entries: dict[str, Delivery] = {}
         self.redelivered = 0
         """Re-emissions handed to the watcher (for tests and logs)."""
@@ -121,8 +124,9 @@ class Redelivery:
                 entry.record, entry.settled_at = None, now
             elif entry.attempts >= self.max_attempts:
                 log.error(
-                    "Allocation %s (%s) was emitted %d times and no run of %s acknowledged it: it is in a run that "
-                    "never reached new_allocations (failed or stuck; clear it). Not emitting it again.",
+                    "%s %s (%s) was emitted %d times and no run of %s acknowledged it: it is in a run that "
+                    "never acknowledged it (failed or stuck; clear it). Not emitting it again.",
+                    self.noun.capitalize(),
                     entry.record.get("id"),
                     entry.record.get("status"),
                     entry.attempts + 1,
@@ -137,9 +141,10 @@ class Redelivery:
         if again:
             self.redelivered += len(again)
             log.warning(
-                "No run of %s acknowledged %d allocation(s) within %.0f s of their event: emitting them again: %s",
+                "No run of %s acknowledged %d %s(s) within %.0f s of their event: emitting them again: %s",
                 ", ".join(self.consumers),
                 len(again),
+                self.noun,
                 self.after,
                 ", ".join(str(r.get("id")) for r in again),
             )

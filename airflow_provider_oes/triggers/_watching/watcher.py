@@ -117,6 +117,7 @@ class Watcher:
                 trigger.redeliver_after,
                 trigger.max_redeliveries,
                 wall,
+                resource_of(trigger).noun,
             )
         )
         self._again: dict[str, WatchedRecord] = {}  # unacknowledged deliveries to emit again
@@ -147,8 +148,8 @@ class Watcher:
         if state is None:
             log.warning(
                 "%r: no stored state under %s: a NEW stream (a first start, or a changed connection, enterprise, "
-                "statuses or start_time), starting from %s. Allocations that became final before that are not "
-                "emitted; set start_time to replay them.",
+                "statuses or start_time), starting from %s. Changes from before that are not emitted (an "
+                "AllocationEventTrigger's start_time replays them).",
                 self,
                 self.store.key,
                 self.trigger.start_time or "now (server time)",
@@ -159,8 +160,8 @@ class Watcher:
             self.window, inflight = EventWindow.restore(self.trigger.query, timedelta(0), state, self.resource)
         except (ValueError, KeyError, TypeError) as exc:
             log.error(
-                "%r: the stored state is unreadable (%s); starting from %s as on a first start. Allocations "
-                "that became final while the state was unreadable are not emitted.",
+                "%r: the stored state is unreadable (%s); starting from %s as on a first start. Changes "
+                "made while the state was unreadable are not emitted.",
                 self,
                 exc,
                 self.trigger.start_time or "now",
@@ -176,10 +177,11 @@ class Watcher:
         )
         if inflight:
             log.warning(
-                "%r: the previous run handed allocations %s to Airflow but stopped before Airflow confirmed it "
+                "%r: the previous run handed %ss %s to Airflow but stopped before Airflow confirmed it "
                 "stored that event; emitting them again (at least once). If that event was stored, they are "
-                "emitted twice: settle idempotently by allocation id.",
+                "emitted twice: act on them idempotently (by id, status and updatedAt).",
                 self,
+                self.resource.noun,
                 ", ".join(inflight),
             )
         return inflight
