@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from tests.fullstack._support import EVENT_POLL_INTERVAL as POLL_INTERVAL
+from tests.fullstack._support import metadata_rows
 from tests.harness.fullstack import EXAMPLE_DAGS, FullStack, oes_connection_json
 
 if TYPE_CHECKING:
@@ -119,6 +120,17 @@ class Ledger:
         for run in self.runs(dag_id):
             counts.update({settlement_id for settlement_id, _s in self.carried(dag_id, run["dag_run_id"])})
         return counts
+
+
+def _acknowledgements(stack: FullStack) -> dict[tuple[str, str, str], str]:
+    """``{(consumer DAG id, settlement id, status): run id}`` of every acknowledgement in the metadata DB."""
+    found: dict[tuple[str, str, str], str] = {}
+    for key, value in metadata_rows(stack, "SELECT key, value FROM asset_state_store WHERE key LIKE 'oes-ack/%'"):
+        _prefix, dag_id, settlement_id, status, _updated = str(key).split("/", 4)
+        run_id = (json.loads(value) if isinstance(value, str) else value)["run_id"]
+        assert (dag_id, settlement_id, status) not in found, f"two acknowledgements of {settlement_id} {status}"
+        found[dag_id, settlement_id, status] = run_id
+    return found
 
 
 def _wait_acted_on(
@@ -240,6 +252,16 @@ def test_each_settlement_reviewed_and_notified_exactly_once_across_a_triggerer_k
     assert {i: outcomes[i]["status"] for i in everything} == {
         i: sim.get_settlement_record(i)["status"] for i in everything
     }
+    # Each run acknowledged, in the asset's state store, exactly what it took on: once per settlement and status.
+    acks = _acknowledgements(stack)
+    assert sorted((d, i, st) for d, i, st in acks if d == REVIEW_DAG) == sorted(
+        (REVIEW_DAG, i, "pending") for i in everything
+    )
+    assert sorted((d, i, st) for d, i, st in acks if d == OUTCOME_DAG) == sorted(
+        (OUTCOME_DAG, i, outcomes[i]["status"]) for i in everything
+    )
+    for (dag_id, settlement_id, _status), run_id in acks.items():
+        assert settlement_id in {s for s, _st in ledger.carried(dag_id, run_id)}, (dag_id, settlement_id, run_id)
     carried = {dag_id: ledger.carried_by_runs(dag_id) for dag_id in (REVIEW_DAG, OUTCOME_DAG)}
     # Every settlement reached a run of each DAG; no run carried anything else.
     assert set(carried[REVIEW_DAG]) == set(carried[OUTCOME_DAG]) == set(everything)
