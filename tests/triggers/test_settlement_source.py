@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from types import SimpleNamespace
 from typing import Any
@@ -164,3 +165,31 @@ async def test_settlements_whose_transfers_say_another_status_are_not_read_by_id
     ]
     assert sorted(by_id) == sorted([watched["id"].lower(), unknown["id"].lower()])
     assert sorted(r.id for r in batch.rows) == sorted([watched["id"], unknown["id"]])
+
+
+async def test_a_poll_slower_than_the_watchers_heartbeat_still_completes() -> None:
+    """The watch loop stops waiting for a batch after a heartbeat's time; the poll must go on, not restart."""
+    client = Client()
+    real = _settlement()
+    client.by_id = {real["id"]: real}
+    client.transfers = [{"settlementId": real["id"]}]
+    plain = client.list_route_page
+
+    async def slow(*args: Any, **kwargs: Any) -> ListPage:
+        await asyncio.sleep(0.05)
+        return await plain(*args, **kwargs)
+
+    client.list_route_page = slow  # type: ignore[method-assign]
+    source = _source(client)
+    timeouts = 0
+    while True:
+        try:
+            batch = await asyncio.wait_for(source.__anext__(), 0.02)  # shorter than one request
+            break
+        except asyncio.TimeoutError:
+            timeouts += 1
+            assert timeouts < 100
+    source._task.cancel()  # type: ignore[union-attr]
+    assert timeouts >= 2
+    assert [r.id for r in batch.rows] == [real["id"]]
+    assert len([a for a in client.asked if a[0] == "settlementTransfers"]) == 1  # one poll, never restarted

@@ -89,6 +89,9 @@ class SettlementSource:
         self._next_poll = clock()
         self._errors = 0
         self._releasing: asyncio.Task[None] | None = None
+        self._task: asyncio.Future[None] | None = None
+        self._queue: asyncio.Queue[FeedBatch | None] = asyncio.Queue()
+        self._failure: BaseException | None = None
         self.partners = PartnerWindows(connection.client, enterprise_id, clock)
         self.polls = 0
         self.requests = 0
@@ -103,9 +106,26 @@ class SettlementSource:
     async def __anext__(self) -> FeedBatch:
         if self.closed:
             raise StopAsyncIteration
-        delay = self._next_poll - self._clock()
-        if delay > 0:
-            await self._sleep(delay)
+        if self._task is None:
+            self._task = asyncio.ensure_future(self._run())
+        # Cancel-safe: the watch loop gives up waiting after a heartbeat's time; the poll goes on in its task.
+        batch = await self._queue.get()
+        if batch is None:
+            raise RuntimeError(f"the settlement change source failed: {self._failure!r}")
+        return batch
+
+    async def _run(self) -> None:
+        try:
+            while not self.closed:
+                delay = self._next_poll - self._clock()
+                if delay > 0:
+                    await self._sleep(delay)
+                self._queue.put_nowait(await self._next())
+        except Exception as exc:  # a bug: the watch loop logs it and opens a fresh source
+            self._failure = exc
+            self._queue.put_nowait(None)
+
+    async def _next(self) -> FeedBatch:
         try:
             batch = await self.poll()
         except OESError as exc:
@@ -237,6 +257,8 @@ class SettlementSource:
         if self.closed:
             return
         self.closed = True
+        if self._task is not None:
+            self._task.cancel()
         from airflow_provider_oes.triggers._shared import connections
 
         try:
