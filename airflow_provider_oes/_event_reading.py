@@ -1,30 +1,53 @@
-"""Reading a consuming run's asset events for :func:`~airflow_provider_oes.assets.new_allocations`: what each
-event carries, and the asset's earlier events a page at a time (the look-back stays bounded)."""
+"""Reading a consuming run's asset events (``new_allocations``, ``new_settlements``): what each event carries,
+and the asset's earlier events a page at a time (the look-back stays bounded)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._acks import DeliveryKey, delivery_key
 
 if TYPE_CHECKING:
+    import logging
     from collections.abc import Iterable, Iterator
 
 
-def carried(event: Any) -> Iterator[Mapping[str, Any]]:
-    """The allocation records an event carries, as stored (not copied: read them, do not keep them)."""
+@dataclass(frozen=True)
+class RecordKind:
+    """What an asset event carries, and what a consumer may act on: allocations or settlements.
+
+    :param noun: The record's name in log lines (``allocation``).
+    :param payload_key: The list of records in a watcher's event payload (``allocations``); also the middle
+        segment of the suggested asset URI.
+    :param outlet_key: The single record a task's outlet event carries (``allocation``), or ``None``.
+    :param statuses: The statuses a consumer may act on (the default): the final ones for allocations.
+    :param status_words: How an error names them (``final statuses``).
+    :param log: The public module's logger, so log lines name it.
+    """
+
+    noun: str
+    payload_key: str
+    outlet_key: str | None
+    statuses: tuple[str, ...]
+    status_words: str
+    log: logging.Logger
+
+
+def carried(event: Any, kind: RecordKind) -> Iterator[Mapping[str, Any]]:
+    """The records of ``kind`` an event carries, as stored (not copied: read them, do not keep them)."""
     extra = event if isinstance(event, Mapping) else getattr(event, "extra", None)
     if not isinstance(extra, Mapping):
         return
     payload = extra.get("payload") if extra.get("from_trigger") else None
     if isinstance(payload, Mapping):
-        allocations = payload.get("allocations")
-        if isinstance(allocations, list):
-            yield from (a for a in allocations if isinstance(a, Mapping))
+        records = payload.get(kind.payload_key)
+        if isinstance(records, list):
+            yield from (r for r in records if isinstance(r, Mapping))
         return
-    single = extra.get("allocation")
+    single = extra.get(kind.outlet_key) if kind.outlet_key else None
     if isinstance(single, Mapping):
         yield single
 
@@ -38,7 +61,7 @@ def by_time(events: Iterable[Any]) -> list[Any]:
     return sorted(events, key=lambda e: (event_time(e) is None, event_time(e) or datetime.min))
 
 
-def drop_carried(found: dict[DeliveryKey, Any], events: Iterable[Any], *, before: datetime) -> None:
+def drop_carried(found: dict[DeliveryKey, Any], events: Iterable[Any], kind: RecordKind, *, before: datetime) -> None:
     """Remove from ``found`` every key an event stored before ``before`` carried (keeps nothing else)."""
     ids = {key.id for key in found}
     for event in events:
@@ -47,12 +70,12 @@ def drop_carried(found: dict[DeliveryKey, Any], events: Iterable[Any], *, before
         stamp = event_time(event)
         if stamp is None or stamp >= before:
             continue
-        for allocation in carried(event):
-            allocation_id = allocation.get("id")
+        for record in carried(event, kind):
+            record_id = record.get("id")
             # The id first: building the whole key (parsing updatedAt) only for ids the run carries keeps a
             # long look-back cheap.
-            if isinstance(allocation_id, str) and allocation_id.lower() in ids:
-                key = delivery_key(allocation)
+            if isinstance(record_id, str) and record_id.lower() in ids:
+                key = delivery_key(record)
                 if key is not None:
                     found.pop(key, None)
 

@@ -25,30 +25,37 @@ Nothing here imports Airflow at module import time (DAG files import it at parse
 from __future__ import annotations
 
 import logging
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow_provider_oes._acks import DeliveryKey, ack_key, ack_value, delivery_key, read_ack
-from airflow_provider_oes._event_reading import (
-    by_time,
-    carried,
-    drop_carried,
-    event_time,
-    paged_events,
-    parsed_time,
-    started_run_of,
+from airflow_provider_oes._acks import DeliveryKey
+from airflow_provider_oes._consuming import (
+    ASSET_URI_SCHEME,
+    CLOCK_MARGIN,
+    DEFAULT_PAGE_SIZE,
+    RACE_WINDOW,
+    asset_uri,
+    first_records,
+    new_records,
+    records_from_asset_event,
 )
+from airflow_provider_oes._event_reading import RecordKind
+from airflow_provider_oes.models import FINAL_STATUS_VALUES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
 
     from airflow_provider_oes.models import Allocation
 
-log = logging.getLogger(__name__)
-
-CLOCK_MARGIN = timedelta(hours=1)
-"""How far Airflow's clock (asset event timestamps) may run behind BitGo's (``updatedAt``) in
-:func:`new_allocations`' look-back."""
+ALLOCATIONS = RecordKind(
+    noun="allocation",
+    payload_key="allocations",
+    outlet_key="allocation",
+    statuses=FINAL_STATUS_VALUES,
+    status_words="final statuses",
+    log=logging.getLogger(__name__),
+)
+"""Allocations on asset events: a watcher's ``payload["allocations"]`` or a task's ``extra["allocation"]``;
+a consumer acts on final ones only."""
 
 __all__ = [
     "ASSET_URI_SCHEME",
@@ -64,9 +71,6 @@ __all__ = [
     "new_allocations",
     "outlet_extra",
 ]
-
-ASSET_URI_SCHEME = "oes"
-"""Scheme of the asset URIs this provider suggests: ``oes://<enterprise id>/allocations/<status>``."""
 
 OUTLET_FIELDS = ("id", "type", "status", "amount", "connectionId", "reason")
 """The allocation fields (API names) a task puts on its outlets' asset events: enough to act on, small
@@ -84,16 +88,7 @@ def allocations_asset_uri(enterprise_id: str, status: str = "cleared") -> str:
     :param enterprise_id: The client's enterprise id (validated like every id sent to the API).
     :param status: The last path segment: a word such as ``cleared`` or ``released``.
     """
-    from urllib.parse import quote
-
-    from airflow_provider_oes._api import validate_enterprise_id
-
-    enterprise_id = validate_enterprise_id(enterprise_id)
-    if not isinstance(status, str) or not status.isidentifier():
-        from airflow_provider_oes.exceptions import OESInvalidRequestError
-
-        raise OESInvalidRequestError(f"status must be a word like 'cleared', got {status!r}")
-    return f"{ASSET_URI_SCHEME}://{quote(enterprise_id, safe='')}/allocations/{status}"
+    return asset_uri(ALLOCATIONS, enterprise_id, status)
 
 
 def outlet_extra(allocation: Allocation, *, enterprise_id: str | None, oes_conn_id: str) -> dict[str, Any]:
@@ -147,46 +142,7 @@ def allocations_from_asset_event(event: Any) -> list[dict[str, Any]]:
         ``inlet_events``), or its ``extra`` dict.
     :returns: ``[]`` when the event carries no allocation (e.g. it came from elsewhere).
     """
-    return [dict(allocation) for allocation in carried(event)]
-
-
-def _candidates(triggering: list[Any], statuses: frozenset[str]) -> dict[DeliveryKey, dict[str, Any]]:
-    """The run's deliveries, each once, in the order of its events; records not in ``statuses`` are skipped.
-
-    Another producer on the same asset (a task's outlet attaching a ``reserved`` allocation) must neither fail
-    the run nor stand for a delivery: such records are logged and left out.
-    """
-    found: dict[DeliveryKey, dict[str, Any]] = {}
-    skipped: list[str] = []
-    for event in triggering:
-        for allocation in allocations_from_asset_event(event):
-            key = delivery_key(allocation)
-            if key is None or key.status not in statuses:
-                skipped.append(f"{allocation.get('id')!s}:{allocation.get('status')!s}")
-                continue
-            found.setdefault(key, allocation)
-    if skipped:
-        log.warning(
-            "Left out %d allocation record(s) whose status is not one of %s: %s",
-            len(skipped),
-            sorted(statuses),
-            ", ".join(skipped[:20]) + (" ..." if len(skipped) > 20 else ""),
-        )
-    return found
-
-
-def _statuses(statuses: Iterable[str] | None) -> frozenset[str]:
-    from airflow_provider_oes.models import TERMINAL_STATUSES
-
-    final = {str(s.value if hasattr(s, "value") else s).lower() for s in TERMINAL_STATUSES}
-    if statuses is None:
-        return frozenset(final)
-    if isinstance(statuses, str):
-        statuses = [statuses]
-    wanted = frozenset(str(s).lower() for s in statuses)
-    if not wanted or not wanted <= final:
-        raise ValueError(f"statuses must be final statuses among {sorted(final)}, got {sorted(wanted)!r}")
-    return wanted
+    return records_from_asset_event(ALLOCATIONS, event)
 
 
 def first_deliveries(
@@ -210,20 +166,7 @@ def first_deliveries(
     :param statuses: The statuses to act on (default: every final status).
     :returns: Allocations in the API's JSON shape, in the order of the triggering events.
     """
-    triggering = by_time(triggering_events)
-    found = _candidates(triggering, _statuses(statuses))
-    stamps = [stamp for event in triggering if (stamp := event_time(event)) is not None]
-    if stamps:
-        drop_carried(found, earlier_events, before=min(stamps))
-    return list(found.values())
-
-
-DEFAULT_PAGE_SIZE = 500
-"""How many asset events :func:`new_allocations` reads per request."""
-
-RACE_WINDOW = timedelta(hours=1)
-"""With acknowledgements, how far before a run's first triggering event :func:`new_allocations` looks for an
-event of the same allocation taken by another run of the DAG that has not acknowledged it yet."""
+    return first_records(ALLOCATIONS, triggering_events, earlier_events, statuses)
 
 
 def new_allocations(
@@ -274,58 +217,13 @@ def new_allocations(
         only with ``acknowledge``: ``dag_run``, ``asset_state_store``.
     :param page_size: Asset events read per request.
     """
-    if page_size < 1:
-        raise ValueError(f"page_size must be a positive number of events, got {page_size!r}")
-    triggering = by_time(triggering_asset_events[asset])
-    found = _candidates(triggering, _statuses(statuses))
-    stamps = [stamp for event in triggering if (stamp := event_time(event)) is not None]
-    if not found:
-        return []
-    store, dag_id, run_id = _ack_target(asset, context) if acknowledge else (None, None, None)
-    if store is None or dag_id is None or run_id is None:
-        updated = [stamp for key in found if (stamp := parsed_time(key.updated_at)) is not None]
-        if stamps and updated:
-            first_at = min(stamps)
-            events = paged_events(inlet_events, asset, min(updated) - CLOCK_MARGIN, first_at, page_size)
-            drop_carried(found, events, before=first_at)
-        return list(found.values())
-
-    own: set[DeliveryKey] = set()
-    for key in list(found):
-        ack = read_ack(store.get(ack_key(dag_id, key)))
-        if ack is None:
-            continue
-        if ack.run_id == run_id:
-            own.add(key)
-        else:
-            del found[key]
-    undecided = {key: found[key] for key in found if key not in own}
-    if stamps and undecided:
-        first_at = min(stamps)
-        events = paged_events(inlet_events, asset, first_at - RACE_WINDOW, first_at, page_size)
-        started_other = (e for e in events if started_run_of(e, dag_id, other_than=run_id))
-        drop_carried(undecided, started_other, before=first_at)
-    kept = {key: allocation for key, allocation in found.items() if key in own or key in undecided}
-    value = ack_value(run_id)
-    for key in kept:
-        if key not in own:
-            store.set(ack_key(dag_id, key), value)
-    return list(kept.values())
-
-
-def _ack_target(asset: Any, context: Mapping[str, Any] | None) -> tuple[Any, str | None, str | None]:
-    """The asset's state store accessor, the DAG id and the run id; ``(None, ...)`` where Airflow has none."""
-    if context is None:
-        from airflow.sdk import get_current_context
-
-        context = get_current_context()
-    stores = context.get("asset_state_store")
-    dag_run = context.get("dag_run")
-    if stores is None or dag_run is None:
-        log.warning(
-            "acknowledge=True, but this task has no asset_state_store (Airflow before 3.3, or %r is not among "
-            "its inlets): falling back to matching repeats against earlier events, without acknowledgements",
-            getattr(asset, "name", asset),
-        )
-        return None, None, None
-    return stores[asset], str(dag_run.dag_id), str(dag_run.run_id)
+    return new_records(
+        ALLOCATIONS,
+        asset,
+        triggering_asset_events,
+        inlet_events,
+        statuses=statuses,
+        acknowledge=acknowledge,
+        context=context,
+        page_size=page_size,
+    )

@@ -150,7 +150,7 @@ def test_every_page_is_in_the_toctree(page: str) -> None:
 
 def test_how_to_pages_include_tested_examples() -> None:
     includes = []
-    for page in ("sensor", "operators", "triggers", "event_driven", "settlements"):
+    for page in ("sensor", "operators", "triggers", "event_driven", "settlements", "settlement_events"):
         includes += re.findall(r"literalinclude:: \.\./(example_dags/\w+\.py)", _rst(page))
     examples = {p.relative_to(REPO_ROOT).as_posix() for p in (REPO_ROOT / "example_dags").glob("example_*.py")}
     assert set(includes) == examples  # every example shown, nothing but examples

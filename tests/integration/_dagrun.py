@@ -8,14 +8,19 @@ from typing import Any
 from tests._paths import EXAMPLE_DAGS
 
 
-def load_example_dag(module: str) -> Any:
+def load_example(module: str) -> Any:
     """Import ``example_dags/<module>.py`` (from the configured DAGs folder, so ``dag.test()`` syncs it)."""
     spec = importlib.util.spec_from_file_location(f"oes_example_{module}", EXAMPLE_DAGS / f"{module}.py")
     assert spec is not None
     assert spec.loader is not None
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
-    return mod.dag
+    return mod
+
+
+def load_example_dag(module: str) -> Any:
+    """The ``dag`` of ``example_dags/<module>.py`` (see :func:`load_example`)."""
+    return load_example(module).dag
 
 
 def task_instances(dag_run: Any) -> dict[str, Any]:
