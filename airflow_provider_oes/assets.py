@@ -39,7 +39,7 @@ from airflow_provider_oes._consuming import (
     records_from_asset_event,
 )
 from airflow_provider_oes._event_reading import RecordKind
-from airflow_provider_oes.models import FINAL_STATUS_VALUES
+from airflow_provider_oes.models import ALLOCATIONS_PAYLOAD_KEY, FINAL_STATUS_VALUES
 
 if TYPE_CHECKING:
     from collections.abc import Iterable, Mapping
@@ -48,7 +48,7 @@ if TYPE_CHECKING:
 
 ALLOCATIONS = RecordKind(
     noun="allocation",
-    payload_key="allocations",
+    payload_key=ALLOCATIONS_PAYLOAD_KEY,
     outlet_key="allocation",
     statuses=FINAL_STATUS_VALUES,
     status_words="final statuses",

@@ -26,7 +26,9 @@ from pydantic.alias_generators import to_camel
 from airflow_provider_oes._time import format_api_datetime
 
 __all__ = [
+    "ALLOCATIONS_PAYLOAD_KEY",
     "FINAL_STATUS_VALUES",
+    "SETTLEMENTS_PAYLOAD_KEY",
     "STATUS_VALUES",
     "SUCCESS_STATUS",
     "TERMINAL_STATUSES",
@@ -88,6 +90,12 @@ TERMINAL_STATUSES: frozenset[AllocationStatus] = frozenset({AllocationStatus.CLE
 
 SUCCESS_STATUS: AllocationStatus = AllocationStatus.CLEARED
 """The only status that lets a settlement go ahead."""
+
+ALLOCATIONS_PAYLOAD_KEY = "allocations"
+"""Where a watcher's event payload lists its allocations (written by the trigger, read by ``new_allocations``)."""
+
+SETTLEMENTS_PAYLOAD_KEY = "settlements"
+"""Where a watcher's event payload lists its settlements (written by the trigger, read by ``new_settlements``)."""
 
 STATUS_VALUES: tuple[str, ...] = tuple(sorted(status.value for status in AllocationStatus))
 """Every status as the API spells it (the list endpoint's ``statuses`` filter takes these)."""

@@ -19,6 +19,7 @@ from airflow_provider_oes._consuming import (
     records_from_asset_event,
 )
 from airflow_provider_oes._event_reading import RecordKind
+from airflow_provider_oes.models import SETTLEMENTS_PAYLOAD_KEY
 from airflow_provider_oes.settlement_models import SettlementStatus
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ __all__ = ["SETTLEMENTS", "new_settlements", "settlements_asset_uri", "settlemen
 
 SETTLEMENTS = RecordKind(
     noun="settlement",
-    payload_key="settlements",
+    payload_key=SETTLEMENTS_PAYLOAD_KEY,
     outlet_key=None,
     statuses=tuple(status.value for status in SettlementStatus),
     status_words="settlement statuses",

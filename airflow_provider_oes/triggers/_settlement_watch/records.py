@@ -7,6 +7,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_oes._settlement_api import parse_record
+from airflow_provider_oes.models import SETTLEMENTS_PAYLOAD_KEY
 from airflow_provider_oes.settlement_models import ListedSettlement
 from airflow_provider_oes.triggers._watching.resource import WatchedResource
 
@@ -104,7 +105,7 @@ def settlement_resource(open_subscription: Callable[..., Any]) -> WatchedResourc
     """The watched-resource description of settlements, read through ``open_subscription``."""
     return WatchedResource(
         noun="settlement",
-        payload_key="settlements",
+        payload_key=SETTLEMENTS_PAYLOAD_KEY,
         parse=parse_settlement,
         wanted=_wanted,
         key=delivery_key,

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from airflow_provider_oes._api import parse_allocation_record
+from airflow_provider_oes.models import ALLOCATIONS_PAYLOAD_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -65,7 +66,7 @@ def _final_and_matching(query: Any, allocation: Any) -> bool:
 
 ALLOCATIONS = WatchedResource(
     noun="allocation",
-    payload_key="allocations",
+    payload_key=ALLOCATIONS_PAYLOAD_KEY,
     parse=_parse_allocation,
     wanted=_final_and_matching,
     key=lambda allocation: str(allocation.id),
